@@ -1,0 +1,46 @@
+# `make test` and `make demo` work on a fresh Debian/Ubuntu machine (as root): each installs
+# what it needs first.
+PYTHON ?= python3
+VENV := .venv
+GIXY_VENV := .venv-gixy
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test test-fast demo demo-down system-deps python-deps bench clean
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# gixy-next clashes with gixy-ng, so it lives in its own venv.
+$(GIXY_VENV)/.installed:
+	$(PYTHON) -m venv $(GIXY_VENV)
+	$(GIXY_VENV)/bin/python -m pip install --quiet gixy-next
+	touch $@
+
+python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed
+
+## Every test, the end-to-end tier against real servers and staging hosts included.
+test: system-deps python-deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## The fast tier: settings, rendering, checkers, the sample app. No staging hosts.
+test-fast: system-deps python-deps
+	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+
+## Deploy the sample app to a local staging host and print its URL.
+demo: system-deps python-deps
+	$(VENV)/bin/fab staging.up
+	$(VENV)/bin/fab -H staging1 provision deploy
+	$(VENV)/bin/fab -H staging1 smoke
+
+demo-down: python-deps
+	$(VENV)/bin/fab staging.down
+
+clean:
+	rm -rf build rendered .pytest_cache

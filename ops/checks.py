@@ -1,0 +1,176 @@
+"""Each rendered file checked by its own server's checker, before it can go live.
+
+The candidate-config builders are pure (text in, text out) so the deploy uses the same ones
+on the target: the new site files are checked inside the host's whole server config, in
+place of the live ones, without touching what is live.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from . import render, upstart
+from .errors import CheckError, OpsError
+
+NGINX_SITES_INCLUDE = re.compile(r"^(\s*)include\s+/etc/nginx/sites-enabled/\*;", re.M)
+APACHE_SITES_INCLUDE = re.compile(r"^(\s*)IncludeOptional\s+sites-enabled/\*\.conf", re.M)
+APACHE_MODULES = (("wsgi_module", "mod_wsgi.so"), ("headers_module", "mod_headers.so"))
+
+
+def nginx_candidate_main(live_main, site_dir):
+    """The live nginx.conf with its sites-enabled include pointed at site_dir."""
+    text, count = NGINX_SITES_INCLUDE.subn(rf"\1include {site_dir}/*;", live_main)
+    if count != 1:
+        raise OpsError("nginx.conf has no 'include /etc/nginx/sites-enabled/*;' line; "
+                       "flask-ops installs sites there and cannot check them in context")
+    return text
+
+
+def apache_candidate_main(live_main, site_dir, load_modules=False):
+    """The live apache2.conf with its sites-enabled include pointed at site_dir.
+
+    load_modules adds mod_wsgi/mod_headers when the host has not enabled them (local checks
+    only: on a target, provisioning enables them and the check must see the real state).
+    """
+    include = f"IncludeOptional {site_dir}/*.conf"
+    if load_modules:
+        guards = "".join(
+            f"<IfModule !{name}>\n    LoadModule {name} /usr/lib/apache2/modules/{so}\n"
+            f"</IfModule>\n" for name, so in APACHE_MODULES)
+        include = guards + include
+    text, count = APACHE_SITES_INCLUDE.subn(lambda m: m.group(1) + include, live_main)
+    if count != 1:
+        raise OpsError("apache2.conf has no 'IncludeOptional sites-enabled/*.conf' line; "
+                       "flask-ops installs sites there and cannot check them in context")
+    return text
+
+
+def nginx_test_command(main_conf):
+    return ["nginx", "-t", "-q", "-c", main_conf]
+
+
+def apache_test_command(main_conf):
+    # apache2ctl reads /etc/apache2/envvars (APACHE_LOG_DIR, APACHE_RUN_USER, ...) first.
+    return ["apache2ctl", "-t", "-f", main_conf]
+
+
+def uwsgi_test_command(ini):
+    # --get parses the ini (strict: unknown option is fatal), loads its plugins, prints one
+    # option and exits: nothing is bound, imported or written.
+    return [render.UWSGI_BIN, "--ini", ini, "--get", "socket"]
+
+
+def systemd_test_command(unit):
+    return ["systemd-analyze", "verify", unit]
+
+
+# ---------------------------------------------------------------- local execution
+
+def _run(argv, checker, isolate=(), users=()):
+    """Run a checker, in a private mount namespace when we are root, so it leaves no trace.
+
+    isolate: directories covered by an empty tmpfs (nginx -t creates log files and cache
+    directories). users: accounts that exist only on the target, added to a private copy of
+    /etc/passwd so the checker resolves them exactly as the target will.
+    """
+    if (isolate or users) and os.geteuid() == 0 and shutil.which("unshare"):
+        steps = [f"mount -t tmpfs flask-ops-check {p} && mkdir -p {p}/nginx"
+                 for p in isolate if os.path.isdir(p)]
+        for user, group in users:
+            steps.append(f"""getent passwd {user} >/dev/null || {{
+                t=$(mktemp -d) && cp /etc/passwd /etc/group "$t"/ &&
+                echo '{user}:x:64999:'$(getent group {group} | cut -d: -f3)'::/nonexistent:/usr/sbin/nologin' >> "$t"/passwd &&
+                mount --bind "$t"/passwd /etc/passwd; }}""")
+        script = " && ".join(steps + ['exec "$@"'])
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise CheckError(checker, proc.stdout)
+    return proc.stdout
+
+
+def _write(files, root):
+    paths = []
+    for f in files:
+        path = Path(root) / PurePosixPath(f.path).name
+        path.write_text(f.content)
+        paths.append(str(path))
+    return paths
+
+
+def check_nginx(files, workdir):
+    sites = Path(workdir, "nginx-sites")
+    sites.mkdir()
+    _write(files, sites)
+    main = Path(workdir, "nginx.conf")
+    main.write_text(nginx_candidate_main(Path("/etc/nginx/nginx.conf").read_text(), sites))
+    return _run(nginx_test_command(str(main)), "nginx -t", isolate=("/var/log", "/var/cache"))
+
+
+def check_apache(files, workdir, users=()):
+    sites = Path(workdir, "apache-sites")
+    sites.mkdir()
+    _write([f for f in files if f.kind == render.APACHE], sites)
+    main = Path(workdir, "apache2.conf")
+    main.write_text(apache_candidate_main(Path("/etc/apache2/apache2.conf").read_text(), sites,
+                                          load_modules=True))
+    return _run(apache_test_command(str(main)), "apache2ctl -t", users=users)
+
+
+def check_wsgi(files, workdir):
+    for f in files:
+        try:
+            compile(f.content, f.path, "exec")
+        except SyntaxError as exc:
+            raise CheckError("python compile", f"{f.path}: {exc}") from None
+
+
+def check_uwsgi(files, workdir):
+    for path in _write(files, workdir):
+        _run(uwsgi_test_command(path), "uwsgi (strict)")
+
+
+def check_systemd(files, workdir):
+    for path in _write(files, workdir):
+        _run(systemd_test_command(path), "systemd-analyze verify")
+
+
+def check_upstart(files, workdir):
+    for f in files:
+        try:
+            upstart.check(f.content)
+        except upstart.UpstartSyntaxError as exc:
+            raise CheckError("upstart job check", f"{f.path}: {exc}") from None
+
+
+CHECKERS = {
+    render.NGINX: check_nginx,
+    render.APACHE: check_apache,
+    render.WSGI: check_wsgi,
+    render.UWSGI: check_uwsgi,
+    render.SYSTEMD: check_systemd,
+    render.UPSTART: check_upstart,
+}
+
+
+def check_local(files, settings=None):
+    """Run every file's checker on this machine; raise CheckError on the first refusal.
+
+    Returns the names of the checkers that passed, in order.
+    """
+    passed = []
+    with tempfile.TemporaryDirectory(prefix="flask-ops-check-") as workdir:
+        for kind, checker in CHECKERS.items():
+            mine = [f for f in files if f.kind == kind]
+            if mine:
+                sub = Path(workdir, kind)
+                sub.mkdir()
+                if kind == render.APACHE and settings is not None:
+                    checker(mine, sub, users=[(settings.app_user, settings.group)])
+                else:
+                    checker(mine, sub)
+                passed.append(kind)
+    return passed

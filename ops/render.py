@@ -1,0 +1,90 @@
+"""Settings -> the exact files a host gets. Pure: no I/O besides reading templates."""
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import jinja2
+
+MANAGED = "Managed by flask-ops: local edits are overwritten on the next deploy."
+UWSGI_BIN = "/usr/bin/uwsgi"
+UWSGI_PLUGIN = "python3"
+
+# What each rendered file is, so checks and reloads can pick theirs.
+NGINX, APACHE, UWSGI, SYSTEMD, UPSTART, WSGI = "nginx", "apache", "uwsgi", "systemd", "upstart", "wsgi"
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("ops", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=False,
+    autoescape=False,  # config files, not HTML; every value is whitelisted in settings
+)
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file as it will be installed on the host."""
+
+    path: str  # absolute path on the host
+    content: str
+    kind: str
+    mode: int = 0o644
+    in_release: bool = False  # travels inside the release (under current/), not in /etc
+
+
+def _size_bytes(size):
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    suffix = size[-1].lower()
+    return int(size[:-1]) * units[suffix] if suffix in units else int(size)
+
+
+def _render(template, settings, **extra):
+    return _env.get_template(template).render(s=settings, managed=MANAGED, **extra)
+
+
+def catchall_name(settings):
+    return f"000-flask-ops-catchall-{settings.listen_port}.conf"
+
+
+def render(settings):
+    """Every file the settings call for, in install order."""
+    s = settings
+    if s.stack == "apache-modwsgi":
+        module, callable_ = s.wsgi.split(":")
+        return [
+            RenderedFile(f"/etc/apache2/sites-available/{catchall_name(s)}",
+                         _render("apache/catchall.conf.j2", s), APACHE),
+            RenderedFile(f"/etc/apache2/sites-available/{s.app_name}.conf",
+                         _render("apache/site.conf.j2", s,
+                                 body_limit_bytes=_size_bytes(s.client_max_body_size)), APACHE),
+            RenderedFile(s.wsgi_file, _render("apache/app.wsgi.j2", s, module=module,
+                                              callable=callable_), WSGI, in_release=True),
+        ]
+    files = [
+        RenderedFile(f"/etc/nginx/sites-available/{catchall_name(s)}",
+                     _render("nginx/catchall.conf.j2", s), NGINX),
+        RenderedFile(f"/etc/nginx/sites-available/{s.app_name}.conf",
+                     _render("nginx/site.conf.j2", s), NGINX),
+        RenderedFile(s.uwsgi_ini, _render("uwsgi/uwsgi.ini.j2", s, plugin=UWSGI_PLUGIN), UWSGI),
+    ]
+    if s.init == "systemd":
+        files.append(RenderedFile(f"/etc/systemd/system/{s.service}.service",
+                                  _render("systemd/uwsgi.service.j2", s, uwsgi_bin=UWSGI_BIN),
+                                  SYSTEMD))
+    else:
+        files.append(RenderedFile(f"/etc/init/{s.service}.conf",
+                                  _render("upstart/uwsgi.conf.j2", s, uwsgi_bin=UWSGI_BIN),
+                                  UPSTART))
+    return files
+
+
+def write_tree(files, out_dir):
+    """Write rendered files under out_dir, mirroring their host paths. Returns the paths."""
+    written = []
+    for f in files:
+        target = Path(out_dir) / PurePosixPath(f.path).relative_to("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f.content)
+        target.chmod(f.mode)
+        written.append(target)
+    return written
