@@ -135,7 +135,10 @@ def check_uwsgi(files, workdir):
 
 def check_systemd(files, workdir):
     for path in _write(files, workdir):
-        _run(systemd_test_command(path), "systemd-analyze verify")
+        output = _run(systemd_test_command(path), "systemd-analyze verify")
+        # verify exits 0 on unknown keys and bad values ("..., ignoring"); we do not ignore.
+        if output.strip():
+            raise CheckError("systemd-analyze verify", output)
 
 
 def check_upstart(files, workdir):

@@ -1,0 +1,49 @@
+import shutil
+import subprocess
+
+import pytest
+
+from ops import build
+from ops.errors import OpsError
+
+from conftest import ROOT, SAMPLE
+
+
+def test_collectstatic_puts_blueprint_files_at_flask_urls(load, tmp_path):
+    out, count = build.collectstatic(load(), tmp_path / "static")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["css/site.css", "js/site.js", "reports/reports.css"]
+    assert count == 3
+    assert (out / "reports/reports.css").read_bytes() == (
+        SAMPLE / "reports/static/reports.css").read_bytes()
+
+
+def test_collectstatic_refuses_a_blueprint_nginx_would_not_find(tmp_path):
+    src = tmp_path / "app"
+    shutil.copytree(SAMPLE, src, ignore=shutil.ignore_patterns("__pycache__"))
+    bp = src / "reports/__init__.py"
+    bp.write_text(bp.read_text().replace('static_url_path="/static/reports"',
+                                         'static_url_path="/reports-static"'))
+    from ops import settings as settings_mod
+    s = settings_mod.load({"source": "app"}, project_root=tmp_path)
+    with pytest.raises(OpsError, match="reports.static:reports.css is served by Flask at "
+                                       "/reports-static/reports.css"):
+        build.collectstatic(s, tmp_path / "out")
+
+
+def test_collectstatic_reports_an_app_that_does_not_import(tmp_path):
+    from ops import settings as settings_mod
+    shutil.copytree(SAMPLE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "app/app.py").write_text("import no_such_module\n")
+    s = settings_mod.load({"source": "app"}, project_root=tmp_path)
+    with pytest.raises(OpsError, match="cannot import app:app: ModuleNotFoundError"):
+        build.collectstatic(s, tmp_path / "out")
+
+
+def test_fab_collectstatic(tmp_path):
+    result = subprocess.run([str(ROOT / ".venv/bin/fab"), "collectstatic", "--out",
+                             str(tmp_path / "c")], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert result.returncode == 0, result.stdout
+    assert "collected 3 files" in result.stdout
+    assert (tmp_path / "c/reports/reports.css").is_file()

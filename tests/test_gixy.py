@@ -1,0 +1,50 @@
+"""gixy-next (in its own venv) finds nothing of MEDIUM or HIGH severity in any nginx shape."""
+
+import json
+import subprocess
+
+import pytest
+
+from ops import render, settings
+
+from conftest import ROOT
+
+GIXY = ROOT / ".venv-gixy/bin/gixy"
+# A main config like Debian's, tuned so that only the rendered sites are under review.
+MAIN = """worker_processes auto;
+worker_rlimit_nofile 8192;
+events {{ worker_connections 1024; }}
+http {{
+    include /etc/nginx/mime.types;
+    include {sites}/*.conf;
+}}
+"""
+
+
+@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+def test_no_medium_or_high_findings(load, tmp_path, shape):
+    if not GIXY.exists():
+        pytest.fail("gixy-next is not installed: run `make python-deps`")
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    for f in render.render(load(nginx=shape)):
+        if f.kind == render.NGINX:
+            (sites / f.path.rsplit("/", 1)[1]).write_text(f.content)
+    (tmp_path / "nginx.conf").write_text(MAIN.format(sites=sites))
+    out = subprocess.run([str(GIXY), "-f", "json", str(tmp_path / "nginx.conf")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    findings = json.loads(out.stdout)
+    assert findings is not None
+    serious = [(f["plugin"], f["severity"], f.get("reason")) for f in findings
+               if f["severity"] in ("MEDIUM", "HIGH")]
+    assert serious == []
+
+
+def test_gixy_does_flag_a_known_hole(tmp_path):
+    """The harness is able to fail: an alias traversal is reported."""
+    (tmp_path / "nginx.conf").write_text(MAIN.format(sites=tmp_path).replace(
+        f"include {tmp_path}/*.conf;",
+        "server { listen 80; location /static { alias /srv/x/static/; } }"))
+    out = subprocess.run([str(GIXY), "-f", "json", str(tmp_path / "nginx.conf")],
+                         stdout=subprocess.PIPE, text=True)
+    assert "alias_traversal" in {f["plugin"] for f in json.loads(out.stdout)}

@@ -1,0 +1,190 @@
+"""Every combination renders, and every rendered file passes its real server's checker."""
+
+import dataclasses
+import itertools
+import re
+import subprocess
+
+import pytest
+
+from ops import checks, render, settings
+from ops.errors import CheckError
+
+COMBOS = list(itertools.product(settings.STACKS, settings.NGINX_SHAPES, settings.INITS))
+
+
+def by_kind(files, kind):
+    return [f for f in files if f.kind == kind]
+
+
+def site(files):
+    return next(f.content for f in files if f.path.endswith("/sample.conf"))
+
+
+@pytest.mark.parametrize("stack, shape, init", COMBOS)
+def test_every_combination_passes_the_real_checkers(load, stack, shape, init):
+    s = load(stack=stack, nginx=shape, init=init)
+    files = render.render(s)
+    expected = ({"apache", "wsgi"} if stack == "apache-modwsgi"
+                else {"nginx", "uwsgi", "systemd" if init == "systemd" else "upstart"})
+    assert set(checks.check_local(files, s)) == expected
+    for f in files:
+        assert f.content.startswith(("# " + render.MANAGED, "; " + render.MANAGED))
+
+
+def test_render_tree_mirrors_host_paths(load, tmp_path):
+    render.write_tree(render.render(load()), tmp_path)
+    assert (tmp_path / "etc/nginx/sites-available/sample.conf").is_file()
+    assert (tmp_path / "etc/nginx/sites-available/000-flask-ops-catchall-80.conf").is_file()
+    assert (tmp_path / "etc/flask-ops/sample/uwsgi.ini").is_file()
+    assert (tmp_path / "etc/systemd/system/sample-uwsgi.service").is_file()
+    render.write_tree(render.render(load(init="upstart")), tmp_path / "u")
+    assert (tmp_path / "u/etc/init/sample-uwsgi.conf").is_file()
+    render.write_tree(render.render(load(stack="apache-modwsgi")), tmp_path / "a")
+    assert (tmp_path / "a/etc/apache2/sites-available/sample.conf").is_file()
+    assert (tmp_path / "a/srv/sample/current/sample.wsgi").is_file()
+
+
+def test_uwsgi_ini_production_baseline(load):
+    ini = by_kind(render.render(load()), "uwsgi")[0].content
+    for line in ["strict = true", "master = true", "need-app = true", "vacuum = true",
+                 "die-on-term = true", "enable-threads = true", "harakiri = 60",
+                 "max-requests = 1000", "chmod-socket = 660", "uid = sample",
+                 "gid = www-data", "chown-socket = sample:www-data", "module = app:app",
+                 "socket = /run/sample/uwsgi.sock"]:
+        assert line in ini.splitlines(), line
+    assert "\ndaemonize" not in ini and "uid = root" not in ini
+
+
+def test_systemd_unit_runs_unprivileged_and_notifies(load):
+    unit = by_kind(render.render(load()), "systemd")[0].content
+    for line in ["Type=notify", "NotifyAccess=all", "User=sample", "Group=www-data",
+                 "RuntimeDirectory=sample", "KillSignal=SIGQUIT", "Restart=on-failure",
+                 "ExecStart=/usr/bin/uwsgi --ini /etc/flask-ops/sample/uwsgi.ini"]:
+        assert line in unit.splitlines(), line
+
+
+def test_upstart_job_uses_its_own_socket_dir(load):
+    files = render.render(load(init="upstart"))
+    job = by_kind(files, "upstart")[0].content
+    assert "setuid sample" in job and "exec /usr/bin/uwsgi --ini" in job
+    assert "socket = /srv/sample/shared/run/uwsgi.sock" in by_kind(files, "uwsgi")[0].content
+    assert "unix:/srv/sample/shared/run/uwsgi.sock" in site(files)
+
+
+@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+def test_nginx_security_defaults(load, shape):
+    files = render.render(load(nginx=shape))
+    conf = site(files)
+    catchall = files[0].content
+    assert "default_server" in catchall and "return 444;" in catchall
+    assert "default_server" not in conf
+    assert "location /static/ {" in conf and "alias /srv/sample/current/collected_static/;" in conf
+    assert "location ~ /\\.(?!well-known/)" in conf
+    assert conf.count("server_tokens off;") == (2 if shape != "default" else 1)
+    for header in ["X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"]:
+        assert re.search(rf'add_header {header} "[^"]+" always;', conf)
+    # No add_header inside the public server's locations: it would drop the inherited ones.
+    public = conf[conf.index("# Public tier."):]
+    for block in re.findall(r"location [^{]+\{([^}]*)\}", public):
+        assert "add_header" not in block
+    assert "$proxy_add_x_forwarded_for" not in conf
+    assert "uwsgi_param HTTP_X_FORWARDED_FOR $remote_addr;" in conf
+
+
+def test_streaming_locations_are_unbuffered_at_every_tier(load):
+    conf = site(render.render(load(nginx="proxy")))
+    inner = conf[:conf.index("# Public tier.")]
+    public = conf[conf.index("# Public tier."):]
+    time_inner = re.search(r"location /time \{([^}]*)\}", inner).group(1)
+    assert "uwsgi_buffering off;" in time_inner
+    assert 'add_header X-Accel-Buffering "no";' in time_inner
+    assert "uwsgi_pass_header X-Accel-Buffering;" in inner
+    assert "gzip off;" in re.search(r"location /time \{([^}]*)\}", public).group(1)
+    one_tier = site(render.render(load()))
+    assert "uwsgi_buffering off;" in re.search(r"location /time \{([^}]*)\}", one_tier).group(1)
+
+
+def test_cache_shape_caches_only_what_is_safe(load):
+    conf = site(render.render(load(nginx="cache")))
+    assert "proxy_cache_path /var/cache/nginx/sample levels=1:2 keys_zone=sample_cache:10m" in conf
+    assert "proxy_cache_valid 200 10m;" in conf and "proxy_cache_valid any" not in conf
+    assert "proxy_cache_bypass $cookie_session $http_authorization;" in conf
+    assert "proxy_no_cache $cookie_session $http_authorization;" in conf
+    assert "add_header X-Cache-Status $upstream_cache_status always;" in conf
+    assert "proxy_ignore_headers" not in conf  # Set-Cookie responses stay uncached
+    assert "proxy_cache off;" in re.search(r"location /time \{([^}]*)\}",
+                                           conf[conf.index("# Public tier."):]).group(1)
+
+
+def test_apache_site_daemon_mode(load):
+    files = render.render(load(stack="apache-modwsgi"))
+    conf = site(files)
+    assert ("WSGIDaemonProcess sample python-home=/srv/sample/current/venv "
+            "home=/srv/sample/current processes=2 threads=2 display-name=%{GROUP} "
+            "user=sample group=www-data") in conf
+    for line in ["WSGIProcessGroup sample", "WSGIApplicationGroup %{GLOBAL}",
+                 "WSGIRestrictEmbedded On", "Require all granted",
+                 "Alias /static/ /srv/sample/current/collected_static/",
+                 "WSGIScriptAlias / /srv/sample/current/sample.wsgi"]:
+        assert line in conf, line
+    assert "Order allow,deny" not in conf
+    wsgi = by_kind(files, "wsgi")[0].content
+    assert "from app import app as application" in wsgi
+
+
+def test_rendering_is_deterministic(load):
+    assert render.render(load(nginx="cache")) == render.render(load(nginx="cache"))
+
+
+def test_strict_undefined_fails_loudly(load):
+    with pytest.raises(Exception, match="undefined"):
+        render._render("uwsgi/uwsgi.ini.j2", load())  # `plugin` not passed
+
+
+# ---- the checkers are real: they refuse broken files ---------------------------------------
+
+def broken(files, kind, old, new):
+    out = [dataclasses.replace(f, content=f.content.replace(old, new, 1))
+           if f.kind == kind else f for f in files]
+    assert out != files, f"{old!r} not found in any {kind} file"
+    return out
+
+
+@pytest.mark.parametrize("stack, kind, old, new, checker", [
+    ("nginx-uwsgi", "nginx", "server_tokens off;", "server_tokens maybe;", "nginx -t"),
+    ("nginx-uwsgi", "nginx", "listen 80;", "listen 80 default_server;", "nginx -t"),
+    ("nginx-uwsgi", "uwsgi", "vacuum = true", "vacum = true", "uwsgi (strict)"),
+    ("nginx-uwsgi", "systemd", "Type=notify", "Type=notifyy", "systemd-analyze verify"),
+    ("nginx-uwsgi", "systemd", "KillSignal=", "KillSignall=", "systemd-analyze verify"),
+    ("apache-modwsgi", "apache", "WSGIProcessGroup sample", "WSGIProcesGroup sample",
+     "apache2ctl -t"),
+    ("apache-modwsgi", "wsgi", "import sys", "import sys(", "python compile"),
+])
+def test_checkers_refuse_a_broken_file(load, stack, kind, old, new, checker):
+    s = load(stack=stack)
+    with pytest.raises(CheckError) as err:
+        checks.check_local(broken(render.render(s), kind, old, new), s)
+    assert err.value.checker == checker
+
+
+def test_local_checks_leave_no_logs_behind(load, tmp_path):
+    s = load(app_name="leaktest", nginx="cache")
+    checks.check_local(render.render(s), s)
+    assert not list(__import__("pathlib").Path("/var/log/nginx").glob("leaktest*"))
+
+
+def test_candidate_config_replaces_live_sites(tmp_path):
+    live = "http {\n    include /etc/nginx/conf.d/*.conf;\n    include /etc/nginx/sites-enabled/*;\n}\n"
+    assert "include /tmp/x/*;" in checks.nginx_candidate_main(live, "/tmp/x")
+    assert "sites-enabled" not in checks.nginx_candidate_main(live, "/tmp/x")
+    with pytest.raises(Exception, match="sites-enabled"):
+        checks.nginx_candidate_main("http {}", "/tmp/x")
+
+
+def test_fab_check_task_reports_each_checker():
+    from conftest import ROOT
+    out = subprocess.run([str(ROOT / ".venv/bin/fab"), "check"], cwd=ROOT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert out.returncode == 0, out.stdout
+    assert out.stdout.split() == ["ok", "nginx", "ok", "uwsgi", "ok", "systemd"]

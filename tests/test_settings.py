@@ -1,0 +1,113 @@
+import subprocess
+
+import pytest
+
+from ops import settings
+from ops.errors import SettingsError
+
+from conftest import ROOT
+
+
+def test_defaults_describe_the_sample_app(load):
+    s = load()
+    assert (s.app_name, s.wsgi, s.stack, s.nginx, s.init) == (
+        "sample", "app:app", "nginx-uwsgi", "default", "systemd")
+    assert s.base == "/srv/sample" and s.app_user == "sample" and s.group == "www-data"
+    assert s.source_dir == ROOT / "sample_app"
+    assert s.requirements_file.is_file()
+
+
+@pytest.mark.parametrize("key, value", [
+    ("server_names", ["evil.com; include /etc/passwd"]),
+    ("server_names", ["a.com{"]),
+    ("server_names", ["a.com}"]),
+    ("server_names", ['a"b.com']),
+    ("server_names", ["a'b.com"]),
+    ("server_names", ["a b.com"]),
+    ("server_names", ["a.com\nlisten 81"]),
+    ("server_names", []),
+    ("app_name", "My App"),
+    ("app_name", "../etc"),
+    ("app_name", "app;rm"),
+    ("app_name", "9lives"),
+    ("base_dir", "srv/app"),
+    ("base_dir", "/srv/../etc"),
+    ("base_dir", "/srv/app\n"),
+    ("source", "../elsewhere"),
+    ("source", "/abs/path"),
+    ("requirements", "../requirements.txt"),
+    ("wsgi", "app"),
+    ("wsgi", "app:app; import os"),
+    ("listen_port", 0),
+    ("listen_port", 65536),
+    ("listen_port", "80"),
+    ("upstream_port", -1),
+    ("processes", 0),
+    ("threads", 0),
+    ("processes", True),
+    ("stack", "gunicorn"),
+    ("nginx", "fancy"),
+    ("init", "runit"),
+    ("static_url", "/static"),
+    ("static_url", "/static/;"),
+    ("streaming", ["/time {"]),
+    ("client_max_body_size", "10m;"),
+    ("cache_ttl", "forever"),
+    ("session_cookie", "a b"),
+    ("user", "root;"),
+])
+def test_hostile_or_malformed_values_are_refused_naming_the_key(load, key, value):
+    with pytest.raises(SettingsError) as err:
+        load(**{key: value})
+    assert err.value.key == key
+    assert f"deploy.{key}" in str(err.value) and "expected" in str(err.value)
+
+
+def test_unknown_key_is_an_error(load):
+    with pytest.raises(SettingsError, match="deploy.sever_names"):
+        load(sever_names=["x.com"])
+
+
+def test_two_tier_ports_must_differ(load):
+    with pytest.raises(SettingsError, match="upstream_port"):
+        load(nginx="proxy", listen_port=8080, upstream_port=8080)
+
+
+def test_missing_source_and_requirements_are_reported(load):
+    with pytest.raises(SettingsError, match="source"):
+        load(source="no_such_dir")
+    with pytest.raises(SettingsError, match="requirements"):
+        load(requirements="missing.txt")
+
+
+def test_settings_are_frozen(load):
+    with pytest.raises(Exception):
+        load().app_name = "other"
+
+
+def fab(*args, cwd=ROOT):
+    return subprocess.run([str(ROOT / ".venv/bin/fab"), *args], cwd=cwd, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("bad", ['server_names: ["x.com;"]', "app_name: Bad-Name",
+                                 "base_dir: relative/path", 'wsgi: "noattr"',
+                                 "listen_port: 70000", "processes: 0"])
+def test_fab_render_refuses_bad_input_and_writes_nothing(tmp_path, bad):
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"deploy:\n  {bad}\n")
+    out = tmp_path / "out"
+    result = fab("-f", str(config), "render", "--out", str(out))
+    assert result.returncode == 1
+    key = bad.split(":")[0]
+    assert f"deploy.{key}" in result.stdout and "Traceback" not in result.stdout
+    assert not out.exists()
+
+
+def test_fab_runtime_config_overrides_project_config(tmp_path):
+    config = tmp_path / "apache.yaml"
+    config.write_text("deploy:\n  stack: apache-modwsgi\n")
+    result = fab("-f", str(config), "render", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout
+    assert (tmp_path / "out/etc/apache2/sites-available/sample.conf").is_file()
+    assert not (tmp_path / "out/etc/nginx").exists()
