@@ -12,7 +12,7 @@ from fabric import task
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from . import build, checks, render, settings as settings_mod
+from . import build, checks, render, settings as settings_mod, staging
 from .errors import OpsError
 
 
@@ -64,7 +64,33 @@ def check(c):
         print(f"ok  {kind}")
 
 
-ns = Collection(render_, collectstatic, check)
+@ops_task(help={"count": "how many hosts (staging1..stagingN); default 1"})
+def up(c, count=1):
+    """Boot local staging hosts (systemd-nspawn) and write their SSH config."""
+    for h in staging.up(int(count)):
+        print(f"{h.name}  {h.address}  ssh -F {staging.ssh_config_path()} {h.name}")
+
+
+@ops_task
+def down(c):
+    """Remove every staging host, network namespace, veth and process staging.up made."""
+    staging.down()
+    print("no staging hosts left")
+
+
+@ops_task(name="status")
+def staging_status(c):
+    """List staging hosts: address, whether running, whether sshd answers."""
+    rows = staging.status()
+    for row in rows:
+        print(f"{row['name']:10} {row['address']:15} "
+              f"{'running' if row['running'] else 'stopped':8} ssh {'up' if row['ssh'] else 'down'}")
+    if not rows:
+        print("no staging hosts")
+
+
+staging_ns = Collection("staging", up, down, staging_status)
+ns = Collection(render_, collectstatic, check, staging_ns)
 ns.configure({"deploy": {}})
 
 

@@ -1,0 +1,311 @@
+"""Local staging hosts: Debian bookworm containers booted with systemd-nspawn.
+
+Each host is a real systemd machine (PID 1, sshd, nginx, apache) in its own network
+namespace, on a private bridge in 198.18.0.0/24 (the benchmarking range), with no route
+anywhere else. The root filesystem is built once with debootstrap and shared read-only
+through overlayfs; each host writes only to its own upper directory.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import OpsError
+
+STATE_DIR = Path(os.environ.get("FLASK_OPS_STAGING_DIR", "/var/lib/flask-ops/staging"))
+IMAGE_DIR = Path(os.environ.get("FLASK_OPS_IMAGE_DIR", "/var/cache/flask-ops/images"))
+SUITE = "bookworm"
+IMAGE_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps", "curl",
+    "nginx", "apache2", "libapache2-mod-wsgi-py3", "uwsgi-core", "uwsgi-plugin-python3",
+    "python3-venv", "ca-certificates",
+)
+IMAGE_VERSION = "1"  # bump when the customisation below changes
+BRIDGE, BRIDGE_ADDR, PREFIX = "fo-br0", "198.18.0.1", 24
+NAME = re.compile(r"staging([1-9][0-9]?)\Z")
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+
+    @property
+    def index(self):
+        return int(NAME.match(self.name).group(1))
+
+    @property
+    def address(self):
+        return f"198.18.0.{10 + self.index}"
+
+    @property
+    def netns(self):
+        return f"flask-ops-{self.name}"
+
+    @property
+    def veth(self):
+        return f"fo-st{self.index}"
+
+    @property
+    def dir(self):
+        return STATE_DIR / "hosts" / self.name
+
+    @property
+    def rootfs(self):
+        return self.dir / "merged"
+
+    @property
+    def pid_file(self):
+        return self.dir / "nspawn.pid"
+
+
+def host(name):
+    if not NAME.match(name or ""):
+        raise OpsError(f"'{name}' is not a staging host name (staging1 ... staging99)")
+    return Host(name)
+
+
+def ssh_config_path():
+    return STATE_DIR / "ssh_config"
+
+
+def key_path():
+    return STATE_DIR / "id_ed25519"
+
+
+def _sh(*argv, check=True, **kwargs):
+    proc = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise OpsError(f"{' '.join(map(str, argv))} failed:\n{proc.stdout.strip()[-2000:]}")
+    return proc
+
+
+def _require_root():
+    if os.geteuid() != 0:
+        raise OpsError("staging hosts need root (debootstrap, network namespaces, nspawn)")
+    for tool in ("debootstrap", "systemd-nspawn", "ip", "ssh-keygen"):
+        if not shutil.which(tool):
+            raise OpsError(f"{tool} is missing: run `make system-deps`")
+
+
+# ------------------------------------------------------------------ image
+
+def image_path():
+    digest = hashlib.sha256(" ".join((SUITE, IMAGE_VERSION) + IMAGE_PACKAGES).encode())
+    return IMAGE_DIR / f"{SUITE}-{digest.hexdigest()[:12]}"
+
+
+def _apt_mirror():
+    """This machine's Debian mirror, so the image comes from where apt already fetches."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        match = re.search(r"^URIs:\s*(\S+/debian)/?\s*$", path.read_text(), re.M)
+        if match:
+            return match.group(1)
+    sources = Path("/etc/apt/sources.list")
+    if sources.exists():
+        match = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)/?\s+\S+\s+main", sources.read_text(), re.M)
+        if match:
+            return match.group(1)
+    return None  # debootstrap's own default
+
+
+def build_image(log=print):
+    """The cached root filesystem; built once per package list (about a minute)."""
+    path = image_path()
+    if (path / "etc" / "flask-ops-image").exists():
+        return path
+    _require_root()
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    log(f"building staging image {path.name} with debootstrap (about a minute, once)")
+    mirror = _apt_mirror()
+    _sh("debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), SUITE,
+        tmp, *([mirror] if mirror else []))
+    # Web servers start only once provisioning picks one (both want port 80).
+    _sh("systemctl", f"--root={tmp}", "disable", "nginx", "apache2")
+    for key in (tmp / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()  # each host gets its own keys
+    (tmp / "etc/machine-id").write_text("")
+    (tmp / "etc/flask-ops-image").write_text(json.dumps({"packages": IMAGE_PACKAGES}))
+    shutil.rmtree(tmp / "var/cache/apt/archives", ignore_errors=True)
+    tmp.rename(path)
+    return path
+
+
+# ------------------------------------------------------------------ network
+
+def _ensure_bridge():
+    if _sh("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        _sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        _sh("ip", "addr", "add", f"{BRIDGE_ADDR}/{PREFIX}", "dev", BRIDGE)
+    _sh("ip", "link", "set", BRIDGE, "up")
+
+
+def _setup_netns(h):
+    if not Path("/run/netns", h.netns).exists():
+        _sh("ip", "netns", "add", h.netns)
+    if _sh("ip", "link", "show", h.veth, check=False).returncode != 0:
+        _sh("ip", "link", "add", h.veth, "type", "veth", "peer", "name", h.veth + "c")
+        _sh("ip", "link", "set", h.veth + "c", "netns", h.netns)
+        _sh("ip", "-n", h.netns, "link", "set", h.veth + "c", "name", "eth0")
+        _sh("ip", "-n", h.netns, "addr", "add", f"{h.address}/{PREFIX}", "dev", "eth0")
+    _sh("ip", "link", "set", h.veth, "master", BRIDGE)
+    _sh("ip", "link", "set", h.veth, "up")
+    _sh("ip", "-n", h.netns, "link", "set", "lo", "up")
+    _sh("ip", "-n", h.netns, "link", "set", "eth0", "up")
+
+
+# ------------------------------------------------------------------ hosts
+
+def _nspawn_pid(h):
+    """The PID of this host's systemd-nspawn, only if it is really ours and alive."""
+    try:
+        pid = int(h.pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    if cmdline and cmdline[0].endswith(b"systemd-nspawn") and str(h.rootfs).encode() in cmdline:
+        return pid
+    return None
+
+
+def _ssh_ready(h, timeout=0.5):
+    try:
+        with socket.create_connection((h.address, 22), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout, what, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise OpsError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _write_access_files(hosts):
+    """ssh_config + known_hosts for every host present: `ssh -F` and Fabric both read them."""
+    entries, known = [], []
+    for h in hosts:
+        pub = h.rootfs / "etc/ssh/ssh_host_ed25519_key.pub"
+        if not pub.exists():
+            continue
+        key = " ".join(pub.read_text().split()[:2])
+        known.append(f"{h.name},{h.address} {key}")
+        entries.append(f"Host {h.name}\n    HostName {h.address}\n    User root\n"
+                       f"    IdentityFile {key_path()}\n    IdentitiesOnly yes\n"
+                       f"    UserKnownHostsFile {STATE_DIR / 'known_hosts'}\n"
+                       f"    StrictHostKeyChecking yes\n")
+    (STATE_DIR / "known_hosts").write_text("\n".join(known) + "\n")
+    ssh_config_path().write_text("# Written by `fab staging.up`.\n" + "\n".join(entries))
+
+
+def existing_hosts():
+    root = STATE_DIR / "hosts"
+    return sorted((Host(p.name) for p in root.iterdir() if NAME.match(p.name)),
+                  key=lambda h: h.index) if root.is_dir() else []
+
+
+def _start(h, image):
+    for sub in ("upper", "work", "merged"):
+        (h.dir / sub).mkdir(parents=True, exist_ok=True)
+    if not os.path.ismount(h.rootfs):
+        _sh("mount", "-t", "overlay", "overlay", "-o",
+            f"lowerdir={image},upperdir={h.dir / 'upper'},workdir={h.dir / 'work'}", h.rootfs)
+    root = h.rootfs
+    (root / "etc/hostname").write_text(h.name + "\n")
+    hostkey = root / "etc/ssh/ssh_host_ed25519_key"
+    if not hostkey.exists():
+        _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", h.name, "-f", hostkey)
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(Path(f"{key_path()}.pub").read_text())
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    _setup_netns(h)
+    log = open(h.dir / "console.log", "ab")
+    proc = subprocess.Popen(
+        ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
+         f"--network-namespace-path=/run/netns/{h.netns}", f"--machine={h.name}",
+         "--console=read-only", "-D", str(root)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    h.pid_file.write_text(str(proc.pid))
+
+
+def up(count=1, log=print):
+    """Make staging1..stagingN running and reachable over SSH; returns the hosts."""
+    _require_root()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    if not key_path().exists():
+        _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flask-ops-staging", "-f",
+            key_path())
+    image = build_image(log)
+    _ensure_bridge()
+    hosts = [Host(f"staging{i}") for i in range(1, count + 1)]
+    for h in hosts:
+        if _nspawn_pid(h):
+            continue
+        log(f"booting {h.name} at {h.address}")
+        _start(h, image)
+    _write_access_files(existing_hosts())
+    for h in hosts:
+        wait_until(lambda: _ssh_ready(h) or not _nspawn_pid(h), 60, f"sshd on {h.name}")
+        if not _nspawn_pid(h):
+            raise OpsError(f"{h.name} did not boot; see {h.dir / 'console.log'}")
+    for h in hosts:
+        ssh(h, "systemctl is-system-running --wait >/dev/null; true", timeout=60)
+    return hosts
+
+
+def ssh(h, command, timeout=30):
+    """Run a command on a staging host with the system ssh client (setup and tests)."""
+    return _sh("ssh", "-F", ssh_config_path(), "-o", "BatchMode=yes", "-o",
+               "ConnectTimeout=5", h.name, command, timeout=timeout)
+
+
+def _stop(h):
+    pid = _nspawn_pid(h)
+    if pid:
+        os.kill(pid, signal.SIGTERM)  # nspawn asks the container's systemd to power off
+        try:
+            wait_until(lambda: _nspawn_pid(h) is None, 20, f"{h.name} to power off")
+        except OpsError:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: _nspawn_pid(h) is None, 10, f"{h.name} to exit")
+    if os.path.ismount(h.rootfs):
+        _sh("umount", "--lazy", h.rootfs)
+    if Path("/run/netns", h.netns).exists():
+        _sh("ip", "netns", "del", h.netns)
+    _sh("ip", "link", "del", h.veth, check=False)
+    shutil.rmtree(h.dir, ignore_errors=True)
+
+
+def down(log=print):
+    """Remove every staging host, namespace, veth and process; the image cache stays."""
+    _require_root()
+    for h in existing_hosts():
+        log(f"removing {h.name}")
+        _stop(h)
+    if _sh("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        _sh("ip", "link", "del", BRIDGE)
+    for path in (ssh_config_path(), STATE_DIR / "known_hosts"):
+        if path.exists():
+            path.unlink()
+
+
+def status():
+    """One dict per known host: name, address, running, ssh."""
+    return [{"name": h.name, "address": h.address, "running": bool(_nspawn_pid(h)),
+             "ssh": _ssh_ready(h)} for h in existing_hosts()]
