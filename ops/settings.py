@@ -28,6 +28,7 @@ _URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*\Z")
 _SIZE = re.compile(r"[0-9]{1,6}[kKmMgG]?\Z")
 _DURATION = re.compile(r"[0-9]{1,6}[smhd]\Z")
 _COOKIE = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+_URL_WITH_QUERY = re.compile(r"/[A-Za-z0-9._~/%-]*(?:\?[A-Za-z0-9._~%&=+-]*)?\Z")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Settings:
     session_cookie: str = "session"
     healthz: str = "/healthz"
     python: str = "/usr/bin/python3"
+    smoke: Tuple[dict, ...] = (
+        {"path": "/", "status": 200, "contains": "Hello from the sample app"},
+        {"path": "/api/sum?n=2&n=40", "status": 200, "contains": '"sum":42'},
+    )
+    smoke_stream: str = "/time?count=4&delay=0.5"
     project_root: str = "."  # not a user key: where relative `source` is resolved
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
@@ -173,6 +179,23 @@ def _list(key, value, pattern, allowed):
     return tuple(_string(key, item, pattern, allowed) for item in value)
 
 
+def _smoke(key, value):
+    allowed = "a list of {path, status, contains} mappings"
+    if not isinstance(value, (list, tuple)):
+        _fail(key, value, allowed)
+    checks = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"path", "status", "contains"}:
+            _fail(key, item, allowed)
+        _string(f"{key}.path", item.get("path"), _URL_WITH_QUERY, "a URL path with an optional query")
+        _int(f"{key}.status", item.get("status", 200), 100, 599)
+        contains = item.get("contains")
+        if contains is not None and (not isinstance(contains, str) or len(contains) > 200):
+            _fail(f"{key}.contains", contains, "a string of at most 200 characters")
+        checks.append({"status": 200, **item})
+    return tuple(checks)
+
+
 _VALIDATORS = {
     "app_name": lambda k, v: _string(k, v, _IDENT, "a lowercase identifier: [a-z][a-z0-9_]{0,30}"),
     "source": _rel_path,
@@ -199,6 +222,9 @@ _VALIDATORS = {
     "session_cookie": lambda k, v: _string(k, v, _COOKIE, "a cookie name: letters, digits, '_'"),
     "healthz": lambda k, v: _string(k, v, _URL_PATH, "a URL path starting with '/'"),
     "python": _abs_path,
+    "smoke": _smoke,
+    "smoke_stream": lambda k, v: _string(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
+    if v else "",
 }
 
 

@@ -12,7 +12,8 @@ from fabric import task
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from . import build, checks, render, settings as settings_mod, staging
+from . import build, checks, deploy as deploy_mod, provision as provision_mod, remote
+from . import render, settings as settings_mod, smoke as smoke_mod, staging
 from .errors import OpsError
 
 
@@ -25,7 +26,8 @@ def ops_task(*args, **kwargs):
             try:
                 return fn(c, *a, **kw)
             except OpsError as exc:
-                raise Exit(f"flask-ops: {fn.__name__}: {exc}", code=1) from None
+                name = kwargs.get("name") or fn.__name__
+                raise Exit(f"flask-ops: {name}: {exc}", code=1) from None
 
         return task(*args, **kwargs)(run)
 
@@ -89,8 +91,87 @@ def staging_status(c):
         print("no staging hosts")
 
 
+@ops_task
+def provision(c):
+    """Prepare the host: packages, the app's user, directories, the front server. Idempotent."""
+    s = load_settings(c)
+    host = remote.connect(c)
+    changes = provision_mod.provision(s, host)
+    for change in changes:
+        print(f"  changed  {change}")
+    print(f"provisioned {host.name}: {len(changes) or 'nothing'} changed")
+
+
+@ops_task(name="deploy", help={"dry_run": "show the config diffs and commands; change nothing"})
+def deploy_(c, dry_run=False):
+    """Build, upload, check on the host, switch atomically, smoke-test; roll back on failure."""
+    s = load_settings(c)
+    host = remote.connect(c)
+    print(f"deploying {s.app_name} to {host.name}{' (dry run)' if dry_run else ''}")
+    released = deploy_mod.deploy(s, host, dry_run=dry_run)
+    if released and not dry_run:
+        print(f"serving {released}: http://{host.address}:{s.listen_port}/ "
+              f"(Host: {s.server_names[0]}; e.g. curl --resolve "
+              f"{s.server_names[0]}:{s.listen_port}:{host.address} "
+              f"http://{s.server_names[0]}:{s.listen_port}/)")
+
+
+@ops_task(help={"release": "release id to go back to (default: the one before current)"})
+def rollback(c, release=None):
+    """Go back to an earlier release: its configs, services reloaded, verified, smoke-tested."""
+    s = load_settings(c)
+    deploy_mod.rollback(s, remote.connect(c), release)
+
+
+@ops_task
+def releases(c):
+    """List the releases on the host that can be rolled back to (* = current)."""
+    s = load_settings(c)
+    current, names = deploy_mod.releases(s, remote.connect(c))
+    for name in names:
+        print(f"{'*' if name == current else ' '} {name}")
+    if not names:
+        print("no releases")
+
+
+@ops_task(name="status")
+def host_status(c):
+    """Current release, service states, last deploy, lock."""
+    s = load_settings(c)
+    info = deploy_mod.status(s, remote.connect(c))
+    for key, value in info.items():
+        print(f"{key:12} {value}")
+
+
+@ops_task
+def unlock(c):
+    """Clear the host's deploy lock (after checking that its deploy is gone)."""
+    s = load_settings(c)
+    text = deploy_mod.unlock(s, remote.connect(c))
+    print(f"cleared: {text}" if text else "no lock held")
+
+
+@ops_task(name="smoke")
+def smoke_(c):
+    """Run the smoke checks through the host's front server: one line per check."""
+    s = load_settings(c)
+    host = remote.connect(c)
+    static = None
+    current, _ = deploy_mod.releases(s, host)
+    if current:
+        static = deploy_mod._remote_static_file(s, host, current)
+    results = smoke_mod.run(s, deploy_mod.target_for(s, host), static)
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:32} {r.seconds:5.2f}s  {r.detail}")
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise Exit(code=1)
+
+
 staging_ns = Collection("staging", up, down, staging_status)
-ns = Collection(render_, collectstatic, check, staging_ns)
+ns = Collection(render_, collectstatic, check, provision, deploy_, rollback, releases,
+                host_status, unlock, smoke_, staging_ns)
 ns.configure({"deploy": {}})
 
 

@@ -59,7 +59,7 @@ def test_uwsgi_ini_production_baseline(load):
 def test_systemd_unit_runs_unprivileged_and_notifies(load):
     unit = by_kind(render.render(load()), "systemd")[0].content
     for line in ["Type=notify", "NotifyAccess=all", "User=sample", "Group=www-data",
-                 "RuntimeDirectory=sample", "KillSignal=SIGQUIT", "Restart=on-failure",
+                 "RuntimeDirectory=sample", "KillSignal=SIGTERM", "Restart=on-failure",
                  "ExecStart=/usr/bin/uwsgi --ini /etc/flask-ops/sample/uwsgi.ini"]:
         assert line in unit.splitlines(), line
 
@@ -156,7 +156,7 @@ def broken(files, kind, old, new):
     ("nginx-uwsgi", "nginx", "listen 80;", "listen 80 default_server;", "nginx -t"),
     ("nginx-uwsgi", "uwsgi", "vacuum = true", "vacum = true", "uwsgi (strict)"),
     ("nginx-uwsgi", "systemd", "Type=notify", "Type=notifyy", "systemd-analyze verify"),
-    ("nginx-uwsgi", "systemd", "KillSignal=", "KillSignall=", "systemd-analyze verify"),
+    ("nginx-uwsgi", "systemd", "RestartSec=", "RestartSecs=", "systemd-analyze verify"),
     ("apache-modwsgi", "apache", "WSGIProcessGroup sample", "WSGIProcesGroup sample",
      "apache2ctl -t"),
     ("apache-modwsgi", "wsgi", "import sys", "import sys(", "python compile"),

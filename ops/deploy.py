@@ -1,0 +1,280 @@
+"""The executor: runs the plan's scripts over SSH, step by step, and undoes a failed deploy.
+
+Output is one line per step with its duration, then a summary. Any failure after the
+upload restores the previous release and exits non-zero naming the step.
+"""
+
+import difflib
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+
+from . import plan, release as release_mod, render, smoke
+from .errors import DeployError, LockError, OpsError, RemoteError, SmokeError
+
+STALE_AFTER = 3600  # seconds: a lock older than this is stale whoever holds it
+FAIL_AT_ENV = "FLASK_OPS_FAIL_AT"  # test hook: make the named step fail
+
+
+class Steps:
+    """Prints `  step ........ ok  0.42s` lines and remembers where a failure happened."""
+
+    def __init__(self, out=print):
+        self.out, self.current, self.start = out, None, time.monotonic()
+
+    @contextmanager
+    def __call__(self, name, detail=""):
+        self.current = name
+        start = time.monotonic()
+        try:
+            if os.environ.get(FAIL_AT_ENV) == name:
+                raise OpsError(f"failure injected at step '{name}' ({FAIL_AT_ENV})")
+            yield
+        except Exception:
+            self.out(f"  {name:<10} FAILED {time.monotonic() - start:6.2f}s")
+            raise
+        self.out(f"  {name:<10} ok     {time.monotonic() - start:6.2f}s  {detail}".rstrip())
+
+    def note(self, name, detail):
+        self.out(f"  {name:<10} {detail}")
+
+
+def _lock_info():
+    info = release_mod.who()
+    return info
+
+
+def describe_lock(lock, now):
+    """A sentence about a held lock, and whether it is stale."""
+    age = now - lock.get("started", now)
+    here = lock.get("host") == socket.gethostname()
+    dead = here and not _pid_alive(lock.get("pid"))
+    stale = dead or age > STALE_AFTER
+    text = (f"locked by {lock.get('user')}@{lock.get('host')} (pid {lock.get('pid')}) "
+            f"{age:.0f}s ago")
+    if stale:
+        why = "that process is gone" if dead else f"older than {STALE_AFTER}s"
+        text += f"; the lock is STALE ({why})"
+    return text, stale
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def gather(s, remote, files, requirements_digest, acquire):
+    result = remote.run(plan.facts_script(s, requirements_digest, acquire, _lock_info(), files),
+                        "facts")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def preflight(s, facts, remote):
+    """Refusals that must come before anything changes."""
+    if s.init == "upstart" and facts["init"] != "upstart":
+        raise OpsError(f"init is 'upstart' but {remote.name} runs {facts['init']}: an upstart "
+                       "job would never start there. Use init: systemd for this host.")
+    if s.init == "systemd" and facts["init"] != "systemd":
+        raise OpsError(f"init is 'systemd' but {remote.name} runs {facts['init']}")
+    if not facts["provisioned"] or not facts["user"]:
+        raise OpsError(f"{remote.name} is not provisioned for {s.app_name}: "
+                       f"run `fab -H {remote.name} provision` first")
+    if facts["main_conf"] is None:
+        raise OpsError(f"{remote.name} has no {plan.front_service(s)} config: run provision")
+
+
+def deploy(s, remote, dry_run=False, out=print):
+    """Ship the app to the host; return the release id now serving."""
+    steps = Steps(out)
+    with steps("build"):
+        tree, digest, files = release_mod.stage_tree(s)
+        rel = release_mod.new_release(s, digest, files)
+    with steps("facts"):
+        facts = gather(s, remote, files, rel.requirements_digest, acquire=not dry_run)
+    we_locked = facts["locked_by_us"]
+    try:
+        preflight(s, facts, remote)
+        if facts["lock"] is not None or (not dry_run and not we_locked):
+            text, stale = describe_lock(facts["lock"] or {}, facts["now"])
+            hint = f" Clear it with `fab -H {remote.name} unlock`." if stale else ""
+            raise LockError(f"{remote.name} is {text}.{hint}")
+        todo = plan.actions(s, files, facts)
+        manifest = facts.get("manifest") or {}
+        nothing_to_do = (manifest.get("digest") == digest and not plan.changed_configs(files, facts)
+                         and all(action == "reload" for action, _ in todo)
+                         and all(facts["enabled"].values()))
+        if dry_run:
+            return dry_run_report(s, remote, rel, facts, todo, nothing_to_do, out)
+        if nothing_to_do:
+            steps.note("deploy", f"no change: {facts['current']} already serves this build")
+            return facts["current"]
+        return _ship(s, remote, steps, tree, rel, facts, todo, out)
+    finally:
+        if we_locked:
+            remote.run(plan.unlock_script(s), "unlock", check=False)
+
+
+def _ship(s, remote, steps, tree, rel, facts, todo, out):
+    previous = facts["current"]
+    switched = False
+    try:
+        with steps("upload"):
+            bundle = release_mod.bundle(s, tree, rel, facts, with_wheels=not facts["wheelhouse"])
+            remote.put(bundle, f"/tmp/{rel.upload_name}", "upload")
+            os.unlink(bundle)
+        with steps("stage", "dependencies installed offline; configs pass the target's checkers"):
+            remote.run(plan.stage_script(s, rel, facts), "stage")
+        with steps("switch", ", ".join(f"{a} {u}" for a, u in todo)):
+            switched = True
+            remote.run(plan.switch_script(s, rel.id, todo), "switch")
+        with steps("verify"):
+            detail = remote.run(plan.verify_script(s, rel.id), "verify").stdout.strip()
+        steps.note("", detail)
+        with steps("smoke"):
+            smoke_or_raise(s, remote, static_file(tree))
+    except OpsError as exc:
+        failed_step = steps.current
+        reason = str(exc)
+        if switched:
+            try:
+                remote.run(plan.restore_script(s, previous, rel.id), "restore")
+                steps.note("restore", f"back on {previous or 'the state before the first deploy'}")
+            except OpsError as restore_exc:
+                reason += f"\nAND restoring {previous} failed: {restore_exc}"
+        else:
+            remote.run(f"rm -rf {plan.q(plan.release_dir(s, rel.id))} "
+                       f"{plan.q(plan.release_dir(s, rel.id))}.partial /tmp/{rel.upload_name}",
+                       "cleanup", check=False)
+        raise DeployError(failed_step, reason) from None
+    remote.run(plan.finish_script(s, rel.id, s.keep_releases, {
+        "release": rel.id, "previous": previous, "at": time.time(), "by": release_mod.who(),
+        "result": "ok"}), "finish")
+    out(f"deployed {rel.id} to {remote.name} in {time.monotonic() - steps.start:.1f}s "
+        f"({remote.commands} remote commands)")
+    return rel.id
+
+
+def static_file(tree):
+    """One collected file to prove the front server serves static files."""
+    root = tree / "collected_static"
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            return path.relative_to(root).as_posix()
+    return None
+
+
+def target_for(s, remote):
+    return smoke.Target(remote.address, s.listen_port, s.server_names[0])
+
+
+def smoke_or_raise(s, remote, static):
+    results = smoke.run(s, target_for(s, remote), static)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise SmokeError("; ".join(f"{r.name}: {r.detail}" for r in failed))
+    return results
+
+
+def dry_run_report(s, remote, rel, facts, todo, nothing_to_do, out):
+    """Unified diffs of every config that would change, and the commands that would run."""
+    live = json.loads(remote.run(_cat_script([f.path for f in plan.config_files(rel.files)]),
+                                 "read live configs").stdout)
+    for f in plan.config_files(rel.files):
+        before = (live.get(f.path) or "").splitlines(keepends=True)
+        diff = list(difflib.unified_diff(before, f.content.splitlines(keepends=True),
+                                         f"{f.path} (live)", f"{f.path} (new)"))
+        out("".join(diff) if diff else f"unchanged: {f.path}")
+    if nothing_to_do:
+        out(f"dry run: no change; {facts['current']} already serves this build")
+        return facts["current"]
+    out("\ncommands that would run:")
+    out(plan.stage_script(s, rel, facts))
+    out(plan.switch_script(s, rel.id, todo))
+    out(f"dry run: nothing was changed on {remote.name}")
+    return None
+
+
+def _cat_script(paths):
+    py = ("import json,sys\nout={}\nfor p in sys.argv[1:]:\n try: out[p]=open(p).read()\n"
+          " except OSError: out[p]=None\nprint(json.dumps(out))")
+    return f"python3 -c {plan.q(py)} " + " ".join(plan.q(p) for p in paths)
+
+
+def rollback(s, remote, release_id=None, out=print):
+    """Go back to an earlier release (default: the one before current), as thoroughly as a deploy."""
+    steps = Steps(out)
+    files = render.render(s)
+    with steps("facts"):
+        facts = gather(s, remote, files, "none", acquire=True)
+    try:
+        if not facts["locked_by_us"]:
+            text, stale = describe_lock(facts["lock"] or {}, facts["now"])
+            raise LockError(f"{remote.name} is {text}." +
+                            (f" Clear it with `fab -H {remote.name} unlock`." if stale else ""))
+        preflight(s, facts, remote)
+        current, releases = facts["current"], facts["releases"]
+        if release_id is None:
+            older = [r for r in releases if current and r < current]
+            if not older:
+                raise OpsError(f"no release before {current} to roll back to")
+            release_id = older[-1]
+        if release_id not in releases:
+            raise OpsError(f"no release {release_id} on {remote.name}; "
+                           f"`fab -H {remote.name} releases` lists them")
+        rel_dir = plan.release_dir(s, release_id)
+        try:
+            with steps("check", "configs of that release pass the target's checkers"):
+                remote.run("set -e\n" + "\n".join(plan.check_lines(s, rel_dir)), "check")
+            todo = [("restart", s.service)] if s.stack == "nginx-uwsgi" else []
+            todo.append(("reload", plan.front_service(s)))
+            with steps("switch"):
+                remote.run(plan.switch_script(s, release_id, todo), "switch")
+            with steps("verify"):
+                remote.run(plan.verify_script(s, release_id), "verify")
+            with steps("smoke"):
+                smoke_or_raise(s, remote, _remote_static_file(s, remote, release_id))
+        except OpsError as exc:
+            raise DeployError(steps.current, str(exc)) from None
+        remote.run(plan.state_write(s, {"last_deploy": {
+            "release": release_id, "previous": current, "at": time.time(),
+            "by": release_mod.who(), "result": "rollback"}}), "record")
+        out(f"rolled back {remote.name} from {current} to {release_id}")
+        return release_id
+    finally:
+        if facts["locked_by_us"]:
+            remote.run(plan.unlock_script(s), "unlock", check=False)
+
+
+def _remote_static_file(s, remote, release_id):
+    root = f"{plan.release_dir(s, release_id)}/collected_static"
+    result = remote.run(f"cd {plan.q(root)} 2>/dev/null && find . -type f | sort | head -n 1",
+                        "find a static file", check=False)
+    name = result.stdout.strip()
+    return name[2:] if name.startswith("./") else None
+
+
+def releases(s, remote):
+    facts = gather(s, remote, render.render(s), "none", acquire=False)
+    return facts["current"], facts["releases"]
+
+
+def status(s, remote):
+    facts = gather(s, remote, render.render(s), "none", acquire=False)
+    lock = describe_lock(facts["lock"], facts["now"])[0] if facts["lock"] else "unlocked"
+    return {"host": remote.name, "current": facts["current"], "releases": len(facts["releases"]),
+            "services": facts["active"], "last_deploy": facts["state"].get("last_deploy"),
+            "pending": facts["state"].get("pending", []), "lock": lock}
+
+
+def unlock(s, remote):
+    facts = gather(s, remote, render.render(s), "none", acquire=False)
+    if not facts["lock"]:
+        return None
+    text, _ = describe_lock(facts["lock"], facts["now"])
+    remote.run(plan.unlock_script(s), "unlock")
+    return text

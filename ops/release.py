@@ -1,0 +1,91 @@
+"""The release artifact: app source + collected static + rendered configs, content-addressed.
+
+The same inputs give the same digest, so a redeploy of an unchanged app is recognised
+without touching the host beyond one fact-gathering command.
+"""
+
+import getpass
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import tarfile
+import time
+from pathlib import Path, PurePosixPath
+
+from . import build, plan, render
+
+
+def tree_digest(root, skip=()):
+    """sha256 over relative paths, modes, link targets and contents of a directory tree."""
+    h = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel in skip:
+            continue
+        h.update(rel.encode() + b"\0")
+        if path.is_symlink():
+            h.update(b"L" + os.readlink(path).encode())
+        elif path.is_file():
+            h.update(b"F%o" % (path.stat().st_mode & 0o111) + path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def stage_tree(s):
+    """Build the release tree locally; returns (tree, digest, rendered files)."""
+    root = build.build_root(s)
+    tree = root / "release"
+    shutil.rmtree(tree, ignore_errors=True)
+    build.copy_source(s, tree)
+    source_digest = tree_digest(tree)
+    collected = root / "collected" / source_digest[:16]
+    if not (collected / ".complete").exists():
+        shutil.rmtree(collected, ignore_errors=True)
+        build.collectstatic(s, collected)
+        (collected / ".complete").write_text("")
+    shutil.copytree(collected, tree / "collected_static",
+                    ignore=shutil.ignore_patterns(".complete"))
+    files = render.render(s)
+    for f in files:
+        if f.in_release:
+            target = tree / PurePosixPath(f.path).relative_to(s.current)
+        else:
+            target = tree / plan.META / "etc" / PurePosixPath(f.path).relative_to("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f.content)
+    digest = tree_digest(tree) + build.requirements_digest(s)
+    return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files
+
+
+def new_release(s, digest, files):
+    release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:8]
+    return plan.Release(id=release_id, digest=digest,
+                        requirements_digest=build.requirements_digest(s), files=tuple(files),
+                        upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz")
+
+
+def who():
+    return {"user": getpass.getuser(), "host": socket.gethostname(), "pid": os.getpid(),
+            "started": time.time()}
+
+
+def bundle(s, tree, release, facts, with_wheels):
+    """The tar.gz that is uploaded: release tree, manifest, candidate main config, wheels."""
+    meta = tree / plan.META
+    (meta / "candidate").mkdir(parents=True, exist_ok=True)
+    (meta / "candidate" / "main.conf").write_text(plan.candidate_main(s, facts, release.id))
+    manifest = {"id": release.id, "digest": release.digest,
+                "requirements": release.requirements_digest, "app": s.app_name,
+                "stack": s.stack, "nginx": s.nginx, "init": s.init, "built_by": who(),
+                "files": [f.path for f in release.files]}
+    (meta / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    out = build.build_root(s) / release.upload_name
+    with tarfile.open(out, "w:gz", compresslevel=1) as tar:
+        tar.add(tree, arcname=".")
+        if with_wheels:
+            tar.add(build.wheelhouse(s), arcname="wheelhouse",
+                    filter=lambda ti: None if ti.name.endswith(".complete") else ti)
+    return out

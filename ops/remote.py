@@ -1,0 +1,79 @@
+"""Running commands on a target: the one place that talks SSH and decides about sudo."""
+
+import time
+
+from fabric import Connection
+from paramiko import SSHConfig
+
+from . import staging
+from .errors import RemoteError
+
+
+def connect(c):
+    """A Connection for the task's host; staging hosts use the SSH config staging.up wrote.
+
+    So `fab -H staging1 deploy` works without editing ~/.ssh/config.
+    """
+    if not isinstance(c, Connection):
+        raise RemoteError("this task needs a target host: fab -H HOST TASK")
+    if staging.NAME.match(c.original_host) and staging.ssh_config_path().exists():
+        config = c.config.clone()
+        config._set(base_ssh_config=SSHConfig.from_path(str(staging.ssh_config_path())))
+        c = Connection(c.original_host, config=config, connect_timeout=10)
+    return Remote(c)
+
+
+class Remote:
+    """A target host: runs shell scripts as root (via sudo when not root) and counts them."""
+
+    def __init__(self, connection):
+        self.c = connection
+        self.commands = 0
+        self.log = []  # (seconds, first line of the command)
+
+    @property
+    def name(self):
+        return self.c.original_host
+
+    @property
+    def address(self):
+        return self.c.host
+
+    def _wrap(self, script):
+        if self.c.user == "root":
+            return script
+        return "sudo -n bash -c " + _quote(script)
+
+    def run(self, script, what, check=True, timeout=None):
+        """Run a bash script on the host; RemoteError (with its output) when it fails."""
+        start = time.monotonic()
+        self.commands += 1
+        try:
+            result = self.c.run(self._wrap("set -o pipefail\n" + script), hide=True, warn=True,
+                                in_stream=False, timeout=timeout)
+        except Exception as exc:  # network, auth, timeout: all mean "could not run it"
+            raise RemoteError(f"{what}: cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
+        finally:
+            self.log.append((time.monotonic() - start, what))
+        if check and result.exited != 0:
+            output = (result.stderr.strip() or result.stdout.strip())[-3000:]
+            raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")
+        return result
+
+    def put(self, local, remote, what):
+        start = time.monotonic()
+        self.commands += 1
+        try:
+            self.c.put(str(local), remote)
+        except Exception as exc:
+            raise RemoteError(f"{what}: upload to {self.name} failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            self.log.append((time.monotonic() - start, what))
+
+    def close(self):
+        self.c.close()
+
+
+def _quote(text):
+    import shlex
+    return shlex.quote(text)

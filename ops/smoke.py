@@ -1,0 +1,188 @@
+"""Smoke checks through the real front server, as a visitor would see it.
+
+Each check is a small function returning (ok, detail); `run` gives one result per check.
+"""
+
+import http.client
+import socket
+import time
+from dataclasses import dataclass
+
+SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
+FRONT_CACHE_CONTROL = "max-age=604800"  # set only by the front server's static location
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str
+    port: int
+    host: str  # Host header: the site's first server name
+    timeout: float = 10.0
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+def request(target, path, host=None, headers=None, method="GET"):
+    """One HTTP/1.1 request on a fresh connection; None when the server closes it unanswered."""
+    conn = http.client.HTTPConnection(target.address, target.port, timeout=target.timeout)
+    try:
+        conn.request(method, path, headers={"Host": host or target.host, **(headers or {})})
+        resp = conn.getresponse()
+        body = resp.read()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+    except (http.client.RemoteDisconnected, ConnectionResetError):
+        return None
+    finally:
+        conn.close()
+
+
+def stream_timings(target, path):
+    """(seconds to each piece of body as it arrives, total seconds, status)."""
+    conn = http.client.HTTPConnection(target.address, target.port, timeout=target.timeout)
+    start = time.monotonic()
+    try:
+        conn.request("GET", path, headers={"Host": target.host})
+        resp = conn.getresponse()
+        arrivals = []
+        while True:
+            piece = resp.read1(65536)
+            if not piece:
+                break
+            arrivals.append(time.monotonic() - start)
+        return arrivals, time.monotonic() - start, resp.status
+    finally:
+        conn.close()
+
+
+def _missing_headers(resp):
+    return [h for h in SECURITY_HEADERS if not resp or not resp.header(h)]
+
+
+def check_expected(target, path, status, contains):
+    resp = request(target, path)
+    if resp is None:
+        return False, "connection closed without a response"
+    if resp.status != status:
+        return False, f"expected {status}, got {resp.status}: {resp.body[:200]!r}"
+    if contains and contains.encode() not in resp.body:
+        return False, f"body lacks {contains!r}: {resp.body[:200]!r}"
+    return True, f"{resp.status}, {len(resp.body)} bytes"
+
+
+def check_static(target, url):
+    resp = request(target, url)
+    if resp is None or resp.status != 200:
+        return False, f"expected 200 for {url}, got {resp and resp.status}"
+    cache = resp.header("Cache-Control") or ""
+    if FRONT_CACHE_CONTROL not in cache:
+        return False, f"{url} lacks the front server's Cache-Control (got {cache!r}): Flask served it?"
+    return True, f"{url} served by the front server ({cache})"
+
+
+def check_stream(target, path):
+    arrivals, total, status = stream_timings(target, path)
+    if status != 200:
+        return False, f"expected 200, got {status}"
+    if len(arrivals) < 2:
+        return False, f"the body arrived in one piece after {total:.2f}s (buffered)"
+    first = arrivals[0]
+    if first > 1.5:
+        return False, f"first chunk after {first:.2f}s (> 1.5s)"
+    if total - first < 0.5:
+        return False, f"first chunk at {first:.2f}s, end at {total:.2f}s: not streamed"
+    return True, f"{len(arrivals)} chunks, first after {first:.2f}s, last after {total:.2f}s"
+
+
+def check_unknown_host(target):
+    resp = request(target, "/", host="unknown-host.invalid")
+    if resp is None:
+        return True, "connection closed (444)"
+    if resp.status >= 400:
+        return True, f"refused with {resp.status}"
+    return False, f"an unknown Host header was served: {resp.status}"
+
+
+def check_refused(target, paths, leak=b"import "):
+    for path in paths:
+        resp = request(target, path)
+        if resp is not None and (resp.status < 400 or leak in resp.body):
+            return False, f"{path} answered {resp.status}: {resp.body[:120]!r}"
+    return True, "refused: " + ", ".join(paths)
+
+
+def check_headers(target, paths):
+    for path in paths:
+        resp = request(target, path)
+        missing = _missing_headers(resp)
+        if missing:
+            return False, f"{path} ({resp and resp.status}) lacks {', '.join(missing)}"
+        if resp.header("Server") and any(c.isdigit() for c in resp.header("Server")):
+            return False, f"{path} reveals the server version: {resp.header('Server')}"
+    return True, "present on " + ", ".join(paths)
+
+
+def check_cache(target, path, cookie):
+    request(target, path)
+    second = request(target, path)
+    status = second and second.header("X-Cache-Status")
+    if status != "HIT":
+        return False, f"a repeated GET {path} was {status}, not HIT"
+    if second.header("Set-Cookie"):
+        return False, "a cached response carries Set-Cookie"
+    with_cookie = request(target, path, headers={"Cookie": f"{cookie}=someone"})
+    status = with_cookie and with_cookie.header("X-Cache-Status")
+    if status == "HIT":
+        return False, "a request with a session cookie was served from the cache"
+    return True, f"repeat GET: HIT; with a session cookie: {status}"
+
+
+def checks_for(s, target, static_file):
+    """The checks that apply to these settings, as (name, thunk)."""
+    items = [("healthz", lambda: check_expected(target, s.healthz, 200, None))]
+    for i, item in enumerate(s.smoke):
+        items.append((f"page {item['path']}", lambda item=item: check_expected(
+            target, item["path"], item.get("status", 200), item.get("contains"))))
+    if static_file:
+        items.append(("static via front server",
+                      lambda: check_static(target, s.static_url + static_file)))
+    if s.smoke_stream:
+        items.append(("streaming", lambda: check_stream(target, s.smoke_stream)))
+    items += [
+        ("unknown host refused", lambda: check_unknown_host(target)),
+        ("traversal and dotfiles refused", lambda: check_refused(
+            target, [s.static_url.rstrip("/") + "../app.py", "/.git/config",
+                     s.static_url + ".env", "/.env"])),
+        ("security headers", lambda: check_headers(
+            target, ["/", "/no-such-page-flask-ops"] +
+            ([s.static_url + static_file] if static_file else []))),
+    ]
+    if s.stack == "nginx-uwsgi" and s.nginx == "cache":
+        path = s.smoke[0]["path"] if s.smoke else "/"
+        items.append(("cache", lambda: check_cache(target, path, s.session_cookie)))
+    return items
+
+
+def run(s, target, static_file=None):
+    results = []
+    for name, thunk in checks_for(s, target, static_file):
+        start = time.monotonic()
+        try:
+            ok, detail = thunk()
+        except (OSError, socket.timeout, http.client.HTTPException) as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        results.append(Result(name, ok, detail, time.monotonic() - start))
+    return results
