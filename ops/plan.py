@@ -308,6 +308,7 @@ def switch_script(s, release_id, todo):
 def verify_script(s, release_id, timeout=30):
     """Wait until every app process runs from the new release directory (not an old cwd)."""
     rel = release_dir(s, release_id)
+    expected = s.processes + 1 if s.stack == "nginx-uwsgi" else s.processes
     if s.stack == "nginx-uwsgi":
         # The uWSGI master (the unit's main process) and its workers.
         pids = (f"main=$(systemctl show -p MainPID --value {s.service}); pids=; "
@@ -322,7 +323,7 @@ while :; do
     n=$((n+1)); cwd=$(readlink /proc/$p/cwd 2>/dev/null || echo gone)
     [ "$cwd" = {q(rel)} ] || ok=0
   done
-  [ $n -gt 0 ] && [ $ok -eq 1 ] && {{ echo "$n processes run {release_id}"; exit 0; }}
+  [ $n -ge {expected} ] && [ $ok -eq 1 ] && {{ echo "$n processes run {release_id}"; exit 0; }}
   if [ $(date +%s) -ge $deadline ]; then
     echo "after {timeout}s the app processes do not all run {release_id}:" >&2
     for p in $pids; do echo "  pid $p cwd $(readlink /proc/$p/cwd 2>/dev/null)" >&2; done

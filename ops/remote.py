@@ -2,7 +2,7 @@
 
 import time
 
-from fabric import Connection
+from fabric import Config, Connection
 from paramiko import SSHConfig
 
 from . import staging
@@ -17,10 +17,15 @@ def connect(c):
     if not isinstance(c, Connection):
         raise RemoteError("this task needs a target host: fab -H HOST TASK")
     if staging.NAME.match(c.original_host) and staging.ssh_config_path().exists():
-        config = c.config.clone()
-        config._set(base_ssh_config=SSHConfig.from_path(str(staging.ssh_config_path())))
-        c = Connection(c.original_host, config=config, connect_timeout=10)
+        return for_staging(c.original_host, c.config.clone())
     return Remote(c)
+
+
+def for_staging(name, config=None):
+    """A Remote for a staging host, outside a Fabric task too (tests, benchmarks)."""
+    config = config or Config()
+    config._set(base_ssh_config=SSHConfig.from_path(str(staging.ssh_config_path())))
+    return Remote(Connection(name, config=config, connect_timeout=10))
 
 
 class Remote:
