@@ -23,7 +23,14 @@ EXCLUDE_SUFFIXES = (".pyc", ".pyo", ".swp")
 
 
 def build_root(settings):
+    """Per-project build output: the release tree and collected static files."""
     return Path(settings.project_root, "build", settings.app_name).resolve()
+
+
+def cache_root():
+    """Content-addressed wheels and venvs, shared by every project on this machine."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base, "flask-ops")
 
 
 def requirements_digest(settings):
@@ -40,7 +47,7 @@ def _run(argv, what, **kwargs):
 
 def wheelhouse(settings):
     """Wheels for the app's requirements (and Flask-Collect), built once per requirements."""
-    path = build_root(settings) / "wheelhouse" / requirements_digest(settings)
+    path = cache_root() / "wheelhouse" / requirements_digest(settings)
     if (path / ".complete").exists():
         return path
     path.mkdir(parents=True, exist_ok=True)
@@ -56,7 +63,7 @@ def venv(settings, python=None):
     python = python or sys.executable
     wheels = wheelhouse(settings)
     tag = hashlib.sha256(f"{python}{wheels}".encode()).hexdigest()[:8]
-    path = build_root(settings) / "venvs" / f"{wheels.name}-{tag}"
+    path = cache_root() / "venvs" / f"{wheels.name}-{tag}"
     if (path / ".complete").exists():
         return path
     shutil.rmtree(path, ignore_errors=True)

@@ -26,3 +26,31 @@ def load():
     from ops import settings
 
     return lambda **raw: settings.load(raw, project_root=ROOT)
+
+
+# ---------------------------------------------------------------- end-to-end fixtures
+
+@pytest.fixture(scope="session")
+def staging_hosts():
+    """Two booted staging hosts for the session: staging1 (nginx), staging2 (apache)."""
+    from ops import staging
+
+    hosts = staging.up(count=2, log=lambda msg: None)
+    yield {h.name: h for h in hosts}
+    staging.down(log=lambda msg: None)
+
+
+def make_project(root, edits=None, config=None):
+    """A throwaway project: a copy of sample_app with edits {relpath: (old, new)}."""
+    import shutil
+
+    from ops import settings
+
+    shutil.copytree(SAMPLE, root / "sample_app",
+                    ignore=shutil.ignore_patterns("__pycache__", "build"))
+    for rel, (old, new) in (edits or {}).items():
+        path = root / "sample_app" / rel
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {rel}"
+        path.write_text(text.replace(old, new, 1))
+    return settings.load(config or {}, project_root=root)

@@ -1,0 +1,211 @@
+"""End to end on a real systemd host over real SSH: nginx + uWSGI in every shape."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from ops import deploy, plan, provision, remote, smoke, staging
+from ops.errors import DeployError, LockError, OpsError
+
+from conftest import ROOT, make_project
+
+pytestmark = pytest.mark.e2e
+HOST = "staging1"
+
+
+@pytest.fixture(scope="module")
+def host(staging_hosts):
+    r = remote.for_staging(HOST)
+    from ops import settings
+    provision.provision(settings.load({}, project_root=ROOT), r)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def project(tmp_path):
+    counter = iter(range(100))
+    return lambda edits=None, **config: make_project(tmp_path / f"p{next(counter)}", edits, config)
+
+
+def ship(s, host):
+    lines = []
+    release = deploy.deploy(s, host, out=lines.append)
+    return release, "\n".join(lines)
+
+
+def get(host, s, path, **headers):
+    return smoke.request(deploy.target_for(s, host), path, headers=headers)
+
+
+def sh(host, command):
+    return host.run(command, "test").stdout.strip()
+
+
+def current(host, s):
+    return deploy.releases(s, host)[0]
+
+
+@pytest.mark.parametrize("shape", ["default", "proxy", "cache"])
+def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
+    s = project(nginx=shape)
+    release, _ = ship(s, host)
+    assert current(host, s) == release
+    results = smoke.run(s, deploy.target_for(s, host), "css/site.css")
+    assert [r.name for r in results if not r.ok] == []
+    names = {r.name for r in results}
+    assert {"streaming", "static via front server", "unknown host refused"} <= names
+    assert ("cache" in names) == (shape == "cache")
+    # Forged proxy headers never reach the app as if nginx had set them.
+    who = json.loads(get(host, s, "/whoami", **{"X-Forwarded-For": "6.6.6.6",
+                                                "X-Forwarded-Proto": "https"}).body)
+    assert "6.6.6.6" not in (who["forwarded_for"] or "")
+    assert who["forwarded_for"] == staging.BRIDGE_ADDR
+    assert who["forwarded_proto"] == "http"
+
+
+def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
+    s = project()
+    ship(s, host)
+    assert sh(host, "stat -c '%a %U:%G' /run/sample/uwsgi.sock") == "660 sample:www-data"
+    users = sh(host, "ps -o user= -p $(systemctl show -p MainPID --value sample-uwsgi) "
+                     "--ppid $(systemctl show -p MainPID --value sample-uwsgi)").split()
+    assert users and set(users) == {"sample"}
+    result = host.run("su -s /bin/sh sample -c 'touch /srv/sample/current/x'", "t", check=False)
+    assert result.exited != 0  # release files are not writable by the app
+
+
+def test_code_change_is_served_after_redeploy(host, project):
+    s = project({"app.py": ("Hello, World!", "Hello, release two!")})
+    release, output = ship(s, host)
+    assert get(host, s, "/hello").body == b"Hello, release two!"
+    health = json.loads(get(host, s, "/healthz").body)
+    assert health["cwd"] == f"/srv/sample/releases/{release}"
+    assert "reload sample-uwsgi" in output
+
+
+def test_noop_redeploy_touches_nothing(host, project):
+    s = project()
+    first, _ = ship(s, host)
+    host.commands = 0
+    again, output = ship(s, host)
+    assert again == first and "no change" in output
+    assert host.commands <= 3
+
+
+def test_import_error_release_rolls_back_by_itself(host, project):
+    good = project()
+    before, _ = ship(good, host)
+    # Imports locally (the build env has Flask-Collect) but not on the host, where only the
+    # requirements are installed: the classic "forgot to add it to requirements.txt".
+    bad = project({"app.py": ("import datetime", "import flask_collect\nimport datetime")})
+    with pytest.raises(DeployError) as err:
+        ship(bad, host)
+    assert err.value.step == "verify"
+    assert current(host, good) == before
+    assert deploy.releases(good, host)[1][-1] == before  # the failed release is gone
+    assert [r for r in smoke.run(good, deploy.target_for(good, host)) if not r.ok] == []
+
+
+def test_app_that_cannot_import_here_fails_the_build_before_the_host(host, project):
+    s = project()
+    before, _ = ship(s, host)
+    host.commands = 0
+    with pytest.raises(OpsError, match="cannot import app:app: ModuleNotFoundError"):
+        ship(project({"app.py": ("import datetime", "import no_such_module\nimport datetime")}), host)
+    assert host.commands == 0
+    assert current(host, s) == before
+
+
+def test_config_failing_the_servers_check_never_goes_live(host, project):
+    s = project(nginx="proxy")
+    before, _ = ship(s, host)
+    live = sh(host, "sha256sum /etc/nginx/sites-available/sample.conf")
+    # Another site on the host already defines our upstream: fine alone, fatal together.
+    host.run("echo 'upstream sample_app { server 127.0.0.1:9; }' > /etc/nginx/sites-enabled/zz-other",
+             "conflict")
+    try:
+        changed = project({"app.py": ("Hello, World!", "Hello, never!")}, nginx="proxy",
+                          client_max_body_size="20m")
+        with pytest.raises(DeployError) as err:
+            ship(changed, host)
+        assert err.value.step == "stage"
+        assert "duplicate upstream" in str(err.value)
+        assert sh(host, "sha256sum /etc/nginx/sites-available/sample.conf") == live
+        assert current(host, s) == before
+        assert get(host, s, "/hello").body == b"Hello, World!"
+    finally:
+        host.run("rm -f /etc/nginx/sites-enabled/zz-other", "cleanup")
+
+
+def test_rollback_goes_back_and_forth(host, project):
+    a, _ = ship(project({"app.py": ("Hello, World!", "Hello A")}), host)
+    s = project({"app.py": ("Hello, World!", "Hello B")})
+    b, _ = ship(s, host)
+    assert get(host, s, "/hello").body == b"Hello B"
+    assert deploy.rollback(s, host, out=lambda m: None) == a
+    assert get(host, s, "/hello").body == b"Hello A"
+    assert json.loads(get(host, s, "/healthz").body)["cwd"].endswith(a)
+    deploy.rollback(s, host, b, out=lambda m: None)
+    assert get(host, s, "/hello").body == b"Hello B"
+    with pytest.raises(OpsError, match="no release nope"):
+        deploy.rollback(s, host, "nope", out=lambda m: None)
+
+
+def test_dry_run_prints_diffs_and_changes_nothing(host, project):
+    s = project()
+    before, _ = ship(s, host)
+    lines = []
+    deploy.deploy(project(nginx="cache"), host, dry_run=True, out=lines.append)
+    text = "\n".join(lines)
+    assert "--- /etc/nginx/sites-available/sample.conf (live)" in text
+    assert "+        proxy_cache sample_cache;" in text
+    assert "nothing was changed" in text
+    assert current(host, s) == before
+    assert "proxy_cache" not in sh(host, "cat /etc/nginx/sites-available/sample.conf")
+
+
+def test_lock_refuses_a_second_deploy_and_reports_stale_ones(host, project):
+    s = project()
+    ship(s, host)
+    lock = plan.lock_dir(s)
+    live = {"user": "ci", "host": __import__("socket").gethostname(), "pid": os.getpid(),
+            "started": __import__("time").time()}
+    host.run(f"mkdir -p {lock} && echo '{json.dumps(live)}' > {lock}/info.json", "lock")
+    with pytest.raises(LockError) as err:
+        ship(project({"app.py": ("Hello, World!", "Hello, locked")}), host)
+    assert "locked by ci@" in str(err.value) and "STALE" not in str(err.value)
+    dead = dict(live, pid=2**22 + 1)  # above pid_max's default: never alive
+    host.run(f"echo '{json.dumps(dead)}' > {lock}/info.json", "lock")
+    with pytest.raises(LockError, match=r"STALE \(that process is gone\).*fab -H staging1 unlock"):
+        ship(s, host)
+    assert "locked by ci@" in deploy.unlock(s, host)
+    assert deploy.status(s, host)["lock"] == "unlocked"
+    ship(project({"app.py": ("Hello, World!", "Hello, unlocked")}), host)
+    assert get(host, s, "/hello").body == b"Hello, unlocked"
+
+
+def test_upstart_job_is_refused_on_a_systemd_host(host, project):
+    s = project()
+    before, _ = ship(s, host)
+    with pytest.raises(OpsError, match="upstart"):
+        ship(project(init="upstart"), host)
+    assert current(host, s) == before
+    assert deploy.status(s, host)["lock"] == "unlocked"
+
+
+def test_fab_tasks_end_to_end():
+    """The CLI a user types: fab -H staging1 deploy / smoke / releases / status."""
+    fab = [str(ROOT / ".venv/bin/fab"), "-H", HOST]
+    run = lambda *a: subprocess.run(fab + list(a), cwd=ROOT, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deployed = run("deploy")
+    assert deployed.returncode == 0, deployed.stdout
+    assert "serving " in deployed.stdout and "http://198.18.0.11:80/" in deployed.stdout
+    smoked = run("smoke")
+    assert smoked.returncode == 0, smoked.stdout
+    assert smoked.stdout.strip().splitlines()[-1].endswith("passed, 0 failed")
+    assert "current" in run("status").stdout
+    assert run("releases").stdout.count("*") == 1
