@@ -69,24 +69,30 @@ def systemd_test_command(unit):
 
 # ---------------------------------------------------------------- local execution
 
-def _run(argv, checker, isolate=(), users=()):
-    """Run a checker, in a private mount namespace when we are root, so it leaves no trace.
+def isolated(argv, isolate=(), users=()):
+    """argv wrapped to run in a private mount namespace (when root), leaving no trace.
 
-    isolate: directories covered by an empty tmpfs (nginx -t creates log files and cache
-    directories). users: accounts that exist only on the target, added to a private copy of
-    /etc/passwd so the checker resolves them exactly as the target will.
+    isolate: directories covered by an empty tmpfs, each with an empty nginx/ inside (nginx
+    creates log files and cache directories even for -t). users: (user, group) accounts that
+    exist only on the target, added to a private copy of /etc/passwd so the checker resolves
+    them exactly as the target will.
     """
-    if (isolate or users) and os.geteuid() == 0 and shutil.which("unshare"):
-        steps = [f"mount -t tmpfs flask-ops-check {p} && mkdir -p {p}/nginx"
-                 for p in isolate if os.path.isdir(p)]
-        for user, group in users:
-            steps.append(f"""getent passwd {user} >/dev/null || {{
-                t=$(mktemp -d) && cp /etc/passwd /etc/group "$t"/ &&
-                echo '{user}:x:64999:'$(getent group {group} | cut -d: -f3)'::/nonexistent:/usr/sbin/nologin' >> "$t"/passwd &&
-                mount --bind "$t"/passwd /etc/passwd; }}""")
-        script = " && ".join(steps + ['exec "$@"'])
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not (isolate or users) or os.geteuid() != 0 or not shutil.which("unshare"):
+        return list(argv)
+    steps = [f"mount -t tmpfs flask-ops-check {p} && mkdir -p {p}/nginx"
+             for p in isolate if os.path.isdir(p)]
+    for user, group in users:
+        steps.append(f"""getent passwd {user} >/dev/null || {{
+            t=$(mktemp -d) && cp /etc/passwd /etc/group "$t"/ &&
+            echo '{user}:x:64999:'$(getent group {group} | cut -d: -f3)'::/nonexistent:/usr/sbin/nologin' >> "$t"/passwd &&
+            mount --bind "$t"/passwd /etc/passwd; }}""")
+    script = " && ".join(steps + ['exec "$@"'])
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
+def _run(argv, checker, isolate=(), users=()):
+    proc = subprocess.run(isolated(argv, isolate, users), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         raise CheckError(checker, proc.stdout)
     return proc.stdout

@@ -309,6 +309,13 @@ def verify_script(s, release_id, timeout=30):
     """Wait until every app process runs from the new release directory (not an old cwd)."""
     rel = release_dir(s, release_id)
     expected = s.processes + 1 if s.stack == "nginx-uwsgi" else s.processes
+    fail_fast = ""
+    if s.stack == "nginx-uwsgi" and s.init == "systemd":
+        # A crashing app makes systemd restart uWSGI in a loop: say so at once, with its log.
+        fail_fast = (f"state=$(systemctl show -p ActiveState -p SubState --value {s.service} | "
+                     f"tr '\\n' ' '); case \"$state\" in failed*|*auto-restart*) "
+                     f"echo \"{s.service} is $state; its log:\" >&2; "
+                     f"journalctl -u {s.service} -n 15 --no-pager -o cat >&2; exit 1;; esac")
     if s.stack == "nginx-uwsgi":
         # The uWSGI master (the unit's main process) and its workers.
         pids = (f"main=$(systemctl show -p MainPID --value {s.service}); pids=; "
@@ -324,6 +331,7 @@ while :; do
     [ "$cwd" = {q(rel)} ] || ok=0
   done
   [ $n -ge {expected} ] && [ $ok -eq 1 ] && {{ echo "$n processes run {release_id}"; exit 0; }}
+  {fail_fast}
   if [ $(date +%s) -ge $deadline ]; then
     echo "after {timeout}s the app processes do not all run {release_id}:" >&2
     for p in $pids; do echo "  pid $p cwd $(readlink /proc/$p/cwd 2>/dev/null)" >&2; done

@@ -32,12 +32,17 @@ def load():
 
 @pytest.fixture(scope="session")
 def staging_hosts():
-    """Two booted staging hosts for the session: staging1 (nginx), staging2 (apache)."""
+    """Two booted staging hosts for the session: staging1 (nginx), staging2 (apache).
+
+    Hosts a developer already had up are reused and left up; hosts booted here are removed.
+    """
     from ops import staging
 
+    had = {h.name for h in staging.existing_hosts()}
     hosts = staging.up(count=2, log=lambda msg: None)
     yield {h.name: h for h in hosts}
-    staging.down(log=lambda msg: None)
+    if not had:
+        staging.down(log=lambda msg: None)
 
 
 def make_project(root, edits=None, config=None):

@@ -104,6 +104,7 @@ def test_import_error_release_rolls_back_by_itself(host, project):
     with pytest.raises(DeployError) as err:
         ship(bad, host)
     assert err.value.step == "verify"
+    assert "No module named 'flask_collect'" in str(err.value)  # the app's own log, quoted
     assert current(host, good) == before
     assert deploy.releases(good, host)[1][-1] == before  # the failed release is gone
     assert [r for r in smoke.run(good, deploy.target_for(good, host)) if not r.ok] == []

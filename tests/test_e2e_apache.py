@@ -1,0 +1,50 @@
+"""End to end with Apache + mod_wsgi (daemon mode) on its own staging host."""
+
+import json
+
+import pytest
+
+from ops import deploy, provision, remote, settings, smoke
+from ops.errors import DeployError
+
+from conftest import ROOT, make_project
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def host(staging_hosts):
+    r = remote.for_staging("staging2")
+    provision.provision(settings.load({"stack": "apache-modwsgi"}, project_root=ROOT), r)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def project(tmp_path):
+    counter = iter(range(100))
+    return lambda edits=None: make_project(tmp_path / f"p{next(counter)}", edits,
+                                           {"stack": "apache-modwsgi"})
+
+
+def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
+    s = project()
+    first = deploy.deploy(s, host, out=lambda m: None)
+    assert [r.name for r in smoke.run(s, deploy.target_for(s, host), "css/site.css")
+            if not r.ok] == []
+    assert host.run("ps -o user= -C apache2 | sort -u; pgrep -u sample -f '^.wsgi:sample.' "
+                    "| wc -l", "t").stdout.split()[-1] == str(s.processes)
+
+    changed = project({"app.py": ("Hello, World!", "Hello from Apache")})
+    second = deploy.deploy(changed, host, out=lambda m: None)
+    target = deploy.target_for(s, host)
+    assert smoke.request(target, "/hello").body == b"Hello from Apache"
+    health = json.loads(smoke.request(target, "/healthz").body)
+    assert health["cwd"] == f"/srv/sample/releases/{second}"
+
+    broken = project({"app.py": ("import datetime", "import flask_collect\nimport datetime")})
+    with pytest.raises(DeployError):
+        deploy.deploy(broken, host, out=lambda m: None)
+    assert deploy.releases(s, host)[0] == second
+    assert smoke.request(target, "/hello").body == b"Hello from Apache"
+    assert first != second

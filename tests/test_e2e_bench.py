@@ -1,0 +1,17 @@
+"""Keeps the benchmark scripts runnable (one tiny repetition); their figures are not asserted."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_deploy_benchmark_runs(staging_hosts):
+    out = subprocess.run([sys.executable, str(ROOT / "bench/deploy.py"), "--reps", "1"],
+                         cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert out.returncode == 0, out.stdout
+    assert "| no-op redeploy |" in out.stdout

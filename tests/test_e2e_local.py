@@ -1,0 +1,130 @@
+"""The sample app served on this machine through the rendered nginx `cache` shape and a real
+uWSGI: streaming arrives in pieces over time, a repeated GET is a cache HIT, and static files
+come from nginx (they are still served with uWSGI stopped)."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from ops import build, checks, release, render, smoke, staging
+
+from conftest import make_project
+
+pytestmark = pytest.mark.e2e
+APP = "localtest"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@pytest.fixture
+def served(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: uWSGI drops to the app user, nginx to www-data")
+    stage = Path(tempfile.mkdtemp(prefix="flask-ops-local-"))
+    stage.chmod(0o755)  # nginx (www-data) and the app (nobody) read from here
+    run_dir = Path(f"/run/{APP}")
+    procs = []
+    try:
+        s = make_project(tmp_path / "project", config={
+            "app_name": APP, "nginx": "cache", "base_dir": str(stage / "srv"),
+            "listen_port": free_port(), "upstream_port": free_port(), "user": "nobody"})
+        tree, _, files = release.stage_tree(s)
+        rel = Path(s.releases) / "r1"
+        shutil.copytree(tree, rel, symlinks=True)
+        venv = Path(s.shared) / "venv"
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin/pip"), "install", "-q", "--no-index", "--find-links",
+                        str(build.wheelhouse(s)), "-r", str(rel / "requirements.txt")], check=True)
+        (rel / "venv").symlink_to(venv)
+        Path(s.current).symlink_to(rel)
+        subprocess.run(["chmod", "-R", "go+rX", str(stage)], check=True)
+        run_dir.mkdir(exist_ok=True)
+        shutil.chown(run_dir, "nobody", "www-data")
+        run_dir.chmod(0o750)
+
+        for f in files:
+            (stage / Path(f.path).name).write_text(f.content)
+        sites = stage / "sites"
+        sites.mkdir()
+        for f in files:
+            if f.kind == render.NGINX:
+                (sites / Path(f.path).name).write_text(f.content)
+        (stage / "nginx.conf").write_text(
+            f"user www-data;\nworker_processes 1;\npid {stage}/nginx.pid;\n"
+            f"error_log {stage}/nginx-error.log;\nevents {{ worker_connections 64; }}\n"
+            f"http {{\n  include /etc/nginx/mime.types;\n  include {sites}/*.conf;\n}}\n")
+
+        uwsgi = subprocess.Popen(["uwsgi", "--ini", str(stage / "uwsgi.ini")],
+                                 stdout=open(stage / "uwsgi.log", "w"), stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        procs.append(uwsgi)
+        staging.wait_until(lambda: Path(s.socket).exists() or uwsgi.poll() is not None, 30,
+                           "uWSGI's socket")
+        assert uwsgi.poll() is None, (stage / "uwsgi.log").read_text()
+        nginx = subprocess.Popen(checks.isolated(["nginx", "-c", str(stage / "nginx.conf"), "-g",
+                                                  "daemon off;"], isolate=("/var/log", "/var/cache")),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        procs.append(nginx)
+        target = smoke.Target("127.0.0.1", s.listen_port, s.server_names[0])
+
+        def answers():
+            try:
+                return smoke.request(target, s.healthz).status == 200
+            except OSError:
+                return False
+
+        staging.wait_until(answers, 30, "nginx + uWSGI to answer")
+        yield s, target, uwsgi
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_cache_shape_serves_streams_caches_and_static(served):
+    s, target, uwsgi = served
+
+    arrivals, total, status = smoke.stream_timings(target, "/time?count=4&delay=0.5")
+    assert status == 200
+    assert len(arrivals) >= 3, arrivals  # several pieces, not one buffered body
+    assert arrivals[0] < 1.0 and total >= 1.4 and arrivals[-1] - arrivals[0] >= 1.0
+
+    first = smoke.request(target, "/hello")
+    second = smoke.request(target, "/hello")
+    assert first.header("X-Cache-Status") in ("MISS", "EXPIRED")
+    assert second.header("X-Cache-Status") == "HIT" and second.body == b"Hello, World!"
+    assert smoke.request(target, "/hello", headers={"Cookie": "session=x"}).header(
+        "X-Cache-Status") == "BYPASS"
+    assert smoke.request(target, s.healthz).header("X-Cache-Status") is None  # never cached
+
+    css = smoke.request(target, "/static/reports/reports.css")
+    assert css.status == 200 and b".report" in css.body
+    assert "max-age=604800" in css.header("Cache-Control")
+    assert css.header("X-Content-Type-Options") == "nosniff"
+
+    stop(uwsgi)  # the app server is gone; nginx still serves the static files
+    assert smoke.request(target, "/static/css/site.css").status == 200
+    assert smoke.request(target, "/api/sum?n=1").status == 502
