@@ -7,7 +7,10 @@ upload restores the previous release and exits non-zero naming the step.
 import difflib
 import json
 import os
+import re
+import signal
 import socket
+import tempfile
 import time
 from contextlib import contextmanager
 
@@ -15,7 +18,8 @@ from . import plan, release as release_mod, render, smoke
 from .errors import DeployError, LockError, OpsError, RemoteError, SmokeError
 
 STALE_AFTER = 3600  # seconds: a lock older than this is stale whoever holds it
-FAIL_AT_ENV = "FLASK_OPS_FAIL_AT"  # test hook: make the named step fail
+FAIL_AT_ENV = "FLASK_OPS_FAIL_AT"  # fault-injection hook: STEP, STEP:kill or STEP:pause
+SECRET_VALUE = re.compile(r"(?i)(\b[\w.-]*(?:secret|password|passwd|token|api_?key)[\w.-]*\s*[=:]\s*)(\S+)")
 
 
 class Steps:
@@ -29,8 +33,7 @@ class Steps:
         self.current = name
         start = time.monotonic()
         try:
-            if os.environ.get(FAIL_AT_ENV) == name:
-                raise OpsError(f"failure injected at step '{name}' ({FAIL_AT_ENV})")
+            _inject(name)
             yield
         except Exception:
             self.out(f"  {name:<10} FAILED {time.monotonic() - start:6.2f}s")
@@ -39,6 +42,37 @@ class Steps:
 
     def note(self, name, detail):
         self.out(f"  {name:<10} {detail}")
+
+
+def _release_lock(s, remote, out):
+    """Best effort: a lock we cannot remove (host unreachable) is reported, and is stale."""
+    try:
+        remote.run(plan.unlock_script(s), "unlock", check=False)
+    except OpsError as exc:
+        out(f"  warning: could not release the deploy lock on {remote.name} ({exc}); "
+            f"clear it with `fab -H {remote.name} unlock` once the host is reachable")
+
+
+def _inject(step):
+    """Fault injection for the fault suite: fail, die, or wait at a named step."""
+    step_at, _, how = os.environ.get(FAIL_AT_ENV, "").partition(":")
+    if step_at != step:
+        return
+    if how == "kill":  # as if the deploying machine died here
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "pause":  # hold here until the test removes the marker file
+        marker = os.path.join(tempfile.gettempdir(), f"flask-ops-paused-{os.getpid()}")
+        open(marker, "w").close()
+        deadline = time.monotonic() + 120
+        while os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return
+    raise OpsError(f"failure injected at step '{step}' ({FAIL_AT_ENV})")
+
+
+def mask_secrets(text):
+    """Values of secret-looking settings never reach a terminal or a CI log."""
+    return SECRET_VALUE.sub(lambda m: m.group(1) + "********", text)
 
 
 def _lock_info():
@@ -116,7 +150,7 @@ def deploy(s, remote, dry_run=False, out=print):
         return _ship(s, remote, steps, tree, rel, facts, todo, out)
     finally:
         if we_locked:
-            remote.run(plan.unlock_script(s), "unlock", check=False)
+            _release_lock(s, remote, out)
 
 
 def _ship(s, remote, steps, tree, rel, facts, todo, out):
@@ -147,9 +181,12 @@ def _ship(s, remote, steps, tree, rel, facts, todo, out):
             except OpsError as restore_exc:
                 reason += f"\nAND restoring {previous} failed: {restore_exc}"
         else:
-            remote.run(f"rm -rf {plan.q(plan.release_dir(s, rel.id))} "
-                       f"{plan.q(plan.release_dir(s, rel.id))}.partial /tmp/{rel.upload_name}",
-                       "cleanup", check=False)
+            try:
+                remote.run(f"rm -rf {plan.q(plan.release_dir(s, rel.id))} "
+                           f"{plan.q(plan.release_dir(s, rel.id))}.partial /tmp/{rel.upload_name}",
+                           "cleanup", check=False)
+            except OpsError as cleanup_exc:
+                reason += f"\n(the unswitched upload could not be removed: {cleanup_exc})"
         raise DeployError(failed_step, reason) from None
     remote.run(plan.finish_script(s, rel.id, s.keep_releases, {
         "release": rel.id, "previous": previous, "at": time.time(), "by": release_mod.who(),
@@ -188,7 +225,7 @@ def dry_run_report(s, remote, rel, facts, todo, nothing_to_do, out):
         before = (live.get(f.path) or "").splitlines(keepends=True)
         diff = list(difflib.unified_diff(before, f.content.splitlines(keepends=True),
                                          f"{f.path} (live)", f"{f.path} (new)"))
-        out("".join(diff) if diff else f"unchanged: {f.path}")
+        out(mask_secrets("".join(diff)) if diff else f"unchanged: {f.path}")
     if nothing_to_do:
         out(f"dry run: no change; {facts['current']} already serves this build")
         return facts["current"]
@@ -247,7 +284,7 @@ def rollback(s, remote, release_id=None, out=print):
         return release_id
     finally:
         if facts["locked_by_us"]:
-            remote.run(plan.unlock_script(s), "unlock", check=False)
+            _release_lock(s, remote, out)
 
 
 def _remote_static_file(s, remote, release_id):

@@ -47,12 +47,15 @@ def provision_script(s):
             f"if [ \"$(stat -c '%U:%G %a' {q(path)} 2>/dev/null)\" != '{owner}:{grp} {mode}' ]; "
             f"then install -d -o {owner} -g {grp} -m {mode} {q(path)}; "
             f"echo 'changed: {path} ({owner}:{grp} {mode})'; fi")
-    # Secrets are generated on the host and never leave it.
+    # Secrets are generated on the host and never leave it: only their names are printed.
     env = f"{shared}/env"
-    lines.append(
-        f"[ -f {q(env)} ] || {{ (umask 077; python3 -c 'import secrets; "
-        f"print(\"SECRET_KEY=\" + secrets.token_hex(32))' > {q(env)}); "
-        f"chown {q(user)}:root {q(env)}; echo 'changed: generated {env} (0600)'; }}")
+    lines.append(f"[ -f {q(env)} ] || {{ (umask 077; : > {q(env)}); chown {q(user)}:root {q(env)}; "
+                 f"echo 'changed: created {env} (0600, {user})'; }}")
+    for name in ("SECRET_KEY",) + tuple(s.secrets):
+        lines.append(
+            f"grep -q '^{name}=' {q(env)} || {{ python3 -c 'import secrets; "
+            f"print(\"{name}=\" + secrets.token_hex(32))' >> {q(env)}; "
+            f"echo 'changed: generated {name} in {env}'; }}")
     if s.stack == "nginx-uwsgi":
         lines += [
             "[ ! -e /etc/nginx/sites-enabled/default ] || { rm -f /etc/nginx/sites-enabled/default; "

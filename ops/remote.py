@@ -31,6 +31,8 @@ def for_staging(name, config=None):
 class Remote:
     """A target host: runs shell scripts as root (via sudo when not root) and counts them."""
 
+    UPLOAD_TIMEOUT = 20  # seconds without progress before an upload is abandoned
+
     def __init__(self, connection):
         self.c = connection
         self.commands = 0
@@ -49,7 +51,7 @@ class Remote:
             return script
         return "sudo -n bash -c " + _quote(script)
 
-    def run(self, script, what, check=True, timeout=None):
+    def run(self, script, what, check=True, timeout=600):
         """Run a bash script on the host; RemoteError (with its output) when it fails."""
         start = time.monotonic()
         self.commands += 1
@@ -69,14 +71,23 @@ class Remote:
         start = time.monotonic()
         self.commands += 1
         try:
-            self.c.put(str(local), remote)
+            sftp = self.c.sftp()
+            # A dead link must fail the upload, not hang it: every SFTP read/write times out.
+            sftp.get_channel().settimeout(self.UPLOAD_TIMEOUT)
+            sftp.put(str(local), remote)
         except Exception as exc:
+            # The session may be wedged (a cut link): drop it, so the next command reconnects
+            # under connect_timeout instead of waiting on a dead channel.
+            self.close()
             raise RemoteError(f"{what}: upload to {self.name} failed: {type(exc).__name__}: {exc}") from None
         finally:
             self.log.append((time.monotonic() - start, what))
 
     def close(self):
-        self.c.close()
+        try:
+            self.c.close()
+        except Exception:
+            pass
 
 
 def _quote(text):

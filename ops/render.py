@@ -1,5 +1,6 @@
 """Settings -> the exact files a host gets. Pure: no I/O besides reading templates."""
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -12,13 +13,18 @@ UWSGI_PLUGIN = "python3"
 # What each rendered file is, so checks and reloads can pick theirs.
 NGINX, APACHE, UWSGI, SYSTEMD, UPSTART, WSGI = "nginx", "apache", "uwsgi", "systemd", "upstart", "wsgi"
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("ops", "templates"),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=False,
-    autoescape=False,  # config files, not HTML; every value is whitelisted in settings
-)
+@functools.lru_cache(maxsize=None)
+def environment(override_dir=None):
+    """Our templates, with a project's own directory searched first when it has one."""
+    loader = jinja2.PackageLoader("ops", "templates")
+    if override_dir:
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(override_dir)), loader])
+    return jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # config files, not HTML; every value is whitelisted in settings
+    )
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ def _size_bytes(size):
 
 
 def _render(template, settings, **extra):
-    return _env.get_template(template).render(s=settings, managed=MANAGED, **extra)
+    env = environment(settings.templates_dir)
+    return env.get_template(template).render(s=settings, managed=MANAGED, **extra)
 
 
 def catchall_name(settings):

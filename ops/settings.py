@@ -28,6 +28,7 @@ _URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*\Z")
 _SIZE = re.compile(r"[0-9]{1,6}[kKmMgG]?\Z")
 _DURATION = re.compile(r"[0-9]{1,6}[smhd]\Z")
 _COOKIE = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}\Z")
 _URL_WITH_QUERY = re.compile(r"/[A-Za-z0-9._~/%-]*(?:\?[A-Za-z0-9._~%&=+-]*)?\Z")
 
 
@@ -65,6 +66,8 @@ class Settings:
         {"path": "/api/sum?n=2&n=40", "status": 200, "contains": '"sum":42'},
     )
     smoke_stream: str = "/time?count=4&delay=0.5"
+    templates: Optional[str] = None  # a project directory whose templates override ours
+    secrets: Tuple[str, ...] = ()  # env names generated on the host besides SECRET_KEY
     project_root: str = "."  # not a user key: where relative `source` is resolved
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
@@ -124,6 +127,10 @@ class Settings:
     @property
     def requirements_file(self):
         return self.source_dir / self.requirements
+
+    @property
+    def templates_dir(self):
+        return Path(self.project_root, self.templates).resolve() if self.templates else None
 
     @property
     def two_tier(self):
@@ -223,6 +230,9 @@ _VALIDATORS = {
     "healthz": lambda k, v: _string(k, v, _URL_PATH, "a URL path starting with '/'"),
     "python": _abs_path,
     "smoke": _smoke,
+    "secrets": lambda k, v: _list(k, v, _ENV_NAME, "environment variable names (A-Z, 0-9, _)")
+    if v else (),
+    "templates": lambda k, v: _rel_path(k, v) if v is not None else None,
     "smoke_stream": lambda k, v: _string(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
     if v else "",
 }
@@ -243,6 +253,8 @@ def load(raw=None, project_root=".", check_files=True):
     if check_files:
         if not settings.source_dir.is_dir():
             _fail("source", settings.source, f"an existing directory (looked in {settings.source_dir})")
+        if settings.templates and not settings.templates_dir.is_dir():
+            _fail("templates", settings.templates, f"an existing directory (looked in {settings.templates_dir})")
         if not settings.requirements_file.is_file():
             _fail("requirements", settings.requirements,
                   f"a file inside source (looked for {settings.requirements_file})")

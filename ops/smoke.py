@@ -26,6 +26,27 @@ class Target:
     port: int
     host: str  # Host header: the site's first server name
     timeout: float = 10.0
+    tls: bool = False
+
+    def connection(self):
+        if self.tls:
+            return http.client.HTTPSConnection(self.address, self.port, timeout=self.timeout)
+        return http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+
+    def describe(self):
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}/ (at {self.address})"
+
+
+def target_from_url(url):
+    """A Target for a public URL: no SSH, the URL's host is both address and Host header."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    tls = parts.scheme == "https"
+    return Target(parts.hostname, parts.port or (443 if tls else 80), parts.hostname, tls=tls)
 
 
 class Response:
@@ -38,7 +59,7 @@ class Response:
 
 def request(target, path, host=None, headers=None, method="GET"):
     """One HTTP/1.1 request on a fresh connection; None when the server closes it unanswered."""
-    conn = http.client.HTTPConnection(target.address, target.port, timeout=target.timeout)
+    conn = target.connection()
     try:
         conn.request(method, path, headers={"Host": host or target.host, **(headers or {})})
         resp = conn.getresponse()
@@ -52,7 +73,7 @@ def request(target, path, host=None, headers=None, method="GET"):
 
 def stream_timings(target, path):
     """(seconds to each piece of body as it arrives, total seconds, status)."""
-    conn = http.client.HTTPConnection(target.address, target.port, timeout=target.timeout)
+    conn = target.connection()
     start = time.monotonic()
     try:
         conn.request("GET", path, headers={"Host": target.host})

@@ -7,13 +7,14 @@ Use from any project with a two-line fabfile:
 
 import functools
 import sys
+from pathlib import Path
 
 from fabric import task
 from invoke import Collection
 from invoke.exceptions import Exit
 
 from . import build, checks, deploy as deploy_mod, provision as provision_mod, remote
-from . import render, settings as settings_mod, smoke as smoke_mod, staging
+from . import render, report, settings as settings_mod, smoke as smoke_mod, staging
 from .errors import OpsError
 
 
@@ -151,19 +152,33 @@ def unlock(c):
     print(f"cleared: {text}" if text else "no lock held")
 
 
-@ops_task(name="smoke")
-def smoke_(c):
-    """Run the smoke checks through the host's front server: one line per check."""
+@ops_task(name="smoke", help={
+    "url": "check this public URL instead of a host over SSH (e.g. https://example.com/)",
+    "junit": "also write the results as JUnit XML to this file",
+    "json": "also write the results as JSON to this file"})
+def smoke_(c, url=None, junit=None, json=None):
+    """Run the smoke checks through the front server: one line per check; exit 1 on any failure."""
     s = load_settings(c)
-    host = remote.connect(c)
-    static = None
-    current, _ = deploy_mod.releases(s, host)
-    if current:
-        static = deploy_mod._remote_static_file(s, host, current)
-    results = smoke_mod.run(s, deploy_mod.target_for(s, host), static)
+    if url:
+        try:
+            target = smoke_mod.target_from_url(url)
+        except ValueError as exc:
+            raise OpsError(str(exc)) from None
+        collected, _ = build.collectstatic(s)
+        static = deploy_mod.static_file(collected.parent)
+    else:
+        host = remote.connect(c)
+        target = deploy_mod.target_for(s, host)
+        current, _ = deploy_mod.releases(s, host)
+        static = deploy_mod._remote_static_file(s, host, current) if current else None
+    results = smoke_mod.run(s, target, static)
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:32} {r.seconds:5.2f}s  {r.detail}")
     failed = [r for r in results if not r.ok]
+    if junit:
+        Path(junit).write_text(report.to_junit(results, target.describe()))
+    if json:
+        Path(json).write_text(report.to_json(results, target.describe()))
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise Exit(code=1)

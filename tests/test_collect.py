@@ -47,3 +47,20 @@ def test_fab_collectstatic(tmp_path):
     assert result.returncode == 0, result.stdout
     assert "collected 3 files" in result.stdout
     assert (tmp_path / "c/reports/reports.css").is_file()
+
+
+def test_release_copies_links_inside_the_app_and_refuses_links_out(tmp_path):
+    from ops import settings as settings_mod
+    shutil.copytree(SAMPLE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "app/static/css/alias.css").symlink_to("site.css")
+    s = settings_mod.load({"source": "app"}, project_root=tmp_path)
+    dest = build.copy_source(s, tmp_path / "release")
+    assert (dest / "static/css/alias.css").is_symlink()  # copied as a link, not followed
+    assert not (dest / "__pycache__").exists()
+    (tmp_path / "app/static/passwd").symlink_to("/etc/passwd")
+    with pytest.raises(OpsError, match="links outside the app's source"):
+        build.copy_source(s, tmp_path / "release2")
+    (tmp_path / "app/static/passwd").unlink()
+    (tmp_path / "app/static/up").symlink_to("../../app2")
+    with pytest.raises(OpsError, match="links outside"):
+        build.copy_source(s, tmp_path / "release3")

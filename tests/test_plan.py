@@ -106,9 +106,19 @@ def test_provision_is_idempotent_by_construction(load):
     for line in script.splitlines()[1:]:
         if "changed:" in line:
             assert line.startswith(("if ", "[ ", "! ", "getent", "id -u", "systemctl is-",
-                                    "  echo", "for m", "[ -z"))
+                                    "  echo", "for m", "[ -z", "grep -q"))
     assert "install -d -o sample -g www-data -m 750 /srv/sample/shared/data" in script
     assert "umask 077" in script  # the secrets file is born 0600
+    declared = provision.provision_script(load(secrets=["API_TOKEN"]))
+    assert "grep -q '^SECRET_KEY=' /srv/sample/shared/env" in declared
+    assert "grep -q '^API_TOKEN=' /srv/sample/shared/env" in declared
+
+
+def test_dry_run_output_masks_secret_values():
+    from ops.deploy import mask_secrets
+    text = "+SECRET_KEY=abc\n+ uwsgi_param X 1;\n-  DB_PASSWORD: hunter2\nenv API_TOKEN=x y"
+    assert mask_secrets(text) == ("+SECRET_KEY=********\n+ uwsgi_param X 1;\n"
+                                  "-  DB_PASSWORD: ********\nenv API_TOKEN=******** y")
 
 
 def test_upstart_service_commands(load):

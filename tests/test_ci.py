@@ -1,0 +1,76 @@
+"""What a CI pipeline consumes: report files, `fab check`'s verdict, the workflow files."""
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import yaml
+
+from ops import report
+from ops.smoke import Result, target_from_url
+
+from conftest import ROOT
+
+RESULTS = [Result("healthz", True, "200, 20 bytes", 0.01),
+           Result("cache", False, "a repeated GET / was MISS, not HIT", 0.02)]
+
+
+def fab(*args, cwd=ROOT):
+    return subprocess.run([str(ROOT / ".venv/bin/fab"), *args], cwd=cwd, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_junit_report_parses_back():
+    root = ET.fromstring(report.to_junit(RESULTS, "http://x/").split("\n", 1)[1])
+    suite = root.find("testsuite")
+    assert (root.tag, suite.get("tests"), suite.get("failures")) == ("testsuites", "2", "1")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["healthz", "cache"]
+    assert cases[0].find("failure") is None
+    failure = cases[1].find("failure")
+    assert failure.get("message") == "a repeated GET / was MISS, not HIT"
+
+
+def test_json_report_parses_back():
+    data = json.loads(report.to_json(RESULTS, "http://x/"))
+    assert (data["passed"], data["failed"], data["ok"]) == (1, 1, False)
+    assert data["checks"][1] == {"name": "cache", "ok": False,
+                                 "detail": "a repeated GET / was MISS, not HIT", "seconds": 0.02}
+
+
+def test_url_targets():
+    t = target_from_url("https://www.example.com/")
+    assert (t.address, t.port, t.host, t.tls) == ("www.example.com", 443, "www.example.com", True)
+    assert target_from_url("http://10.0.0.1:8080").port == 8080
+
+
+def test_fab_check_fails_with_the_checkers_message_on_a_broken_template(tmp_path):
+    overrides = tmp_path / "templates" / "nginx"
+    overrides.mkdir(parents=True)
+    site = (ROOT / "ops/templates/nginx/site.conf.j2").read_text()
+    line = "access_log /var/log/nginx/{{ s.app_name }}.access.log;"
+    assert line in site
+    (overrides / "site.conf.j2").write_text(site.replace(line, line[:-1] + " no_such_format;"))
+    (tmp_path / "ci.yaml").write_text(f"deploy:\n  templates: {overrides.parent.relative_to(tmp_path)}\n")
+    shutil.copytree(ROOT / "sample_app", tmp_path / "sample_app")
+    (tmp_path / "fabfile.py").write_text("from ops.tasks import ns  # noqa\n")
+    result = fab("-f", "ci.yaml", "check", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nginx -t rejected the config" in result.stdout
+    assert 'unknown log format "no_such_format"' in result.stdout  # nginx's own words
+    (overrides / "site.conf.j2").write_text(site)
+    assert fab("-f", "ci.yaml", "check", cwd=tmp_path).returncode == 0
+
+
+def test_workflows_are_valid_yaml_running_the_documented_commands():
+    own = yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())
+    steps = [s.get("run", "") for s in own["jobs"]["test"]["steps"]]
+    assert any(".ci/run" in s for s in steps)
+    assert "make test" in (ROOT / ".ci/run").read_text()
+    users = yaml.safe_load((ROOT / "docs/ci/github-actions.yml").read_text())
+    runs = " ".join(s.get("run", "") for job in users["jobs"].values() for s in job["steps"])
+    for command in ["fab check", "fab staging.up", "fab -H staging1 provision deploy",
+                    "fab -H staging1 smoke --junit smoke.xml --json smoke.json", "fab staging.down"]:
+        assert command in runs
+        assert command in (ROOT / "docs/ci.md").read_text()
