@@ -95,6 +95,13 @@ def test_a_deploy_failing_at_any_step_leaves_the_old_release(host, project, step
     assert serving(host, s) == after
 
 
+def changed_cli_project(project, greeting):
+    """A project directory with a fabfile and a code change: `fab deploy` there has work to do."""
+    s = project({"app.py": ("Hello, World!", greeting)})
+    Path(s.project_root, "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    return Path(s.project_root)
+
+
 def fab_deploy(env=None, cwd=ROOT, *args):
     return subprocess.Popen([str(ROOT / ".venv/bin/fab"), "-H", HOST, "deploy", *args], cwd=cwd,
                             env={**os.environ, **(env or {})}, text=True,
@@ -104,7 +111,7 @@ def fab_deploy(env=None, cwd=ROOT, *args):
 def test_a_killed_deploy_leaves_a_stale_lock_that_unlock_clears(host, project):
     s = project()
     before = ship(s, host)
-    proc = fab_deploy({deploy.FAIL_AT_ENV: "stage:kill"})
+    proc = fab_deploy({deploy.FAIL_AT_ENV: "stage:kill"}, changed_cli_project(project, "Hello, killed"))
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert serving(host, s) == before
@@ -113,17 +120,18 @@ def test_a_killed_deploy_leaves_a_stale_lock_that_unlock_clears(host, project):
     unlock = subprocess.run([str(ROOT / ".venv/bin/fab"), "-H", HOST, "unlock"], cwd=ROOT,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert unlock.returncode == 0 and "cleared: locked by" in unlock.stdout
-    assert serving(host, s) == ship(project({"app.py": ("Hello, World!", "Hello, after")}), host)
+    after = ship(project({"app.py": ("Hello, World!", "Hello, after")}), host)
+    assert serving(host, s) == after
 
 
 def test_two_deploys_at_once_the_second_is_refused(host, project):
     s = project()
     ship(s, host)
-    first = fab_deploy({deploy.FAIL_AT_ENV: "upload:pause"})
+    first = fab_deploy({deploy.FAIL_AT_ENV: "upload:pause"}, changed_cli_project(project, "Hello, first"))
     marker = Path(tempfile.gettempdir(), f"flask-ops-paused-{first.pid}")
     try:
         staging.wait_until(marker.exists, 60, "the first deploy to hold the lock")
-        second = fab_deploy()
+        second = fab_deploy(None, changed_cli_project(project, "Hello, second"))
         out, _ = second.communicate(timeout=60)
         assert second.returncode == 1
         assert "locked by" in out and f"(pid {first.pid})" in out and "STALE" not in out
