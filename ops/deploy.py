@@ -167,7 +167,8 @@ def _ship(s, remote, steps, tree, rel, facts, todo, out):
             switched = True
             remote.run(plan.switch_script(s, rel.id, todo), "switch")
         with steps("verify"):
-            detail = remote.run(plan.verify_script(s, rel.id), "verify").stdout.strip()
+            detail = remote.run(plan.verify_script(s, rel.id, s.drain_timeout + 20),
+                                "verify").stdout.strip()
         steps.note("", detail)
         with steps("smoke"):
             smoke_or_raise(s, remote, static_file(tree))
@@ -272,7 +273,7 @@ def rollback(s, remote, release_id=None, out=print):
             with steps("switch"):
                 remote.run(plan.switch_script(s, release_id, todo), "switch")
             with steps("verify"):
-                remote.run(plan.verify_script(s, release_id), "verify")
+                remote.run(plan.verify_script(s, release_id, s.drain_timeout + 20), "verify")
             with steps("smoke"):
                 smoke_or_raise(s, remote, _remote_static_file(s, remote, release_id))
         except OpsError as exc:

@@ -55,6 +55,7 @@ class Settings:
     upstream_port: int = 8001
     keep_releases: int = 5
     harakiri: int = 60
+    drain_timeout: int = 15  # seconds a reload waits for in-flight requests before killing
     max_requests: int = 1000
     client_max_body_size: str = "10m"
     cache_ttl: str = "10m"
@@ -223,6 +224,7 @@ _VALIDATORS = {
     "upstream_port": lambda k, v: _int(k, v, 1, 65535),
     "keep_releases": lambda k, v: _int(k, v, 2, 100),
     "harakiri": lambda k, v: _int(k, v, 1, 86400),
+    "drain_timeout": lambda k, v: _int(k, v, 1, 3600),
     "max_requests": lambda k, v: _int(k, v, 1, 10_000_000),
     "client_max_body_size": lambda k, v: _string(k, v, _SIZE, "a size like '10m'"),
     "cache_ttl": lambda k, v: _string(k, v, _DURATION, "a duration like '10m' (s, m, h, d)"),

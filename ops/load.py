@@ -1,0 +1,83 @@
+"""A bounded load generator: fixed request count, fixed time limit, stops by itself.
+
+Only for the project's own hosts (loopback, staging addresses): the caller names the target.
+"""
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    failed: int = 0
+    latencies: list = field(default_factory=list)
+    errors: dict = field(default_factory=dict)
+
+    def percentile(self, p):
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Load:
+    """Keeps `concurrency` clients sending GETs until stop(), max_requests or max_seconds."""
+
+    def __init__(self, address, port, host, path="/hello", concurrency=4,
+                 max_requests=20000, max_seconds=120, expect=b""):
+        self.args = (address, port, host, path)
+        self.concurrency, self.max_requests, self.max_seconds = concurrency, max_requests, max_seconds
+        self.expect = expect
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = []
+
+    def _record(self, ok, latency, error=None):
+        with self._lock:
+            self.result.sent += 1
+            if ok:
+                self.result.latencies.append(latency)
+            else:
+                self.result.failed += 1
+                self.result.errors[error] = self.result.errors.get(error, 0) + 1
+            if self.result.sent >= self.max_requests:
+                self._stop.set()
+
+    def _client(self):
+        address, port, host, path = self.args
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            start = time.monotonic()
+            conn = http.client.HTTPConnection(address, port, timeout=10)
+            try:
+                conn.request("GET", path, headers={"Host": host})
+                resp = conn.getresponse()
+                body = resp.read()
+                ok = resp.status == 200 and self.expect in body
+                self._record(ok, time.monotonic() - start, None if ok else f"HTTP {resp.status}")
+            except (OSError, http.client.HTTPException) as exc:
+                self._record(False, 0, type(exc).__name__)
+            finally:
+                conn.close()
+
+    def __enter__(self):
+        for _ in range(self.concurrency):
+            thread = threading.Thread(target=self._client, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def wait_for(self, count, timeout=30):
+        """Until `count` requests have been sent (so a deploy starts under real load)."""
+        deadline = time.monotonic() + timeout
+        while self.result.sent < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
