@@ -13,6 +13,7 @@ import socket
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from . import plan, release as release_mod, render, smoke
 from .errors import DeployError, LockError, OpsError, RemoteError, SmokeError
@@ -122,79 +123,144 @@ def preflight(s, facts, remote):
         raise OpsError(f"{remote.name} has no {plan.front_service(s)} config: run provision")
 
 
-def deploy(s, remote, dry_run=False, out=print):
-    """Ship the app to the host; return the release id now serving."""
-    steps = Steps(out)
+@dataclass
+class Built:
+    """One build, shipped to one host or many."""
+
+    tree: object
+    release: plan.Release
+
+
+@dataclass
+class Prepared:
+    """A host with the new release staged (or nothing to do), holding its deploy lock."""
+
+    s: object
+    remote: object
+    built: Built
+    facts: dict
+    todo: list
+    steps: Steps
+    nothing_to_do: bool
+    staged: bool = False
+
+
+def build(s, steps, fleet=None):
     with steps("build"):
-        tree, digest, files = release_mod.stage_tree(s)
-        rel = release_mod.new_release(s, digest, files)
+        tree, digest, files = release_mod.stage_tree(s, fleet)
+        return Built(tree, release_mod.new_release(s, digest, files))
+
+
+def prepare(s, remote, built, steps, dry_run=False):
+    """Facts and lock, then upload and stage unless nothing changed. Changes nothing live.
+
+    On failure the staged release is removed and the lock released.
+    """
+    rel = built.release
     with steps("facts"):
-        facts = gather(s, remote, files, rel.requirements_digest, acquire=not dry_run)
-    we_locked = facts["locked_by_us"]
+        facts = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run)
+    p = Prepared(s, remote, built, facts, [], steps, False)
     try:
         preflight(s, facts, remote)
-        if facts["lock"] is not None or (not dry_run and not we_locked):
+        if facts["lock"] is not None or (not dry_run and not facts["locked_by_us"]):
             text, stale = describe_lock(facts["lock"] or {}, facts["now"])
             hint = f" Clear it with `fab -H {remote.name} unlock`." if stale else ""
             raise LockError(f"{remote.name} is {text}.{hint}")
-        todo = plan.actions(s, files, facts)
+        p.todo = plan.actions(s, rel.files, facts)
         manifest = facts.get("manifest") or {}
-        nothing_to_do = (manifest.get("digest") == digest and not plan.changed_configs(files, facts)
-                         and all(action == "reload" for action, _ in todo)
-                         and all(facts["enabled"].values()))
-        if dry_run:
-            return dry_run_report(s, remote, rel, facts, todo, nothing_to_do, out)
-        if nothing_to_do:
-            steps.note("deploy", f"no change: {facts['current']} already serves this build")
-            return facts["current"]
-        return _ship(s, remote, steps, tree, rel, facts, todo, out)
-    finally:
-        if we_locked:
-            _release_lock(s, remote, out)
-
-
-def _ship(s, remote, steps, tree, rel, facts, todo, out):
-    previous = facts["current"]
-    switched = False
-    try:
+        p.nothing_to_do = (manifest.get("digest") == rel.digest
+                           and not plan.changed_configs(rel.files, facts)
+                           and all(action == "reload" for action, _ in p.todo)
+                           and all(facts["enabled"].values()))
+        if dry_run or p.nothing_to_do:
+            return p
         with steps("upload"):
-            bundle = release_mod.bundle(s, tree, rel, facts, with_wheels=not facts["wheelhouse"])
-            remote.put(bundle, f"/tmp/{rel.upload_name}", "upload")
-            os.unlink(bundle)
+            bundle = release_mod.bundle(s, built.tree, rel, facts, with_wheels=not facts["wheelhouse"])
+            try:
+                remote.put(bundle, f"/tmp/{rel.upload_name}", "upload")
+            finally:
+                os.unlink(bundle)
         with steps("stage", "dependencies installed offline; configs pass the target's checkers"):
+            p.staged = True
             remote.run(plan.stage_script(s, rel, facts), "stage")
-        with steps("switch", ", ".join(f"{a} {u}" for a, u in todo)):
-            switched = True
-            remote.run(plan.switch_script(s, rel.id, todo), "switch")
-        with steps("verify"):
-            detail = remote.run(plan.verify_script(s, rel.id, s.drain_timeout + 20),
-                                "verify").stdout.strip()
-        steps.note("", detail)
-        with steps("smoke"):
-            smoke_or_raise(s, remote, static_file(tree))
+        return p
     except OpsError as exc:
         failed_step = steps.current
-        reason = str(exc)
-        if switched:
+        reason = str(exc) + _discard_upload(p)
+        if facts["locked_by_us"]:
+            _release_lock(s, remote, steps.out)
+        if isinstance(exc, LockError) or failed_step in ("facts", "build"):
+            raise
+        raise DeployError(failed_step, reason) from None
+
+
+def _discard_upload(p):
+    """Remove an uploaded or staged (never switched) release; a note when that fails."""
+    rel = p.built.release
+    target = plan.release_dir(p.s, rel.id)
+    try:
+        p.remote.run(f"rm -rf {plan.q(target)} {plan.q(target)}.partial /tmp/{rel.upload_name}",
+                     "cleanup", check=False)
+        return ""
+    except OpsError as exc:
+        return f"\n(the unswitched upload could not be removed: {exc})"
+
+
+def discard(p):
+    """Give up a prepared host without switching it: staged release removed, lock released."""
+    if p.staged:
+        _discard_upload(p)
+    if p.facts["locked_by_us"]:
+        _release_lock(p.s, p.remote, p.steps.out)
+
+
+def activate(p, smoke_target=None):
+    """Switch, verify, smoke; restore the previous release on any failure. Releases the lock."""
+    s, remote, steps, rel = p.s, p.remote, p.steps, p.built.release
+    previous = p.facts["current"]
+    try:
+        if p.nothing_to_do:
+            steps.note("deploy", f"no change: {previous} already serves this build")
+            return previous
+        try:
+            with steps("switch", ", ".join(f"{a} {u}" for a, u in p.todo)):
+                remote.run(plan.switch_script(s, rel.id, p.todo), "switch")
+            with steps("verify"):
+                detail = remote.run(plan.verify_script(s, rel.id, s.drain_timeout + 20),
+                                    "verify").stdout.strip()
+            steps.note("", detail)
+            with steps("smoke"):
+                smoke_or_raise(s, remote, static_file(p.built.tree))
+        except OpsError as exc:
+            failed_step, reason = steps.current, str(exc)
             try:
                 remote.run(plan.restore_script(s, previous, rel.id), "restore")
                 steps.note("restore", f"back on {previous or 'the state before the first deploy'}")
             except OpsError as restore_exc:
                 reason += f"\nAND restoring {previous} failed: {restore_exc}"
-        else:
-            try:
-                remote.run(f"rm -rf {plan.q(plan.release_dir(s, rel.id))} "
-                           f"{plan.q(plan.release_dir(s, rel.id))}.partial /tmp/{rel.upload_name}",
-                           "cleanup", check=False)
-            except OpsError as cleanup_exc:
-                reason += f"\n(the unswitched upload could not be removed: {cleanup_exc})"
-        raise DeployError(failed_step, reason) from None
-    remote.run(plan.finish_script(s, rel.id, s.keep_releases, {
-        "release": rel.id, "previous": previous, "at": time.time(), "by": release_mod.who(),
-        "result": "ok"}), "finish")
-    out(f"deployed {rel.id} to {remote.name} in {time.monotonic() - steps.start:.1f}s "
-        f"({remote.commands} remote commands)")
-    return rel.id
+            raise DeployError(failed_step, reason) from None
+        remote.run(plan.finish_script(s, rel.id, s.keep_releases, {
+            "release": rel.id, "previous": previous, "at": time.time(),
+            "by": release_mod.who(), "result": "ok"}), "finish")
+        steps.out(f"deployed {rel.id} to {remote.name} in {time.monotonic() - steps.start:.1f}s "
+                  f"({remote.commands} remote commands)")
+        return rel.id
+    finally:
+        if p.facts["locked_by_us"]:
+            _release_lock(s, remote, steps.out)
+
+
+def deploy(s, remote, dry_run=False, out=print):
+    """Ship the app to one host; return the release id now serving."""
+    steps = Steps(out)
+    built = build(s, steps)
+    p = prepare(s, remote, built, steps, dry_run=dry_run)
+    if dry_run:
+        try:
+            return dry_run_report(s, remote, built.release, p.facts, p.todo, p.nothing_to_do, out)
+        finally:
+            discard(p)
+    return activate(p)
 
 
 def static_file(tree):

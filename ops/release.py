@@ -34,7 +34,7 @@ def tree_digest(root, skip=()):
     return h.hexdigest()
 
 
-def stage_tree(s):
+def stage_tree(s, fleet=None):
     """Build the release tree locally; returns (tree, digest, rendered files)."""
     root = build.build_root(s)
     tree = root / "release"
@@ -48,7 +48,7 @@ def stage_tree(s):
         (collected / ".complete").write_text("")
     shutil.copytree(collected, tree / "collected_static",
                     ignore=shutil.ignore_patterns(".complete"))
-    files = render.render(s)
+    files = render.render(s, fleet)
     for f in files:
         if f.in_release:
             target = tree / PurePosixPath(f.path).relative_to(s.current)
@@ -73,18 +73,22 @@ def who():
 
 
 def bundle(s, tree, release, facts, with_wheels):
-    """The tar.gz that is uploaded: release tree, manifest, candidate main config, wheels."""
-    meta = tree / plan.META
-    (meta / "candidate").mkdir(parents=True, exist_ok=True)
-    (meta / "candidate" / "main.conf").write_text(plan.candidate_main(s, facts, release.id))
+    """The tar.gz uploaded to one host: the shared release tree plus this host's manifest and
+    candidate main config (added to the archive only: the tree is shared by parallel uploads)."""
     manifest = {"id": release.id, "digest": release.digest,
                 "requirements": release.requirements_digest, "app": s.app_name,
                 "stack": s.stack, "nginx": s.nginx, "init": s.init, "built_by": who(),
                 "files": [f.path for f in release.files]}
-    (meta / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    out = build.build_root(s) / release.upload_name
+    extra = {f"{plan.META}/manifest.json": json.dumps(manifest, indent=1),
+             f"{plan.META}/candidate/main.conf": plan.candidate_main(s, facts, release.id)}
+    out = build.build_root(s) / f"{release.upload_name}.{os.getpid()}.{id(facts)}"
     with tarfile.open(out, "w:gz", compresslevel=1) as tar:
         tar.add(tree, arcname=".")
+        for name, text in extra.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"./{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
         if with_wheels:
             tar.add(build.wheelhouse(s), arcname="wheelhouse",
                     filter=lambda ti: None if ti.name.endswith(".complete") else ti)

@@ -21,6 +21,13 @@ def connect(c):
     return Remote(c)
 
 
+def for_host(name, config):
+    """A Remote for a host named in the app description (roles), outside -H."""
+    if staging.NAME.match(name) and staging.ssh_config_path().exists():
+        return for_staging(name, config.clone())
+    return Remote(Connection(name, config=config.clone(), connect_timeout=10))
+
+
 def for_staging(name, config=None):
     """A Remote for a staging host, outside a Fabric task too (tests, benchmarks)."""
     config = config or Config()

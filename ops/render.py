@@ -49,12 +49,49 @@ def _render(template, settings, **extra):
     return env.get_template(template).render(s=settings, managed=MANAGED, **extra)
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """Addresses of a fleet's hosts, as the other hosts reach them."""
+
+    lb_addresses: tuple = ()
+    app_addresses: tuple = ()
+
+
+@dataclass(frozen=True)
+class Upstream:
+    address: str
+    down: bool = False  # drained: the load balancer sends it nothing new
+
+
+LB_MAX_FAILS, LB_FAIL_TIMEOUT = 3, "10s"
+
+
+def lb_site_name(settings):
+    return f"{settings.app_name}-lb.conf"
+
+
+def render_lb(settings, upstreams):
+    """A load balancer's nginx files: the proxy (or cache) shape over the app hosts."""
+    import dataclasses
+    s = settings if settings.nginx in ("proxy", "cache") else dataclasses.replace(settings, nginx="proxy")
+    return [
+        RenderedFile(f"/etc/nginx/sites-available/{catchall_name(s)}",
+                     _render("nginx/catchall.conf.j2", s), NGINX),
+        RenderedFile(f"/etc/nginx/sites-available/{lb_site_name(s)}",
+                     _render("nginx/site.conf.j2", s, lb=list(upstreams), trusted_proxies=[],
+                             lb_max_fails=LB_MAX_FAILS, lb_fail_timeout=LB_FAIL_TIMEOUT), NGINX),
+    ]
+
+
 def catchall_name(settings):
     return f"000-flask-ops-catchall-{settings.listen_port}.conf"
 
 
-def render(settings):
-    """Every file the settings call for, in install order."""
+def render(settings, fleet=None):
+    """Every file the settings call for, in install order.
+
+    fleet: for an app host behind load balancers, their addresses (trusted for X-Real-IP).
+    """
     s = settings
     if s.stack == "apache-modwsgi":
         module, callable_ = s.wsgi.split(":")
@@ -71,7 +108,8 @@ def render(settings):
         RenderedFile(f"/etc/nginx/sites-available/{catchall_name(s)}",
                      _render("nginx/catchall.conf.j2", s), NGINX),
         RenderedFile(f"/etc/nginx/sites-available/{s.app_name}.conf",
-                     _render("nginx/site.conf.j2", s), NGINX),
+                     _render("nginx/site.conf.j2", s, lb=None,
+                             trusted_proxies=list(fleet.lb_addresses) if fleet else []), NGINX),
         RenderedFile(s.uwsgi_ini, _render("uwsgi/uwsgi.ini.j2", s, plugin=UWSGI_PLUGIN), UWSGI),
     ]
     if s.init == "systemd":

@@ -28,6 +28,7 @@ _URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*\Z")
 _SIZE = re.compile(r"[0-9]{1,6}[kKmMgG]?\Z")
 _DURATION = re.compile(r"[0-9]{1,6}[smhd]\Z")
 _COOKIE = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+_SSH_HOST = re.compile(r"(?:[a-z_][a-z0-9_-]*@)?[A-Za-z0-9][A-Za-z0-9._-]*(?::[0-9]{1,5})?\Z")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}\Z")
 _URL_WITH_QUERY = re.compile(r"/[A-Za-z0-9._~/%-]*(?:\?[A-Za-z0-9._~%&=+-]*)?\Z")
 
@@ -69,6 +70,7 @@ class Settings:
     smoke_stream: str = "/time?count=4&delay=0.5"
     templates: Optional[str] = None  # a project directory whose templates override ours
     secrets: Tuple[str, ...] = ()  # env names generated on the host besides SECRET_KEY
+    roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
     project_root: str = "."  # not a user key: where relative `source` is resolved
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
@@ -204,6 +206,19 @@ def _smoke(key, value):
     return tuple(checks)
 
 
+def _roles(key, value):
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"lb", "app"} or not value.get("app"):
+        _fail(key, value, "a mapping with 'app' (and optionally 'lb') lists of SSH hosts")
+    roles = {role: _list(f"{key}.{role}", hosts, _SSH_HOST, "SSH hosts ([user@]host[:port])")
+             for role, hosts in value.items() if hosts}
+    overlap = set(roles.get("lb", ())) & set(roles["app"])
+    if overlap:
+        _fail(key, sorted(overlap), "each host in one role: a load balancer is not an app host")
+    return {"lb": roles.get("lb", ()), "app": roles["app"]}
+
+
 _VALIDATORS = {
     "app_name": lambda k, v: _string(k, v, _IDENT, "a lowercase identifier: [a-z][a-z0-9_]{0,30}"),
     "source": _rel_path,
@@ -232,6 +247,7 @@ _VALIDATORS = {
     "healthz": lambda k, v: _string(k, v, _URL_PATH, "a URL path starting with '/'"),
     "python": _abs_path,
     "smoke": _smoke,
+    "roles": _roles,
     "secrets": lambda k, v: _list(k, v, _ENV_NAME, "environment variable names (A-Z, 0-9, _)")
     if v else (),
     "templates": lambda k, v: _rel_path(k, v) if v is not None else None,

@@ -13,7 +13,9 @@ from fabric import task
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from . import build, checks, deploy as deploy_mod, provision as provision_mod, remote
+from fabric import Connection
+
+from . import build, checks, deploy as deploy_mod, fleet, provision as provision_mod, remote
 from . import render, report, settings as settings_mod, smoke as smoke_mod, staging
 from .errors import OpsError
 
@@ -92,21 +94,47 @@ def staging_status(c):
         print("no staging hosts")
 
 
+def role_hosts(c, s):
+    """(load balancers, app hosts) from `roles`, when no -H was given."""
+    if isinstance(c, Connection) or not s.roles:
+        return None
+    return ([remote.for_host(h, c.config) for h in s.roles["lb"]],
+            [remote.for_host(h, c.config) for h in s.roles["app"]])
+
+
 @ops_task
 def provision(c):
-    """Prepare the host: packages, the app's user, directories, the front server. Idempotent."""
+    """Prepare the host (or every host in `roles`): packages, the app's user, directories,
+    the front server. Idempotent."""
     s = load_settings(c)
-    host = remote.connect(c)
-    changes = provision_mod.provision(s, host)
-    for change in changes:
-        print(f"  changed  {change}")
-    print(f"provisioned {host.name}: {len(changes) or 'nothing'} changed")
+    roles = role_hosts(c, s)
+    for host in (roles[0] + roles[1]) if roles else [remote.connect(c)]:
+        changes = provision_mod.provision(s, host)
+        for change in changes:
+            print(f"  changed  {change}")
+        print(f"provisioned {host.name}: {len(changes) or 'nothing'} changed")
 
 
-@ops_task(name="deploy", help={"dry_run": "show the config diffs and commands; change nothing"})
-def deploy_(c, dry_run=False):
-    """Build, upload, check on the host, switch atomically, smoke-test; roll back on failure."""
+@ops_task(name="deploy", help={
+    "dry_run": "show the config diffs and commands; change nothing",
+    "batch_size": "fleet: app hosts switched at a time (default 1)",
+    "max_fail": "fleet: failed hosts tolerated before the roll stops (default 0)"})
+def deploy_(c, dry_run=False, batch_size=1, max_fail=0):
+    """Build, upload, check on the host, switch atomically, smoke-test; roll back on failure.
+
+    Without -H and with `roles` in the app description: a rolling deploy over the fleet.
+    """
     s = load_settings(c)
+    roles = role_hosts(c, s)
+    if roles:
+        if dry_run:
+            raise OpsError("--dry-run works per host: fab -H HOST deploy --dry-run")
+        lbs, apps = roles
+        print(f"rolling {s.app_name} over {len(apps)} app hosts behind {len(lbs)} load balancers")
+        fleet.rolling_deploy(s, lbs, apps, int(batch_size), int(max_fail))
+        if lbs:
+            print(f"serving through http://{lbs[0].address}:{s.listen_port}/ (Host: {s.server_names[0]})")
+        return
     host = remote.connect(c)
     print(f"deploying {s.app_name} to {host.name}{' (dry run)' if dry_run else ''}")
     released = deploy_mod.deploy(s, host, dry_run=dry_run)

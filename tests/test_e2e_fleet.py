@@ -1,0 +1,113 @@
+"""Fleets and zero downtime, proven under a bounded load on the project's own staging hosts:
+staging3 balances staging1 and staging2."""
+
+import json
+import threading
+
+import pytest
+
+from ops import deploy, fleet, load, provision, remote, smoke, staging
+from ops.errors import DeployError
+
+from conftest import make_project
+
+pytestmark = pytest.mark.e2e
+CONFIG = {"app_name": "fleet", "server_names": ["fleet.test"],
+          "roles": {"lb": ["staging3"], "app": ["staging1", "staging2"]}}
+
+
+@pytest.fixture(scope="module")
+def hosts(staging_hosts, tmp_path_factory):
+    staging.up(3, log=lambda m: None)
+    lbs = [remote.for_staging("staging3")]
+    apps = [remote.for_staging("staging1"), remote.for_staging("staging2")]
+    s = make_project(tmp_path_factory.mktemp("fleet"), config=CONFIG)
+    for host in lbs + apps:
+        provision.provision(s, host)
+    fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+    yield lbs, apps
+    for host in lbs + apps:
+        host.close()
+
+
+@pytest.fixture
+def project(tmp_path):
+    counter = iter(range(100))
+    return lambda greeting, **extra: make_project(
+        tmp_path / f"p{next(counter)}", {"app.py": ("Hello, World!", greeting)}, {**CONFIG, **extra})
+
+
+def releases(apps, s):
+    return {a.name: json.loads(smoke.request(deploy.target_for(s, a), "/healthz").body)["cwd"]
+            .rsplit("/", 1)[1] for a in apps}
+
+
+def through(lb, **kwargs):
+    return load.Load(lb.address, 80, "fleet.test", concurrency=4, max_requests=100000,
+                     max_seconds=90, **kwargs)
+
+
+def test_rolling_deploy_under_load_loses_nothing(hosts, project):
+    lbs, apps = hosts
+    s = project("Hello, rolled")
+    with through(lbs[0], path="/hello") as traffic:
+        traffic.wait_for(100)
+        outcome = fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+        traffic.wait_for(traffic.result.sent + 100)
+    assert traffic.result.failed == 0, traffic.result.errors
+    assert traffic.result.sent > 200
+    new = {text.split(": ", 1)[1] for name, text in outcome.items() if text.startswith("ok")}
+    assert len(new) == 1 and set(releases(apps, s).values()) == new
+    assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"), "/hello").body == b"Hello, rolled"
+
+
+def test_a_failing_first_batch_stops_the_roll_and_traffic_never_notices(hosts, project):
+    lbs, apps = hosts
+    s = project("Hello, steady")
+    fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+    before = releases(apps, s)
+    broken = make_project(
+        __import__("pathlib").Path(s.project_root).parent / "broken",
+        {"app.py": ('return jsonify(status="ok", release=RELEASE, cwd=os.getcwd())',
+                    'return jsonify(status="failing"), 500')}, CONFIG)
+    lines = []
+    with through(lbs[0], path="/hello", expect=b"Hello, steady") as traffic:
+        traffic.wait_for(100)
+        with pytest.raises(DeployError, match="the roll stopped"):
+            fleet.rolling_deploy(broken, lbs, apps, out=lines.append)
+        traffic.wait_for(traffic.result.sent + 100)
+    assert traffic.result.failed == 0, traffic.result.errors
+    summary = "\n".join(lines)
+    assert "staging1     FAILED, rolled back" in summary
+    assert "staging2     untouched (old release kept)" in summary
+    assert releases(apps, s) == before
+
+
+def test_single_host_deploy_under_load_loses_nothing(hosts, project):
+    lbs, apps = hosts
+    host = apps[0]
+    s = project("Hello, single", roles=None)
+    with load.Load(host.address, 80, "fleet.test", path="/hello", concurrency=4,
+                   max_requests=100000, max_seconds=90) as traffic:
+        traffic.wait_for(100)
+        deploy.deploy(s, host, out=lambda m: None)
+        traffic.wait_for(traffic.result.sent + 100)
+    assert traffic.result.failed == 0, traffic.result.errors
+    assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, single"
+
+
+def test_a_stream_in_progress_finishes_during_a_rolling_deploy(hosts, project):
+    lbs, apps = hosts
+    target = smoke.Target(lbs[0].address, 80, "fleet.test", timeout=30)
+    got = {}
+
+    def stream():
+        resp = smoke.request(target, "/time?count=20&delay=0.5")  # 10 s: spans both batches
+        got["status"], got["lines"] = resp.status, resp.body.decode().splitlines()
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    fleet.rolling_deploy(project("Hello, streamed"), lbs, apps, out=lambda m: None)
+    reader.join(60)
+    assert got["status"] == 200
+    assert [line.split()[0] for line in got["lines"]] == [str(i) for i in range(20)]
