@@ -44,8 +44,10 @@ class Settings:
     stack: str = "nginx-uwsgi"
     nginx: str = "default"
     init: str = "systemd"
-    processes: int = 2
-    threads: int = 2
+    processes: int = 4
+    # One thread per worker: uWSGI 2.0's graceful reload can leave a multi-threaded worker
+    # hanging until drain_timeout, stalling requests mid-deploy (seen under load in tests).
+    threads: int = 1
     user: Optional[str] = None  # default: app_name
     group: str = "www-data"
     base_dir: Optional[str] = None  # default: /srv/<app_name>

@@ -21,13 +21,20 @@ http {{
 """
 
 
-@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+@pytest.mark.parametrize("shape", list(settings.NGINX_SHAPES) + ["lb-proxy", "lb-cache", "fleet-app"])
 def test_no_medium_or_high_findings(load, tmp_path, shape):
     if not GIXY.exists():
         pytest.fail("gixy-next is not installed: run `make python-deps`")
     sites = tmp_path / "sites"
     sites.mkdir()
-    for f in render.render(load(nginx=shape)):
+    if shape.startswith("lb-"):
+        files = render.render_lb(load(nginx=shape[3:]), [render.Upstream("198.18.0.11"),
+                                                        render.Upstream("198.18.0.12", True)])
+    elif shape == "fleet-app":
+        files = render.render(load(), render.Fleet(("198.18.0.13",), ()))
+    else:
+        files = render.render(load(nginx=shape))
+    for f in files:
         if f.kind == render.NGINX:
             (sites / f.path.rsplit("/", 1)[1]).write_text(f.content)
     (tmp_path / "nginx.conf").write_text(MAIN.format(sites=sites))

@@ -121,7 +121,7 @@ def test_apache_site_daemon_mode(load):
     files = render.render(load(stack="apache-modwsgi"))
     conf = site(files)
     assert ("WSGIDaemonProcess sample python-home=/srv/sample/current/venv "
-            "home=/srv/sample/current processes=2 threads=2 display-name=%{GROUP} "
+            "home=/srv/sample/current processes=4 threads=1 display-name=%{GROUP} "
             "user=sample group=www-data") in conf
     for line in ["WSGIProcessGroup sample", "WSGIApplicationGroup %{GLOBAL}",
                  "WSGIRestrictEmbedded On", "Require all granted",
@@ -188,3 +188,25 @@ def test_fab_check_task_reports_each_checker():
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert out.returncode == 0, out.stdout
     assert out.stdout.split() == ["ok", "nginx", "ok", "uwsgi", "ok", "systemd"]
+
+
+@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+def test_load_balancer_and_fleet_app_configs_pass_nginx(load, shape):
+    s = load(nginx=shape)
+    lb = render.render_lb(s, [render.Upstream("198.18.0.11"), render.Upstream("198.18.0.12", True)])
+    assert checks.check_local(lb, s) == ["nginx"]
+    conf = lb[1].content
+    assert "server 198.18.0.11:80 max_fails=3 fail_timeout=10s;" in conf
+    assert "server 198.18.0.12:80 max_fails=3 fail_timeout=10s down;" in conf
+    assert "keepalive 16;" in conf and "uwsgi_pass" not in conf and "alias" not in conf
+    assert ("proxy_cache sample_cache;" in conf) == (shape == "cache")
+    app = render.render(s, render.Fleet(("198.18.0.13",), ()))
+    assert checks.check_local(app, s)
+    assert "set_real_ip_from 198.18.0.13;" in site(app)
+
+
+def test_fleet_app_host_streams_through_the_balancer_without_losing_headers(load):
+    conf = site(render.render(load(), render.Fleet(("198.18.0.13",), ())))
+    block = re.search(r"location /time \{([^}]*)\}", conf).group(1)
+    assert 'add_header X-Accel-Buffering "no";' in block
+    assert 'add_header X-Frame-Options "SAMEORIGIN" always;' in block  # repeated, not dropped
