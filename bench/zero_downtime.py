@@ -40,8 +40,9 @@ def run_load(address, seconds, during=None):
 
 
 def row(name, result):
-    return (f"| {name} | {result.sent} | {result.failed} | {result.percentile(50) * 1000:.1f} | "
-            f"{result.percentile(99) * 1000:.1f} |")
+    errors = ", ".join(f"{k} x{v}" for k, v in result.errors.items()) or "-"
+    return (f"| {name} | {result.sent} | {result.failed} | {errors} | "
+            f"{result.percentile(50) * 1000:.1f} | {result.percentile(99) * 1000:.1f} |")
 
 
 def main():
@@ -77,7 +78,8 @@ def main():
     print(f"Machine: {platform.machine()}, {subprocess.getoutput('nproc')} cores; load: 4 "
           f"clients, GET /hello, {args.seconds:.0f} s windows (a deploy window lasts at least "
           "as long as the deploy).\n")
-    print("| phase | requests | failed | p50 (ms) | p99 (ms) |\n| --- | --- | --- | --- | --- |")
+    print("| phase | requests | failed | errors | p50 (ms) | p99 (ms) |\n"
+          "| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
 
 
