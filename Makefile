@@ -6,7 +6,7 @@ GIXY_VENV := .venv-gixy
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast demo demo-down system-deps python-deps bench clean
+.PHONY: test test-fast demo demo-down system-deps python-deps bench bench-deps clean
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -26,7 +26,7 @@ $(GIXY_VENV)/.installed:
 python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed
 
 ## Every test, the end-to-end tier against real servers and staging hosts included.
-test: system-deps python-deps
+test: system-deps python-deps bench-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## The fast tier: settings, rendering, checkers, the sample app. No staging hosts.
@@ -41,6 +41,15 @@ demo: system-deps python-deps
 
 demo-down: python-deps
 	$(VENV)/bin/fab staging.down
+
+## Benchmarks: flask-ops vs. Ansible, and what the configs serve (wrk); writes docs/benchmarks.md.
+bench-deps: system-deps python-deps
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x .venv-ansible/bin/ansible-playbook || ($(PYTHON) -m venv .venv-ansible && .venv-ansible/bin/python -m pip install --quiet ansible-core)
+	$(PY) -m pip install --quiet matplotlib
+
+bench: bench-deps
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf build rendered .pytest_cache

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import plan, release as release_mod, render, smoke
-from .errors import DeployError, LockError, OpsError, RemoteError, SmokeError
+from .errors import DeployError, LockError, OpsError, SmokeError
 
 STALE_AFTER = 3600  # seconds: a lock older than this is stale whoever holds it
 FAIL_AT_ENV = "FLASK_OPS_FAIL_AT"  # fault-injection hook: STEP, STEP:kill or STEP:pause

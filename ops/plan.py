@@ -192,7 +192,6 @@ def stage_script(s, release, facts):
     context of the whole server config, before anything live changes."""
     rel = release_dir(s, release.id)
     tmp = rel + ".partial"
-    meta = f"{rel}/{META}"
     venv = venv_dir(s, release.requirements_digest)
     wheels = wheelhouse_dir(s, release.requirements_digest)
     upload = f"/tmp/{release.upload_name}"

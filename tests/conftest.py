@@ -59,3 +59,21 @@ def make_project(root, edits=None, config=None):
         assert old in text, f"{old!r} not in {rel}"
         path.write_text(text.replace(old, new, 1))
     return settings.load(config or {}, project_root=root)
+
+
+@pytest.fixture(scope="module")
+def host(staging_hosts):
+    """staging1, provisioned for the sample app: the nginx + uWSGI host of the e2e tier."""
+    from ops import provision, remote, settings
+
+    r = remote.for_staging("staging1")
+    provision.provision(settings.load({}, project_root=ROOT), r)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """Make throwaway projects: project(edits, **deploy_keys) -> Settings."""
+    counter = iter(range(100))
+    return lambda edits=None, **config: make_project(tmp_path / f"p{next(counter)}", edits, config)

@@ -15,3 +15,12 @@ def test_deploy_benchmark_runs(staging_hosts):
                          cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert out.returncode == 0, out.stdout
     assert "| no-op redeploy |" in out.stdout
+
+
+def test_serve_and_ansible_benchmarks_run(staging_hosts):
+    for script, args in [("serve.py", ["--seconds", "1", "--reps", "1"]),
+                         ("deploy_vs_ansible.py", ["--reps", "1"])]:
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert out.returncode == 0, out.stdout[-3000:]
+        assert "| --- |" in out.stdout

@@ -6,28 +6,13 @@ import subprocess
 
 import pytest
 
-from ops import deploy, plan, provision, remote, smoke, staging
+from ops import deploy, plan, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
-from conftest import ROOT, make_project
+from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
-
-
-@pytest.fixture(scope="module")
-def host(staging_hosts):
-    r = remote.for_staging(HOST)
-    from ops import settings
-    provision.provision(settings.load({}, project_root=ROOT), r)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def project(tmp_path):
-    counter = iter(range(100))
-    return lambda edits=None, **config: make_project(tmp_path / f"p{next(counter)}", edits, config)
 
 
 def ship(s, host):
@@ -210,3 +195,25 @@ def test_fab_tasks_end_to_end():
     assert smoked.stdout.strip().splitlines()[-1].endswith("passed, 0 failed")
     assert "current" in run("status").stdout
     assert run("releases").stdout.count("*") == 1
+
+
+def test_url_only_smoke_with_reports(tmp_path):
+    """`fab smoke --url` needs no SSH: the pipeline's view of a deployed host."""
+    import xml.etree.ElementTree as ET
+    config = tmp_path / "url.yaml"
+    config.write_text("deploy:\n  server_names: [198.18.0.11, sample.test]\n")
+    fab = [str(ROOT / ".venv/bin/fab"), "-f", str(config)]
+    run = lambda *a: subprocess.run(fab + list(a), cwd=ROOT, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deployed = run("-H", HOST, "deploy")
+    assert deployed.returncode == 0, deployed.stdout
+    junit, report = tmp_path / "smoke.xml", tmp_path / "smoke.json"
+    smoked = run("smoke", "--url", "http://198.18.0.11/", "--junit", str(junit), "--json", str(report))
+    assert smoked.returncode == 0, smoked.stdout
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and int(suite.get("tests")) >= 8
+    assert json.loads(report.read_text())["ok"] is True
+    broken = run("smoke", "--url", "http://198.18.0.11:81/", "--junit", str(junit))
+    assert broken.returncode == 1
+    failures = ET.parse(junit).getroot().find("testsuite").findall("testcase/failure")
+    assert failures and "ConnectionRefusedError" in failures[0].get("message")

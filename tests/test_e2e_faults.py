@@ -5,34 +5,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
-from ops import deploy, provision, remote, settings, smoke, staging
+from ops import deploy, remote, smoke, staging
 from ops.errors import DeployError, LockError, OpsError, RemoteError
 
-from conftest import ROOT, make_project
+from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
-
-
-@pytest.fixture(scope="module")
-def host(staging_hosts):
-    r = remote.for_staging(HOST)
-    provision.provision(settings.load({}, project_root=ROOT), r)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def project(tmp_path):
-    counter = iter(range(100))
-    return lambda edits=None, **config: make_project(tmp_path / f"p{next(counter)}", edits, config)
 
 
 def ship(s, host):
@@ -216,7 +200,7 @@ def test_releases_that_cannot_start_are_caught(host, project):
 def test_hostile_hosts_fail_clearly_and_change_nothing(host, project, tmp_path):
     s = project()
     before = ship(s, host)
-    from fabric import Config, Connection
+    from fabric import Connection
     unreachable = remote.Remote(Connection("198.18.0.99", user="root", connect_timeout=3))
     with pytest.raises(RemoteError, match="cannot run on 198.18.0.99"):
         ship(s, unreachable)

@@ -2,7 +2,6 @@ import subprocess
 
 import pytest
 
-from ops import settings
 from ops.errors import SettingsError
 
 from conftest import ROOT
