@@ -27,6 +27,7 @@ from conftest import make_project  # noqa: E402
 from ops import deploy, provision, remote, staging  # noqa: E402
 
 DIRECT_PORT = 9090
+RUN = "/run/flask-ops-bench"
 
 
 def wrk(address, port, path, seconds, headers=()):
@@ -61,11 +62,12 @@ def stream_delays(address, port, host, count=10, delay=0.2):
 
 def direct_uwsgi(host, s):
     """uWSGI's own HTTP server on the app's current release, as the app user, bounded."""
-    host.run(f"cd {s.current} && timeout 600 /usr/bin/uwsgi --plugins python3,http "
+    host.run(f"install -d -o {s.app_user} -m 755 {RUN} && rm -f {RUN}/* && "
+             f"cd {s.current} && timeout 600 /usr/bin/uwsgi --plugins python3,http "
              f"--http {host.address}:{DIRECT_PORT} --chdir {s.current} --virtualenv {s.current}/venv "
              f"--module {s.wsgi} --master --processes {s.processes} --uid {s.app_user} "
-             f"--gid {s.group} --need-app --daemonize2 /tmp/bench-uwsgi.log "
-             f"--pidfile /tmp/bench-uwsgi.pid", "direct uwsgi")
+             f"--gid {s.group} --need-app --daemonize2 {RUN}/uwsgi.log "
+             f"--pidfile2 {RUN}/uwsgi.pid", "direct uwsgi")
     staging.wait_until(lambda: _answers(host.address, DIRECT_PORT), 20, "uWSGI's HTTP server")
 
 
@@ -107,8 +109,7 @@ def measure(s, host, seconds, reps, cache):
                   "uWSGI direct": stream_delays(a, DIRECT_PORT, s.server_names[0])}
         return rows, delays
     finally:
-        host.run("kill $(cat /tmp/bench-uwsgi.pid) 2>/dev/null; rm -f /tmp/bench-uwsgi.pid", "stop",
-                 check=False)
+        host.run(f"kill -INT $(cat {RUN}/uwsgi.pid) 2>/dev/null; rm -rf {RUN}", "stop", check=False)
 
 
 def main():
