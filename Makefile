@@ -38,6 +38,7 @@ demo: system-deps python-deps
 	$(VENV)/bin/fab staging.up
 	$(VENV)/bin/fab -H staging1 provision deploy
 	$(VENV)/bin/fab -H staging1 smoke
+	@echo "The sample app is up: curl --resolve sample.test:80:198.18.0.11 http://sample.test/  (make demo-down removes it)"
 
 demo-down: python-deps
 	$(VENV)/bin/fab staging.down
