@@ -341,7 +341,7 @@ def rollback(s, remote, release_id=None, out=print):
             with steps("verify"):
                 remote.run(plan.verify_script(s, release_id, s.drain_timeout + 20), "verify")
             with steps("smoke"):
-                smoke_or_raise(s, remote, _remote_static_file(s, remote, release_id))
+                smoke_or_raise(s, remote, remote_static_file(s, remote, release_id))
         except OpsError as exc:
             raise DeployError(steps.current, str(exc)) from None
         remote.run(plan.state_write(s, {"last_deploy": {
@@ -354,7 +354,7 @@ def rollback(s, remote, release_id=None, out=print):
             _release_lock(s, remote, out)
 
 
-def _remote_static_file(s, remote, release_id):
+def remote_static_file(s, remote, release_id):
     root = f"{plan.release_dir(s, release_id)}/collected_static"
     result = remote.run(f"cd {plan.q(root)} 2>/dev/null && find . -type f | sort | head -n 1",
                         "find a static file", check=False)

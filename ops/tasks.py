@@ -174,7 +174,7 @@ def host_status(c):
 
 @ops_task
 def unlock(c):
-    """Clear the host's deploy lock (after checking that its deploy is gone)."""
+    """Clear the host's deploy lock (use when `deploy` reports it STALE); says whose it was."""
     s = load_settings(c)
     text = deploy_mod.unlock(s, remote.connect(c))
     print(f"cleared: {text}" if text else "no lock held")
@@ -198,7 +198,7 @@ def smoke_(c, url=None, junit=None, json=None):
         host = remote.connect(c)
         target = deploy_mod.target_for(s, host)
         current, _ = deploy_mod.releases(s, host)
-        static = deploy_mod._remote_static_file(s, host, current) if current else None
+        static = deploy_mod.remote_static_file(s, host, current) if current else None
     results = smoke_mod.run(s, target, static)
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:32} {r.seconds:5.2f}s  {r.detail}")

@@ -110,3 +110,10 @@ def test_fab_runtime_config_overrides_project_config(tmp_path):
     assert result.returncode == 0, result.stdout
     assert (tmp_path / "out/etc/apache2/sites-available/sample.conf").is_file()
     assert not (tmp_path / "out/etc/nginx").exists()
+
+
+def test_every_key_is_documented_in_the_readme():
+    from ops.settings import USER_KEYS
+    first_cells = [line.split("|")[1] for line in (ROOT / "README.md").read_text().splitlines()
+                   if line.startswith("| `")]
+    assert [k for k in USER_KEYS if not any(f"`{k}`" in cell for cell in first_cells)] == []
