@@ -1,5 +1,6 @@
 """End to end with Apache + mod_wsgi (daemon mode) on its own staging host."""
 
+import http.client
 import json
 
 import pytest
@@ -34,6 +35,15 @@ def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
             if not r.ok] == []
     assert host.run("ps -o user= -C apache2 | sort -u; pgrep -u sample -f '^.wsgi:sample.' "
                     "| wc -l", "t").stdout.split()[-1] == str(s.processes)
+
+    conn = http.client.HTTPConnection(host.address, 80, timeout=10)
+    conn.request("POST", "/echo", headers={"Host": "sample.test", "Content-Length": str(20 * 2**20)})
+    too_big = conn.getresponse()
+    assert too_big.status == 413 and too_big.getheader("X-Frame-Options") == "SAMEORIGIN"
+    conn.close()
+    who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami",
+                                   headers={"X-Forwarded-For": "6.6.6.6"}).body)
+    assert who["forwarded_for"] is None and who["remote_addr"] == "198.18.0.1"
 
     changed = project({"app.py": ("Hello, World!", "Hello from Apache")})
     second = deploy.deploy(changed, host, out=lambda m: None)

@@ -1,5 +1,6 @@
 """End to end on a real systemd host over real SSH: nginx + uWSGI in every shape."""
 
+import http.client
 import json
 import os
 import subprocess
@@ -49,6 +50,17 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
     assert "6.6.6.6" not in (who["forwarded_for"] or "")
     assert who["forwarded_for"] == staging.BRIDGE_ADDR
     assert who["forwarded_proto"] == "http"
+    # Bodies over client_max_body_size are refused by nginx before the app sees them.
+    conn = http.client.HTTPConnection(host.address, 80, timeout=10)
+    conn.request("POST", "/echo", headers={"Host": "sample.test", "Content-Length": str(20 * 2**20)})
+    too_big = conn.getresponse()
+    assert too_big.status == 413 and too_big.getheader("X-Frame-Options") == "SAMEORIGIN"
+    conn.close()
+    if shape == "cache":  # a cached answer carries the security headers too, never a cookie
+        get(host, s, "/hello")
+        hit = get(host, s, "/hello")
+        assert hit.header("X-Cache-Status") == "HIT"
+        assert hit.header("X-Content-Type-Options") == "nosniff" and not hit.header("Set-Cookie")
 
 
 def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
