@@ -7,6 +7,8 @@ cached by content hash, so an unchanged requirements file costs nothing the seco
 import hashlib
 import json
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +56,46 @@ def wheelhouse(settings):
     _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(path),
           "-r", str(settings.requirements_file), COLLECT_REQUIREMENT],
          f"building wheels for {settings.requirements_file}")
+    (path / ".complete").write_text("")
+    return path
+
+
+LOCAL_PYTHON = "%d.%d" % sys.version_info[:2]
+_PURE = re.compile(r"-(py3|py2\.py3)-none-any\.whl$")
+_MANYLINUX = ("manylinux_2_17_{arch}", "manylinux2014_{arch}", "manylinux_2_28_{arch}",
+              "manylinux_2_34_{arch}", "linux_{arch}")
+
+
+def target_wheelhouse(settings, python, arch):
+    """Wheels for a host whose Python (X.Y) or machine differs from this one.
+
+    Pure-Python wheels are reused from the local build; every binary wheel is replaced by
+    the same version built for the host's CPython, downloaded from the index (manylinux).
+    """
+    local = wheelhouse(settings)
+    if (python, arch) == (LOCAL_PYTHON, platform.machine()):
+        return local
+    path = cache_root() / "wheelhouse" / f"{local.name}-cp{python.replace('.', '')}-{arch}"
+    if (path / ".complete").exists():
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    binary = []
+    for wheel in sorted(local.glob("*.whl")):
+        if _PURE.search(wheel.name):
+            shutil.copy2(wheel, path)
+        else:
+            name, version = wheel.name.split("-")[:2]
+            binary.append(f"{name}=={version}")
+    if binary:
+        tag = python.replace(".", "")
+        platforms = [arg for p in _MANYLINUX for arg in ("--platform", p.format(arch=arch))]
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+              "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
+              "--abi", f"cp{tag}", "--abi", "abi3", "--abi", "none", *platforms,
+              "--dest", str(path), *binary],
+             f"downloading wheels for Python {python} on {arch} ({', '.join(binary)}); "
+             "a package without such a wheel needs a build on a machine like the host")
     (path / ".complete").write_text("")
     return path
 

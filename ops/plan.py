@@ -110,6 +110,7 @@ except KeyError:
 facts = {
     "init": init,
     "python": "%d.%d" % sys.version_info[:2],
+    "arch": os.uname().machine,
     "user": user,
     "provisioned": os.path.isdir(base + "/shared") and os.path.isdir(base + "/releases"),
     "current": os.path.basename(current) if current else None,

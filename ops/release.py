@@ -90,6 +90,7 @@ def bundle(s, tree, release, facts, with_wheels):
             info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
             tar.addfile(info, io.BytesIO(data))
         if with_wheels:
-            tar.add(build.wheelhouse(s), arcname="wheelhouse",
+            wheels = build.target_wheelhouse(s, facts["python"], facts["arch"])
+            tar.add(wheels, arcname="wheelhouse",
                     filter=lambda ti: None if ti.name.endswith(".complete") else ti)
     return out

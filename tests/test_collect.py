@@ -64,3 +64,19 @@ def test_release_copies_links_inside_the_app_and_refuses_links_out(tmp_path):
     (tmp_path / "app/static/up").symlink_to("../../app2")
     with pytest.raises(OpsError, match="links outside"):
         build.copy_source(s, tmp_path / "release3")
+
+
+def test_wheels_for_a_host_with_another_python(load):
+    """An Ubuntu 24.04 host runs Python 3.12: its binary wheels must be cp312 ones."""
+    s = load()
+    import platform
+    assert build.target_wheelhouse(s, build.LOCAL_PYTHON, platform.machine()) == build.wheelhouse(s)
+    other = "3.12" if build.LOCAL_PYTHON != "3.12" else "3.11"
+    path = build.target_wheelhouse(s, other, "x86_64")
+    names = sorted(p.name for p in path.glob("*.whl"))
+    assert any(n.startswith("flask-") and n.endswith("py3-none-any.whl") for n in names)
+    markupsafe = [n for n in names if n.lower().startswith("markupsafe")]
+    tag = "cp" + other.replace(".", "")
+    assert len(markupsafe) == 1 and f"-{tag}-" in markupsafe[0] and "x86_64" in markupsafe[0]
+    local_tag = "cp" + build.LOCAL_PYTHON.replace(".", "")
+    assert not [n for n in names if f"-{local_tag}-" in n]

@@ -41,6 +41,18 @@ def healthy(host, s):
         return False
 
 
+def test_systemctl_stop_leaves_no_process_or_socket(host, project):
+    s = project()
+    ship(s, host)
+    host.run("systemctl stop sample-uwsgi", "stop")
+    try:
+        assert sh(host, "pgrep -u sample -c uwsgi || true") == "0"
+        assert sh(host, "ls /run/sample 2>&1 || true").endswith("No such file or directory")
+    finally:
+        host.run("systemctl start sample-uwsgi", "start")
+    staging.wait_until(lambda: healthy(host, s), 15, "uWSGI to come back")
+
+
 def test_a_killed_worker_is_replaced(host, project):
     s = project()
     ship(s, host)
