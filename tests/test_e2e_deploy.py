@@ -75,6 +75,7 @@ def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
 
 
 def test_code_change_is_served_after_redeploy(host, project):
+    ship(project(), host)
     s = project({"app.py": ("Hello, World!", "Hello, release two!")})
     release, output = ship(s, host)
     assert get(host, s, "/hello").body == b"Hello, release two!"
