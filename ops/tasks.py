@@ -64,9 +64,17 @@ def collectstatic(c, out=None):
 def check(c):
     """Render the configs and run each server's own checker on them, here."""
     s = load_settings(c)
-    files = render.render(s)
-    for kind in checks.check_local(files, s):
+    for kind in checks.check_local(render.render(s), s):
         print(f"ok  {kind}")
+    if s.roles:
+        # The fleet's shapes too; addresses are placeholders: the config is what is checked.
+        lbs = [f"198.18.0.{i + 1}" for i in range(len(s.roles["lb"]))]
+        apps = [render.Upstream(f"198.18.1.{i + 1}") for i in range(len(s.roles["app"]))]
+        if lbs:
+            for kind in checks.check_local(render.render_lb(s, apps), s):
+                print(f"ok  {kind} (load balancer)")
+        for kind in checks.check_local(render.render(s, render.Fleet(tuple(lbs))), s):
+            print(f"ok  {kind} (app host behind the load balancer)")
 
 
 @ops_task(help={"count": "how many hosts (staging1..stagingN); default 1"})

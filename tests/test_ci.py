@@ -74,3 +74,12 @@ def test_workflows_are_valid_yaml_running_the_documented_commands():
                     "fab -H staging1 smoke --junit smoke.xml --json smoke.json", "fab staging.down"]:
         assert command in runs
         assert command in (ROOT / "docs/ci.md").read_text()
+
+
+def test_fab_check_covers_the_fleet_shapes(tmp_path):
+    config = tmp_path / "fleet.yaml"
+    config.write_text("deploy:\n  nginx: cache\n  roles:\n    lb: [lb1]\n    app: [web1, web2]\n")
+    result = fab("-f", str(config), "check")
+    assert result.returncode == 0, result.stdout
+    assert "ok  nginx (load balancer)" in result.stdout
+    assert "ok  nginx (app host behind the load balancer)" in result.stdout
