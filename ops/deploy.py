@@ -242,6 +242,7 @@ def activate(p, smoke_target=None):
         remote.run(plan.finish_script(s, rel.id, s.keep_releases, {
             "release": rel.id, "previous": previous, "at": time.time(),
             "by": release_mod.who(), "result": "ok"}), "finish")
+        p.facts["locked_by_us"] = False  # finish released it
         steps.out(f"deployed {rel.id} to {remote.name} in {time.monotonic() - steps.start:.1f}s "
                   f"({remote.commands} remote commands)")
         return rel.id
