@@ -9,7 +9,7 @@ summary names every host's outcome.
 
 from concurrent.futures import ThreadPoolExecutor
 
-from . import checks, deploy, render, smoke
+from . import checks, deploy, plan, render, smoke
 from .errors import DeployError, OpsError
 
 
@@ -44,7 +44,8 @@ def lb_script(s, files, main_conf):
         lines.append(f"install -m 644 {cand}/sites/{name} {f.path}.flask-ops-new && "
                      f"mv -f {f.path}.flask-ops-new {f.path} && "
                      f"ln -sfn {f.path} /etc/nginx/sites-enabled/{name}")
-    lines.append("systemctl is-active --quiet nginx && systemctl reload nginx || systemctl restart nginx")
+    lines.append(f"if systemctl is-active --quiet nginx; then\n{plan.NGINX_RELOAD}\n"
+                 "else systemctl restart nginx; fi")
     return "\n".join(lines)
 
 

@@ -267,6 +267,17 @@ def install_lines(s, rel):
     return lines
 
 
+# `systemctl reload nginx` returns once the signal is sent; until the new workers run, the
+# old configuration still answers. Wait (bounded) until no pre-reload worker accepts anymore.
+NGINX_RELOAD = """old=$(pgrep -f '^nginx: worker process$' | tr '\\n' ' ' || true)
+systemctl reload nginx
+for i in $(seq 1 100); do
+  new=" $(pgrep -f '^nginx: worker process$' | tr '\\n' ' ' || true)"; stale=0
+  for p in $old; do case "$new " in *" $p "*) stale=1;; esac; done
+  [ "$new" != " " ] && [ $stale = 0 ] && break; sleep 0.1
+done"""
+
+
 def service_lines(s, todo):
     lines = []
     if any(unit == s.service for _, unit in todo) and s.init == "systemd":
@@ -279,7 +290,7 @@ def service_lines(s, todo):
             lines.append(f"systemctl reset-failed {unit} 2>/dev/null || true")
             lines.append(f"systemctl enable --quiet {unit} && systemctl restart {unit}")
         else:
-            lines.append(f"systemctl reload {unit}")
+            lines.append(NGINX_RELOAD if unit == "nginx" else f"systemctl reload {unit}")
     return lines
 
 

@@ -125,4 +125,11 @@ def test_upstart_service_commands(load):
     s = load(init="upstart")
     lines = plan.service_lines(s, [("restart", s.service), ("reload", "nginx")])
     assert lines[0].startswith("initctl reload-configuration")
-    assert "systemctl reload nginx" in lines
+    assert lines[1] == plan.NGINX_RELOAD and "systemctl reload nginx" in lines[1]
+
+
+def test_nginx_reload_waits_until_the_old_workers_stop_accepting(load):
+    script = plan.switch_script(load(), "R1", [("reload", "nginx")])
+    assert plan.NGINX_RELOAD in script
+    # Bounded: at most 100 polls.
+    assert "for i in $(seq 1 100)" in plan.NGINX_RELOAD
