@@ -76,11 +76,6 @@ def mask_secrets(text):
     return SECRET_VALUE.sub(lambda m: m.group(1) + "********", text)
 
 
-def _lock_info():
-    info = release_mod.who()
-    return info
-
-
 def describe_lock(lock, now):
     """A sentence about a held lock, and whether it is stale."""
     age = now - lock.get("started", now)
@@ -104,7 +99,7 @@ def _pid_alive(pid):
 
 
 def gather(s, remote, files, requirements_digest, acquire):
-    result = remote.run(plan.facts_script(s, requirements_digest, acquire, _lock_info(), files),
+    result = remote.run(plan.facts_script(s, requirements_digest, acquire, release_mod.who(), files),
                         "facts")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
