@@ -90,6 +90,13 @@ def describe_lock(lock, now):
     return text, stale
 
 
+def lock_refusal(facts, remote):
+    """The error for a host whose lock someone else holds; stale ones say how to clear them."""
+    text, stale = describe_lock(facts["lock"] or {}, facts["now"])
+    hint = f" Clear it with `fab -H {remote.name} unlock`." if stale else ""
+    return LockError(f"{remote.name} is {text}.{hint}")
+
+
 def _pid_alive(pid):
     try:
         os.kill(int(pid), 0)
@@ -158,9 +165,7 @@ def prepare(s, remote, built, steps, dry_run=False):
     try:
         preflight(s, facts, remote)
         if facts["lock"] is not None or (not dry_run and not facts["locked_by_us"]):
-            text, stale = describe_lock(facts["lock"] or {}, facts["now"])
-            hint = f" Clear it with `fab -H {remote.name} unlock`." if stale else ""
-            raise LockError(f"{remote.name} is {text}.{hint}")
+            raise lock_refusal(facts, remote)
         p.todo = plan.actions(s, rel.files, facts)
         manifest = facts.get("manifest") or {}
         p.nothing_to_do = (manifest.get("digest") == rel.digest
@@ -313,9 +318,7 @@ def rollback(s, remote, release_id=None, out=print):
         facts = gather(s, remote, files, "none", acquire=True)
     try:
         if not facts["locked_by_us"]:
-            text, stale = describe_lock(facts["lock"] or {}, facts["now"])
-            raise LockError(f"{remote.name} is {text}." +
-                            (f" Clear it with `fab -H {remote.name} unlock`." if stale else ""))
+            raise lock_refusal(facts, remote)
         preflight(s, facts, remote)
         current, releases = facts["current"], facts["releases"]
         if release_id is None:
@@ -330,10 +333,8 @@ def rollback(s, remote, release_id=None, out=print):
         try:
             with steps("check", "configs of that release pass the target's checkers"):
                 remote.run("set -e\n" + "\n".join(plan.check_lines(s, rel_dir)), "check")
-            todo = [("restart", s.service)] if s.stack == "nginx-uwsgi" else []
-            todo.append(("reload", plan.front_service(s)))
             with steps("switch"):
-                remote.run(plan.switch_script(s, release_id, todo), "switch")
+                remote.run(plan.switch_script(s, release_id, plan.going_back(s)), "switch")
             with steps("verify"):
                 remote.run(plan.verify_script(s, release_id, s.drain_timeout + 20), "verify")
             with steps("smoke"):

@@ -27,23 +27,16 @@ def lb_script(s, files, main_conf):
     """Check a load balancer's new site in the context of its whole nginx config, then
     install it and reload (graceful: in-flight requests finish on the old workers)."""
     cand = f"/etc/flask-ops/{s.app_name}/lb-candidate"
-    ours = " ".join(render.catchall_name(s) if "catchall" in f.path else render.lb_site_name(s)
-                    for f in files)
-    lines = ["set -e", f"rm -rf {cand} && mkdir -p {cand}/sites",
-             f"for f in /etc/nginx/sites-enabled/*; do [ -e \"$f\" ] || continue; "
-             f"n=$(basename \"$f\"); case \" {ours} \" in *\" $n \"*) ;; "
-             f"*) cp -L \"$f\" {cand}/sites/\"$n\" ;; esac; done"]
-    for f in files:
-        name = f.path.rsplit("/", 1)[1]
+    names = [f.path.rsplit("/", 1)[1] for f in files]
+    lines = ["set -e"] + plan.candidate_sites_lines("/etc/nginx/sites-enabled", f"{cand}/sites", names)
+    for f, name in zip(files, names):
         lines.append(f"cat > {cand}/sites/{name} <<'FLASK_OPS_EOF'\n{f.content}FLASK_OPS_EOF")
     lines.append(f"cat > {cand}/main.conf <<'FLASK_OPS_EOF'\n"
                  f"{checks.nginx_candidate_main(main_conf, cand + '/sites')}FLASK_OPS_EOF")
     lines.append(" ".join(checks.nginx_test_command(f"{cand}/main.conf")) + " 2>&1")
-    for f in files:
-        name = f.path.rsplit("/", 1)[1]
-        lines.append(f"install -m 644 {cand}/sites/{name} {f.path}.flask-ops-new && "
-                     f"mv -f {f.path}.flask-ops-new {f.path} && "
-                     f"ln -sfn {f.path} /etc/nginx/sites-enabled/{name}")
+    for f, name in zip(files, names):
+        lines.append(plan.install_line(f"{cand}/sites/{name}", f.path, f.mode) + " && "
+                     + plan.enable_line("/etc/nginx/sites-enabled", f.path))
     lines.append(f"if systemctl is-active --quiet nginx; then\n{plan.NGINX_RELOAD}\n"
                  "else systemctl restart nginx; fi")
     return "\n".join(lines)

@@ -64,10 +64,35 @@ def front_sites_enabled(s):
     return "/etc/nginx/sites-enabled" if s.stack == "nginx-uwsgi" else "/etc/apache2/sites-enabled"
 
 
+def site_files(files):
+    """The front server's site files among rendered files (linked into sites-enabled)."""
+    return [f for f in files if f.kind in (render.NGINX, render.APACHE)]
+
+
 def enabled_names(s):
     """Our files in sites-enabled (links to sites-available)."""
-    return [PurePosixPath(f.path).name for f in render.render(s)
-            if f.kind in (render.NGINX, render.APACHE)]
+    return [PurePosixPath(f.path).name for f in site_files(render.render(s))]
+
+
+# ---- shell lines shared by app hosts and load balancers
+
+def candidate_sites_lines(sites_enabled, cand_sites, ours):
+    """A fresh candidate sites dir holding every other enabled site; ours are added after."""
+    names = " ".join(q(n) for n in ours)
+    return [f"rm -rf {q(cand_sites)} && mkdir -p {q(cand_sites)}",
+            f"for f in {sites_enabled}/*; do [ -e \"$f\" ] || continue; "
+            f"n=$(basename \"$f\"); case \" {names} \" in *\" $n \"*) ;; "
+            f"*) cp -L \"$f\" {q(cand_sites)}/\"$n\" ;; esac; done"]
+
+
+def install_line(src, dest, mode=0o644):
+    """Install src over dest by an atomic rename: readers see the old file or the new one."""
+    return (f"install -D -m {mode:o} {q(src)} {q(dest)}.flask-ops-new && "
+            f"mv -f {q(dest)}.flask-ops-new {q(dest)}")
+
+
+def enable_line(sites_enabled, path):
+    return f"ln -sfn {q(path)} {sites_enabled}/{PurePosixPath(path).name}"
 
 
 # ----------------------------------------------------------------------------- facts
@@ -230,15 +255,12 @@ def check_lines(s, rel):
     """Shell lines that run the target's own checkers on release `rel`'s configs."""
     meta = f"{rel}/{META}"
     cand = f"{meta}/candidate"
-    ours = " ".join(q(n) for n in enabled_names(s))
-    lines = [f"rm -rf {q(cand)}/sites && mkdir -p {q(cand)}/sites",
-             # Every other site stays in the picture; ours replace their live versions.
-             f"for f in {front_sites_enabled(s)}/*; do [ -e \"$f\" ] || continue; "
-             f"n=$(basename \"$f\"); case \" {ours} \" in *\" $n \"*) ;; "
-             f"*) cp -L \"$f\" {q(cand)}/sites/\"$n\" ;; esac; done"]
-    for f in render.render(s):
-        if f.kind in (render.NGINX, render.APACHE):
-            lines.append(f"cp {q(meta + '/etc' + f.path)} {q(cand)}/sites/")
+    sites = site_files(render.render(s))
+    # Every other site stays in the picture; ours replace their live versions.
+    lines = candidate_sites_lines(front_sites_enabled(s), f"{cand}/sites",
+                                  [PurePosixPath(f.path).name for f in sites])
+    for f in sites:
+        lines.append(f"cp {q(meta + '/etc' + f.path)} {q(cand)}/sites/")
     if s.stack == "nginx-uwsgi":
         lines.append(" ".join(checks.nginx_test_command(f"{cand}/main.conf")) + " 2>&1")
         ini = f"{meta}/etc{s.uwsgi_ini}"
@@ -256,14 +278,9 @@ def check_lines(s, rel):
 
 def install_lines(s, rel):
     """Install release `rel`'s config files over the live ones, each by an atomic rename."""
-    lines = []
-    for f in config_files(render.render(s)):
-        src = f"{rel}/{META}/etc{f.path}"
-        lines.append(f"install -D -m {f.mode:o} {q(src)} {q(f.path)}.flask-ops-new && "
-                     f"mv -f {q(f.path)}.flask-ops-new {q(f.path)}")
-    for f in render.render(s):
-        if f.kind in (render.NGINX, render.APACHE):
-            lines.append(f"ln -sfn {q(f.path)} {front_sites_enabled(s)}/{PurePosixPath(f.path).name}")
+    files = render.render(s)
+    lines = [install_line(f"{rel}/{META}/etc{f.path}", f.path, f.mode) for f in config_files(files)]
+    lines += [enable_line(front_sites_enabled(s), f.path) for f in site_files(files)]
     return lines
 
 
@@ -307,13 +324,18 @@ def state_write(s, updates):
     return f"python3 -c {q(py)} {q(state_dir(s) + '/state.json')} {q(json.dumps(updates))}"
 
 
+def current_lines(s, rel):
+    """Point `current` at rel atomically (a rename; never a moment without `current`)."""
+    return [f"ln -sfn {q(rel)} {q(s.base)}/current.flask-ops-new",
+            f"mv -T {q(s.base)}/current.flask-ops-new {q(s.current)}"]
+
+
 def switch_script(s, release_id, todo):
     """Point `current` at the release, install its configs, reload what changed."""
     rel = release_dir(s, release_id)
-    return "\n".join(["set -e", pending_line(s, todo)] + install_lines(s, rel) + [
-        f"ln -sfn {q(rel)} {q(s.base)}/current.flask-ops-new",
-        f"mv -T {q(s.base)}/current.flask-ops-new {q(s.current)}",
-    ] + service_lines(s, todo) + [state_write(s, {"pending": []})])
+    return "\n".join(["set -e", pending_line(s, todo)] + install_lines(s, rel)
+                     + current_lines(s, rel) + service_lines(s, todo)
+                     + [state_write(s, {"pending": []})])
 
 
 def verify_script(s, release_id, timeout=30):
@@ -353,17 +375,19 @@ while :; do
 done"""
 
 
+def going_back(s):
+    """Services after returning to an earlier release: the app server restarted (it may be
+    crash-looping on the failed code), the front server reloaded."""
+    todo = [("restart", s.service)] if s.stack == "nginx-uwsgi" else []
+    return todo + [("reload", front_service(s))]
+
+
 def restore_script(s, previous_id, failed_id):
     """Put the previous release back (configs, current, services); drop the failed one."""
     lines = ["set -e"]
-    todo = [("restart", s.service)] if s.stack == "nginx-uwsgi" else []
-    todo.append(("reload", front_service(s)))
     if previous_id:
         rel = release_dir(s, previous_id)
-        lines += install_lines(s, rel) + [
-            f"ln -sfn {q(rel)} {q(s.base)}/current.flask-ops-new",
-            f"mv -T {q(s.base)}/current.flask-ops-new {q(s.current)}",
-        ] + service_lines(s, todo)
+        lines += install_lines(s, rel) + current_lines(s, rel) + service_lines(s, going_back(s))
     else:
         # Nothing to go back to: take our site out, so the host serves what it served before.
         lines += [f"rm -f {front_sites_enabled(s)}/{n}" for n in enabled_names(s)]

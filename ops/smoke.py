@@ -174,7 +174,7 @@ def check_cache(target, path, cookie):
 def checks_for(s, target, static_file):
     """The checks that apply to these settings, as (name, thunk)."""
     items = [("healthz", lambda: check_expected(target, s.healthz, 200, None))]
-    for i, item in enumerate(s.smoke):
+    for item in s.smoke:
         items.append((f"page {item['path']}", lambda item=item: check_expected(
             target, item["path"], item.get("status", 200), item.get("contains"))))
     if static_file:
