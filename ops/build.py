@@ -14,19 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import outdir, requirements as requirements_mod, tree as tree_mod
 from .errors import OpsError
 
 COLLECT_REQUIREMENT = "flask-collect-invenio>=1.4"
 DRIVER = Path(__file__).with_name("collect_driver.py")
-# Never shipped: caches, VCS data, local environments, editor droppings.
-EXCLUDE_NAMES = {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".pytest_cache",
-                 ".mypy_cache", "node_modules", ".DS_Store", "build", "collected_static"}
-EXCLUDE_SUFFIXES = (".pyc", ".pyo", ".swp")
 
 
 def build_root(settings):
     """Per-project build output: the release tree and collected static files."""
-    return Path(settings.project_root, "build", settings.app_name).resolve()
+    return Path(settings.project_root, "build", settings.app_name).absolute()
 
 
 def cache_root():
@@ -35,8 +32,23 @@ def cache_root():
     return Path(base, "flask-ops")
 
 
+def requirements(settings):
+    """The app's requirements, flattened and checked (see ops.requirements)."""
+    return requirements_mod.read(settings.requirements_file, settings.source_dir)
+
+
 def requirements_digest(settings):
-    return hashlib.sha256(settings.requirements_file.read_bytes()).hexdigest()[:16]
+    return requirements(settings).digest
+
+
+def write_requirements(reqs, directory, hashes=True):
+    """requirements.txt (and constraints.txt) in directory; returns the requirements path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "constraints.txt").write_text(reqs.constraints_text())
+    path = directory / "requirements.txt"
+    path.write_text(reqs.text(hashes=hashes))
+    return path
 
 
 def _run(argv, what, **kwargs):
@@ -49,13 +61,25 @@ def _run(argv, what, **kwargs):
 
 def wheelhouse(settings):
     """Wheels for the app's requirements (and Flask-Collect), built once per requirements."""
-    path = cache_root() / "wheelhouse" / requirements_digest(settings)
+    reqs = requirements(settings)
+    path = cache_root() / "wheelhouse" / reqs.digest
     if (path / ".complete").exists():
         return path
     path.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(path),
-          "-r", str(settings.requirements_file), COLLECT_REQUIREMENT],
-         f"building wheels for {settings.requirements_file}")
+    spec = cache_root() / "requirements" / reqs.digest
+    flat = write_requirements(reqs, spec)
+    what = f"building wheels for {settings.requirements_file}"
+    if reqs.hashed:
+        # pip checks every hash or none: build the app's pinned set first, then Flask-Collect
+        # held to the same versions.
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(path),
+              "-r", str(flat)], what)
+        pins = write_requirements(reqs, spec / "unhashed", hashes=False)
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(path),
+              "-c", str(pins), COLLECT_REQUIREMENT], what)
+    else:
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(path),
+              "-r", str(flat), COLLECT_REQUIREMENT], what)
     (path / ".complete").write_text("")
     return path
 
@@ -109,21 +133,36 @@ def venv(settings, python=None):
     if (path / ".complete").exists():
         return path
     shutil.rmtree(path, ignore_errors=True)
+    flat = write_requirements(requirements(settings), path.with_name(path.name + ".req"),
+                              hashes=False)
     _run([python, "-m", "venv", str(path)], "creating the build venv")
     _run([str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
-          "--find-links", str(wheels), "-r", str(settings.requirements_file),
+          "--find-links", str(wheels), "-r", str(flat),
           COLLECT_REQUIREMENT], "installing requirements into the build venv")
     (path / ".complete").write_text("")
     return path
 
 
-def collectstatic(settings, out=None):
-    """Run Flask-Collect for the app into out (default build/APP/collected_static)."""
-    out = Path(out or build_root(settings) / "collected_static").resolve()
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+def collectstatic(settings, out=None, source=None):
+    """Run Flask-Collect for the app into out (default build/APP/collected_static).
+
+    source: the release tree to collect from; by default a fresh copy of what a release ships,
+    so an excluded file (a `.env` behind a symlink in static/) can never be collected.
+    """
+    project, src = Path(settings.project_root).resolve(), settings.source_dir
+    wanted = Path(os.path.abspath(out or build_root(settings) / "collected_static"))
+    if src in wanted.parents:
+        raise OpsError(f"{out} is inside the app's source ({src}); name a directory outside it")
+    out = outdir.prepare(out or build_root(settings) / "collected_static", "collected static files",
+                         keep=(project, src, Path.cwd()))
+    if source is None:
+        source = stage_source(settings, build_root(settings) / "collect-source")
+    for inside in {src, Path(source).resolve()}:
+        if inside in out.parents:
+            raise OpsError(f"{out} is inside the app's source ({inside}); name a directory "
+                           "outside it")
     python = venv(settings) / "bin" / "python"
-    proc = subprocess.run([str(python), str(DRIVER), str(settings.source_dir), settings.wsgi,
+    proc = subprocess.run([str(python), str(DRIVER), str(source), settings.wsgi,
                            str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -134,18 +173,9 @@ def collectstatic(settings, out=None):
     return out, result["files"]
 
 
-def _ignore(src, names):
-    return {n for n in names if n in EXCLUDE_NAMES or n.endswith(EXCLUDE_SUFFIXES)}
-
-
-def copy_source(settings, dest):
-    """Copy the app's source; a symlink is copied as a link, never followed out of the tree."""
-    source = settings.source_dir
-    for path in source.rglob("*"):
-        if path.is_symlink():
-            target = (path.parent / os.readlink(path)).resolve()
-            if source not in target.parents and target != source:
-                raise OpsError(f"{path} links outside the app's source ({target}); "
-                               "refusing to ship it")
-    shutil.copytree(source, dest, symlinks=True, ignore=_ignore)
+def stage_source(settings, dest):
+    """A fresh copy of what a release ships from the app's source (see ops.tree) at dest."""
+    selection = tree_mod.select(settings.source_dir, settings.exclude)
+    dest = outdir.scratch(Path(dest).parent, Path(dest).name)
+    tree_mod.copy(settings.source_dir, dest, selection)
     return dest

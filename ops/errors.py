@@ -10,7 +10,11 @@ class SettingsError(OpsError):
 
     def __init__(self, key, value, allowed):
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"deploy.{key}: got {value!r}; expected {allowed}")
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        name = f"deploy.{key}" if key else "deploy"
+        super().__init__(f"{name}: got {shown}; expected {allowed}")
 
 
 class CheckError(OpsError):

@@ -235,14 +235,19 @@ def stage_script(s, release, facts):
         # Offline install: the target never reaches the network.
         lines += [f"rm -rf {q(venv)}",
                   f"{q(s.python)} -m venv {q(venv)}",
+                  # The flat, checked copy (ops.requirements): no pip option from the app's
+                  # file can reach the network from here.
                   f"{q(venv)}/bin/pip install --quiet --no-index --no-cache-dir "
                   f"--disable-pip-version-check --find-links {q(wheels)} "
-                  f"-r {q(tmp)}/{q(s.requirements)}",
+                  f"-r {q(tmp + '/' + META + '/requirements.txt')}",
                   f"touch {q(venv)}/.complete"]
     lines += [
         f"ln -sfn {q(venv)} {q(tmp)}/venv",
-        # Release files belong to root: the app user can read them, not change them.
-        f"chown -R root:root {q(tmp)} && chmod -R u=rwX,go=rX {q(tmp)}",
+        # Release files belong to root: the app's group can read them, nobody else can change
+        # them, and files keep their other bits (a 0600 file never becomes world-readable).
+        # Collected static files are public by nature: the front server reads them.
+        f"chown -R root:{q(s.group)} {q(tmp)} && chmod -R ug-s,g+rX,g-w,o-w {q(tmp)}",
+        f"chmod -R a+rX {q(tmp + '/collected_static')}",
         f"rm -rf {q(rel)} && mv {q(tmp)} {q(rel)}",
         "trap - EXIT",
         f"rm -f {q(upload)}",

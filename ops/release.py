@@ -15,7 +15,7 @@ import tarfile
 import time
 from pathlib import Path, PurePosixPath
 
-from . import build, plan, render
+from . import build, outdir, plan, render
 
 
 def tree_digest(root):
@@ -35,17 +35,17 @@ def tree_digest(root):
 def stage_tree(s, fleet=None):
     """Build the release tree locally; returns (tree, digest, rendered files)."""
     root = build.build_root(s)
-    tree = root / "release"
-    shutil.rmtree(tree, ignore_errors=True)
-    build.copy_source(s, tree)
+    tree = build.stage_source(s, root / "release")
     source_digest = tree_digest(tree)
     collected = root / "collected" / source_digest[:16]
     if not (collected / ".complete").exists():
-        shutil.rmtree(collected, ignore_errors=True)
-        build.collectstatic(s, collected)
+        build.collectstatic(s, collected, source=tree)
         (collected / ".complete").write_text("")
     shutil.copytree(collected, tree / "collected_static",
-                    ignore=shutil.ignore_patterns(".complete"))
+                    ignore=shutil.ignore_patterns(".complete", outdir.MARKER))
+    reqs = build.requirements(s)
+    # pip reads this flat, checked copy on the host, never the app's own file (see requirements)
+    build.write_requirements(reqs, tree / plan.META, hashes=False)
     files = render.render(s, fleet)
     for f in files:
         if f.in_release:
@@ -54,7 +54,7 @@ def stage_tree(s, fleet=None):
             target = tree / plan.META / "etc" / PurePosixPath(f.path).relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.content)
-    digest = tree_digest(tree) + build.requirements_digest(s)
+    digest = tree_digest(tree) + reqs.digest
     return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files
 
 

@@ -5,6 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import jinja2
+import jinja2.sandbox
+
+from . import outdir
 
 MANAGED = "Managed by flask-ops: local edits are overwritten on the next deploy."
 UWSGI_BIN = "/usr/bin/uwsgi"
@@ -19,7 +22,9 @@ def environment(override_dir=None):
     loader = jinja2.PackageLoader("ops", "templates")
     if override_dir:
         loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(override_dir)), loader])
-    return jinja2.Environment(
+    # Sandboxed: a project's override template is data, and must not reach Python internals
+    # (`{{ s.__class__.__init__.__globals__ }}`) or run commands on the deploying machine.
+    return jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -123,13 +128,12 @@ def render(settings, fleet=None):
     return files
 
 
-def write_tree(files, out_dir):
-    """Write rendered files under out_dir, mirroring their host paths. Returns the paths."""
-    written = []
-    for f in files:
-        target = Path(out_dir) / PurePosixPath(f.path).relative_to("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(f.content)
-        target.chmod(f.mode)
-        written.append(target)
-    return written
+def write_tree(files, out_dir, keep=()):
+    """Write rendered files under out_dir, mirroring their host paths. Returns the paths.
+
+    out_dir is emptied first only if flask-ops wrote it (see ops.outdir); nothing is written
+    through a symlink.
+    """
+    root = outdir.prepare(out_dir, "rendered configs", keep=keep)
+    return [outdir.write_file(root, PurePosixPath(f.path).relative_to("/"), f.content, f.mode)
+            for f in files]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .errors import SettingsError
+from .errors import OpsError, SettingsError
 
 STACKS = ("nginx-uwsgi", "apache-modwsgi")
 NGINX_SHAPES = ("default", "proxy", "cache")
@@ -28,9 +28,28 @@ _URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*\Z")
 _SIZE = re.compile(r"[0-9]{1,6}[kKmMgG]?\Z")
 _DURATION = re.compile(r"[0-9]{1,6}[smhd]\Z")
 _COOKIE = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
-_SSH_HOST = re.compile(r"(?:[a-z_][a-z0-9_-]*@)?[A-Za-z0-9][A-Za-z0-9._-]*(?::[0-9]{1,5})?\Z")
+_SSH_HOST = re.compile(r"(?:([a-z_][a-z0-9_-]*)@)?([A-Za-z0-9][A-Za-z0-9._-]*)(?::([0-9]{1,5}))?\Z")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}\Z")
 _URL_WITH_QUERY = re.compile(r"/[A-Za-z0-9._~/%-]*(?:\?[A-Za-z0-9._~%&=+-]*)?\Z")
+_EXCLUDE = re.compile(r"!?[A-Za-z0-9._*?\[\]/-]{1,200}\Z")
+
+# base_dir may not be (or be inside) a directory the system owns: provision would change its
+# owner and mode (/tmp would lose its sticky bit, /root would become 0755).
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
+                "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var/tmp", "/var/run",
+                "/var/lock", "/var/log", "/var/cache", "/var/spool", "/var/mail", "/var/backups",
+                "/var/lib/dpkg", "/var/lib/apt", "/var/lib/systemd", "/etc/nginx", "/etc/apache2")
+SYSTEM_PARENTS = ("/", "/srv", "/opt", "/var", "/var/www", "/var/lib", "/home", "/mnt", "/media",
+                  "/usr/local")
+# Accounts the system or the web server own: the app must run as its own unprivileged user.
+RESERVED_USERS = frozenset("""root daemon bin sys sync games man lp mail news uucp proxy www-data
+    backup list irc gnats nobody nogroup sshd messagebus _apt systemd-network systemd-resolve
+    systemd-timesync systemd-journal systemd-coredump polkitd syslog uuidd tss adm staff sudo
+    wheel shadow disk kmem tty utmp""".split())
+# Environment names that change how the process itself runs, not what the app reads.
+RESERVED_ENV = frozenset("""PATH HOME USER LOGNAME SHELL IFS ENV TERM TMPDIR LANG LANGUAGE
+    PWD OLDPWD SHLVL NOTIFY_SOCKET LISTEN_FDS LISTEN_PID INVOCATION_ID""".split())
+RESERVED_ENV_PREFIXES = ("LD_", "PYTHON", "UWSGI_", "BASH_", "SYSTEMD_", "FLASK_OPS_", "MOD_WSGI")
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,7 @@ class Settings:
     templates: Optional[str] = None  # a project directory whose templates override ours
     secrets: Tuple[str, ...] = ()  # env names generated on the host besides SECRET_KEY
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
+    exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
@@ -175,6 +195,76 @@ def _abs_path(key, value):
     return value.rstrip("/")
 
 
+def _base_dir(key, value):
+    value = _abs_path(key, value)
+    inside = [t for t in SYSTEM_TREES if value == t or value.startswith(t + "/")]
+    if inside or value in SYSTEM_PARENTS:
+        _fail(key, value, "a directory of the app's own, such as /srv/APP or /opt/APP "
+                          "(not a system directory or one that holds others)")
+    return value
+
+
+def _account(key, value):
+    _string(key, value, _UNIX_NAME, "a Unix user name")
+    if value in RESERVED_USERS or value.startswith("systemd-"):
+        _fail(key, value, "an unprivileged account of the app's own (not root, a system "
+                          "account or the web server's)")
+    return value
+
+
+def _group(key, value):
+    _string(key, value, _UNIX_NAME, "a Unix group name")
+    if value in RESERVED_USERS - {"www-data"}:
+        _fail(key, value, "the web server's group (www-data) or a group of the app's own")
+    return value
+
+
+def _env_names(key, value):
+    names = _list(key, value, _ENV_NAME, "environment variable names (A-Z, 0-9, _)")
+    for name in names:
+        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+            _fail(key, name, "a name the app reads, not one that changes how its process runs "
+                             "(" + ", ".join(p + "*" for p in RESERVED_ENV_PREFIXES) + ", PATH, "
+                             "HOME, ... are reserved)")
+    return names
+
+
+def _url_prefix(key, value):
+    allowed = "a URL path that starts and ends with '/', without '.' or '..' segments"
+    _string(key, value, _URL_PREFIX, allowed)
+    if any(part in (".", "..") for part in value.split("/")):
+        _fail(key, value, allowed)
+    return value
+
+
+def _url_path(key, value, pattern=_URL_PATH, allowed="a URL path starting with '/'"):
+    _string(key, value, pattern, allowed)
+    if any(part in (".", "..") for part in value.split("?")[0].split("/")):
+        _fail(key, value, allowed + ", without '.' or '..' segments")
+    return value
+
+
+def _exclude(key, value):
+    if value in (None, [], ()):
+        return ()
+    return _list(key, value, _EXCLUDE, ".gitignore-style patterns (letters, digits, "
+                                      "'.', '_', '-', '/', '*', '?', '[]', a leading '!')")
+
+
+def ssh_endpoint(host):
+    """(host, port) an SSH host string names: `root@web1:22` and `web1` are one machine."""
+    m = _SSH_HOST.match(host)
+    return (m.group(2).lower(), int(m.group(3) or 22))
+
+
+def _ssh_host(key, value):
+    allowed = "an SSH host ([user@]host[:port], port 1-65535)"
+    _string(key, value, _SSH_HOST, allowed)
+    if not 1 <= ssh_endpoint(value)[1] <= 65535:
+        _fail(key, value, allowed)
+    return value
+
+
 def _rel_path(key, value):
     allowed = "a relative path inside the project, without '..'"
     _string(key, value, _REL_PATH, allowed)
@@ -183,11 +273,13 @@ def _rel_path(key, value):
     return value.rstrip("/") or "."
 
 
-def _list(key, value, pattern, allowed):
+def _list(key, value, pattern, allowed, check=None):
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value:
         _fail(key, value, f"a non-empty list of {allowed}")
+    if check:
+        return tuple(check(key, item) for item in value)
     return tuple(_string(key, item, pattern, allowed) for item in value)
 
 
@@ -199,7 +291,7 @@ def _smoke(key, value):
     for item in value:
         if not isinstance(item, dict) or set(item) - {"path", "status", "contains"}:
             _fail(key, item, allowed)
-        _string(f"{key}.path", item.get("path"), _URL_WITH_QUERY, "a URL path with an optional query")
+        _url_path(f"{key}.path", item.get("path"), _URL_WITH_QUERY, "a URL path with an optional query")
         _int(f"{key}.status", item.get("status", 200), 100, 599)
         contains = item.get("contains")
         if contains is not None and (not isinstance(contains, str) or len(contains) > 200):
@@ -213,11 +305,17 @@ def _roles(key, value):
         return None
     if not isinstance(value, dict) or set(value) - {"lb", "app"} or not value.get("app"):
         _fail(key, value, "a mapping with 'app' (and optionally 'lb') lists of SSH hosts")
-    roles = {role: _list(f"{key}.{role}", hosts, _SSH_HOST, "SSH hosts ([user@]host[:port])")
+    roles = {role: _list(f"{key}.{role}", hosts, _SSH_HOST, "SSH hosts ([user@]host[:port])",
+                         check=_ssh_host)
              for role, hosts in value.items() if hosts}
-    overlap = set(roles.get("lb", ())) & set(roles["app"])
-    if overlap:
-        _fail(key, sorted(overlap), "each host in one role: a load balancer is not an app host")
+    seen = {}
+    for role in ("lb", "app"):
+        for h in roles.get(role, ()):
+            endpoint = ssh_endpoint(h)
+            if endpoint in seen:
+                _fail(key, [seen[endpoint][1], h], "each host once, in one role: these name the "
+                      f"same machine ({endpoint[0]}:{endpoint[1]})")
+            seen[endpoint] = (role, h)
     return {"lb": roles.get("lb", ()), "app": roles["app"]}
 
 
@@ -231,14 +329,16 @@ _VALIDATORS = {
     "init": lambda k, v: _choice(k, v, INITS),
     "processes": lambda k, v: _int(k, v, 1, 64),
     "threads": lambda k, v: _int(k, v, 1, 64),
-    "user": lambda k, v: _string(k, v, _UNIX_NAME, "a Unix user name") if v is not None else None,
-    "group": lambda k, v: _string(k, v, _UNIX_NAME, "a Unix group name"),
-    "base_dir": lambda k, v: _abs_path(k, v) if v is not None else None,
-    "static_url": lambda k, v: _string(k, v, _URL_PREFIX, "a URL path that starts and ends with '/'"),
-    "streaming": lambda k, v: _list(k, v, _URL_PATH, "URL paths starting with '/'") if v else (),
+    "user": lambda k, v: _account(k, v) if v is not None else None,
+    "group": _group,
+    "base_dir": lambda k, v: _base_dir(k, v) if v is not None else None,
+    "static_url": _url_prefix,
+    "streaming": lambda k, v: _list(k, v, _URL_PATH, "URL paths starting with '/'",
+                                    check=_url_path) if v else (),
     "requirements": _rel_path,
     "listen_port": lambda k, v: _int(k, v, 1, 65535),
-    "upstream_port": lambda k, v: _int(k, v, 1, 65535),
+    # The inner tier listens on loopback: never a privileged or well-known port.
+    "upstream_port": lambda k, v: _int(k, v, 1024, 65535),
     "keep_releases": lambda k, v: _int(k, v, 2, 100),
     "harakiri": lambda k, v: _int(k, v, 1, 86400),
     "drain_timeout": lambda k, v: _int(k, v, 1, 3600),
@@ -246,45 +346,82 @@ _VALIDATORS = {
     "client_max_body_size": lambda k, v: _string(k, v, _SIZE, "a size like '10m'"),
     "cache_ttl": lambda k, v: _string(k, v, _DURATION, "a duration like '10m' (s, m, h, d)"),
     "session_cookie": lambda k, v: _string(k, v, _COOKIE, "a cookie name: letters, digits, '_'"),
-    "healthz": lambda k, v: _string(k, v, _URL_PATH, "a URL path starting with '/'"),
+    "healthz": _url_path,
     "python": _abs_path,
     "smoke": _smoke,
     "roles": _roles,
-    "secrets": lambda k, v: _list(k, v, _ENV_NAME, "environment variable names (A-Z, 0-9, _)")
-    if v else (),
+    "secrets": lambda k, v: _env_names(k, v) if v else (),
+    "exclude": _exclude,
     "templates": lambda k, v: _rel_path(k, v) if v is not None else None,
-    "smoke_stream": lambda k, v: _string(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
+    "smoke_stream": lambda k, v: _url_path(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
     if v else "",
 }
 
 
 def load(raw=None, project_root=".", check_files=True):
     """Validate a raw `deploy:` mapping into Settings; raise SettingsError on the first bad key."""
+    if raw is not None and not isinstance(raw, dict):
+        raise SettingsError("", raw, "a mapping of keys under 'deploy:'")
     raw = dict(raw or {})
-    unknown = sorted(set(raw) - set(USER_KEYS))
+    unknown = sorted((k for k in raw if k not in USER_KEYS), key=str)
     if unknown:
         _fail(unknown[0], raw[unknown[0]], "one of the documented keys: " + ", ".join(USER_KEYS))
     values = {key: _VALIDATORS[key](key, value) for key, value in raw.items()}
     settings = Settings(project_root=str(project_root), **values)
+    if settings.user is None and settings.app_name in RESERVED_USERS:
+        _fail("app_name", settings.app_name, "a name that is not a system account (it is also "
+              "the app's user unless 'user' is set)")
+    if settings.listen_port == 22:
+        _fail("listen_port", 22, "a port other than 22, where sshd listens")
     if settings.listen_port == settings.upstream_port and settings.two_tier:
         _fail("upstream_port", settings.upstream_port, "a port other than listen_port")
     if settings.static_url == "/":
         _fail("static_url", settings.static_url, "a sub-path such as '/static/'")
     if check_files:
-        if not settings.source_dir.is_dir():
-            _fail("source", settings.source, f"an existing directory (looked in {settings.source_dir})")
-        if settings.templates and not settings.templates_dir.is_dir():
-            _fail("templates", settings.templates, f"an existing directory (looked in {settings.templates_dir})")
-        if not settings.requirements_file.is_file():
-            _fail("requirements", settings.requirements,
-                  f"a file inside source (looked for {settings.requirements_file})")
+        _check_files(settings)
     return settings
 
 
+def _inside(path, root):
+    """path resolved (symlinks followed) lies in root; a symlink loop is not inside anything."""
+    try:
+        resolved = path.resolve(strict=False)
+    except (OSError, RuntimeError):
+        return False
+    return resolved == root or root in resolved.parents
+
+
+def _check_files(settings):
+    root = Path(settings.project_root).resolve()
+    if not _inside(settings.source_dir, root) or not settings.source_dir.is_dir():
+        _fail("source", settings.source, f"an existing directory inside the project ({root})")
+    if settings.templates and not (_inside(settings.templates_dir, root)
+                                   and settings.templates_dir.is_dir()):
+        _fail("templates", settings.templates, f"an existing directory inside the project ({root})")
+    req = Path(settings.project_root, settings.source, settings.requirements)
+    if not _inside(req, settings.source_dir) or not req.is_file():
+        _fail("requirements", settings.requirements,
+              f"a file inside source (looked for {req})")
+
+
 def from_config(config):
-    """Settings from a Fabric/Invoke config: its `deploy` section, relative to the fabfile's dir."""
-    section = config.get("deploy", None) or {}
-    raw = {key: _plain(value) for key, value in dict(section).items()}
+    """Settings from a Fabric/Invoke config: its `deploy` section, relative to the fabfile's dir.
+
+    A `-f FILE` that does not exist, or no `deploy:` section at all, is an error: deploying
+    defaults to whatever host was named is never what the user meant.
+    """
+    runtime = getattr(config, "_runtime_path", None)
+    if runtime and not Path(runtime).is_file():
+        raise OpsError(f"{runtime}: no such config file (given with -f)")
+    section = config.get("deploy", None)
+    if section is None or (hasattr(section, "keys") and not list(section.keys())):
+        where = [p for p in (getattr(config, "_project_path", None), runtime) if p]
+        raise OpsError("no 'deploy:' section with the app's description in "
+                       + (" or ".join(map(str, where)) if where else
+                          "fabric.yaml (none found next to the fabfile)"))
+    if not hasattr(section, "keys"):
+        raise SettingsError("", _plain(section), "a mapping of keys under 'deploy:'")
+    raw = {key: _plain(section[key]) for key in section.keys()}
     root = getattr(config, "_project_prefix", None) or "."
     return load(raw, project_root=root)
 

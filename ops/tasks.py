@@ -15,9 +15,12 @@ from invoke.exceptions import Exit
 
 from fabric import Connection
 
-from . import build, checks, deploy as deploy_mod, fleet, provision as provision_mod, remote
-from . import render, report, settings as settings_mod, smoke as smoke_mod, staging
+from . import build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
+from . import remote, render, report, settings as settings_mod, smoke as smoke_mod, staging
 from .errors import OpsError
+
+# Project and -f config files are read from here on; read them exactly or refuse them.
+configfile.install()
 
 
 def ops_task(*args, **kwargs):
@@ -48,7 +51,9 @@ def load_settings(c):
 def render_(c, out="rendered"):
     """Render every config file for the app, exactly as it will be installed on a host."""
     s = load_settings(c)
-    for path in render.write_tree(render.render(s), out):
+    files = render.render(s)  # all of it, before anything is written
+    keep = (s.project_root, s.source_dir, Path.cwd())
+    for path in render.write_tree(files, out, keep=keep):
         print(path)
 
 

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from ops import build
+from ops import build, outdir
 from ops.errors import OpsError
 
 from conftest import ROOT, SAMPLE
@@ -11,7 +11,8 @@ from conftest import ROOT, SAMPLE
 
 def test_collectstatic_puts_blueprint_files_at_flask_urls(load, tmp_path):
     out, count = build.collectstatic(load(), tmp_path / "static")
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                   if p.is_file() and p.name != outdir.MARKER)
     assert files == ["css/site.css", "js/site.js", "reports/reports.css"]
     assert count == 3
     assert (out / "reports/reports.css").read_bytes() == (
@@ -54,16 +55,16 @@ def test_release_copies_links_inside_the_app_and_refuses_links_out(tmp_path):
     shutil.copytree(SAMPLE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "app/static/css/alias.css").symlink_to("site.css")
     s = settings_mod.load({"source": "app"}, project_root=tmp_path)
-    dest = build.copy_source(s, tmp_path / "release")
+    dest = build.stage_source(s, tmp_path / "build" / "release")
     assert (dest / "static/css/alias.css").is_symlink()  # copied as a link, not followed
     assert not (dest / "__pycache__").exists()
     (tmp_path / "app/static/passwd").symlink_to("/etc/passwd")
     with pytest.raises(OpsError, match="links outside the app's source"):
-        build.copy_source(s, tmp_path / "release2")
+        build.stage_source(s, tmp_path / "build" / "release2")
     (tmp_path / "app/static/passwd").unlink()
     (tmp_path / "app/static/up").symlink_to("../../app2")
     with pytest.raises(OpsError, match="links outside"):
-        build.copy_source(s, tmp_path / "release3")
+        build.stage_source(s, tmp_path / "build" / "release3")
 
 
 def test_wheels_for_a_host_with_another_python(load):

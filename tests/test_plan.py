@@ -56,7 +56,8 @@ def test_stage_installs_offline_and_checks_in_context(load):
     assert "nginx -t -q -c /srv/sample/releases/R1/.flask-ops/candidate/main.conf" in script
     assert "uwsgi --ini /srv/sample/releases/R1/.flask-ops/etc/etc/flask-ops/sample/uwsgi.ini --get socket" in script
     assert "systemd-analyze verify" in script
-    assert "chown -R root:root" in script
+    assert "chown -R root:www-data /srv/sample/releases/R1.partial && chmod -R ug-s,g+rX,g-w,o-w" in script
+    assert "-r /srv/sample/releases/R1.partial/.flask-ops/requirements.txt" in script
     cached = plan.stage_script(s, rel, facts())
     assert "pip install" not in cached and "wheelhouse/req/.complete" not in cached
 
