@@ -7,6 +7,7 @@ place of the live ones, without touching what is live.
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -14,6 +15,8 @@ from pathlib import Path, PurePosixPath
 
 from . import render, upstart
 from .errors import CheckError, OpsError
+
+q = shlex.quote
 
 NGINX_SITES_INCLUDE = re.compile(r"^(\s*)include\s+/etc/nginx/sites-enabled/\*;", re.M)
 APACHE_SITES_INCLUDE = re.compile(r"^(\s*)IncludeOptional\s+sites-enabled/\*\.conf", re.M)
@@ -69,29 +72,50 @@ def systemd_test_command(unit):
 
 # ---------------------------------------------------------------- local execution
 
-def isolated(argv, isolate=(), users=()):
+def isolated(argv, isolate=(), users=(), workdir=None):
     """argv wrapped to run in a private mount namespace (when root), leaving no trace.
 
     isolate: directories covered by an empty tmpfs, each with an empty nginx/ inside (nginx
     creates log files and cache directories even for -t). users: (user, group) accounts that
-    exist only on the target, added to a private copy of /etc/passwd so the checker resolves
-    them exactly as the target will.
+    exist only on the target, added to a private copy of /etc/passwd (written in workdir, which
+    the caller removes) so the checker resolves them exactly as the target will.
     """
     if not (isolate or users) or os.geteuid() != 0 or not shutil.which("unshare"):
         return list(argv)
-    steps = [f"mount -t tmpfs flask-ops-check {p} && mkdir -p {p}/nginx"
+    steps = [f"mount -t tmpfs flask-ops-check {q(p)} && mkdir -p {q(p + '/nginx')}"
              for p in isolate if os.path.isdir(p)]
-    for user, group in users:
-        steps.append(f"""getent passwd {user} >/dev/null || {{
-            t=$(mktemp -d) && cp /etc/passwd /etc/group "$t"/ &&
-            echo '{user}:x:64999:'$(getent group {group} | cut -d: -f3)'::/nonexistent:/usr/sbin/nologin' >> "$t"/passwd &&
-            mount --bind "$t"/passwd /etc/passwd; }}""")
+    passwd = _passwd_with(users)
+    if passwd is not None and workdir is not None:
+        copy = Path(workdir, "passwd")
+        copy.write_text(passwd)
+        steps.append(f"mount --bind {q(str(copy))} /etc/passwd")
     script = " && ".join(steps + ['exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
 
 
-def _run(argv, checker, isolate=(), users=()):
-    proc = subprocess.run(isolated(argv, isolate, users), stdout=subprocess.PIPE,
+def _passwd_with(users):
+    """/etc/passwd plus the (user, group) accounts it lacks; None when it lacks none."""
+    import grp
+    import pwd
+    lines = []
+    for user, group in users:
+        try:
+            pwd.getpwnam(user)
+            continue
+        except KeyError:
+            pass
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            gid = 65534
+        lines.append(f"{user}:x:64999:{gid}::/nonexistent:/usr/sbin/nologin")
+    if not lines:
+        return None
+    return Path("/etc/passwd").read_text().rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+
+
+def _run(argv, checker, isolate=(), users=(), workdir=None):
+    proc = subprocess.run(isolated(argv, isolate, users, workdir), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         raise CheckError(checker, proc.stdout)
@@ -123,7 +147,7 @@ def check_apache(files, workdir, users=()):
     main = Path(workdir, "apache2.conf")
     main.write_text(apache_candidate_main(Path("/etc/apache2/apache2.conf").read_text(), sites,
                                           load_modules=True))
-    return _run(apache_test_command(str(main)), "apache2ctl -t", users=users)
+    return _run(apache_test_command(str(main)), "apache2ctl -t", users=users, workdir=workdir)
 
 
 def check_wsgi(files, workdir):

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+from urllib.parse import unquote
 from contextlib import redirect_stdout
 
 
@@ -48,7 +49,9 @@ def main(source, wsgi, out):
             for root, _, names in os.walk(owner.static_folder):
                 for name in names:
                     rel = os.path.relpath(os.path.join(root, name), owner.static_folder)
-                    url = url_for(endpoint, filename=rel)
+                    # url_for quotes ("my file.css" -> "my%20file.css"); the front server
+                    # decodes before it maps a URL to a file, so compare decoded paths.
+                    url = unquote(url_for(endpoint, filename=rel))
                     files += 1
                     if not url.startswith(static_url) or not os.path.isfile(
                             os.path.join(out, url[len(static_url):])):

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from . import plan, release as release_mod, render, smoke
+from . import plan, release as release_mod, render, smoke, tree
 from .errors import DeployError, LockError, OpsError, SmokeError
 
 STALE_AFTER = 3600  # seconds: a lock older than this is stale whoever holds it
@@ -287,6 +287,9 @@ def smoke_or_raise(s, remote, static):
 
 def dry_run_report(s, remote, rel, facts, todo, nothing_to_do, out):
     """Unified diffs of every config that would change, and the commands that would run."""
+    left_out = tree.select(s.source_dir, s.exclude).excluded
+    out("left out of the release (defaults and deploy.exclude): "
+        + (", ".join(left_out) if left_out else "nothing"))
     live = json.loads(remote.run(_cat_script([f.path for f in plan.config_files(rel.files)]),
                                  "read live configs").stdout)
     for f in plan.config_files(rel.files):

@@ -30,10 +30,10 @@ def lb_script(s, files, main_conf):
     names = [f.path.rsplit("/", 1)[1] for f in files]
     lines = ["set -e"] + plan.candidate_sites_lines("/etc/nginx/sites-enabled", f"{cand}/sites", names)
     for f, name in zip(files, names):
-        lines.append(f"cat > {cand}/sites/{name} <<'FLASK_OPS_EOF'\n{f.content}FLASK_OPS_EOF")
-    lines.append(f"cat > {cand}/main.conf <<'FLASK_OPS_EOF'\n"
-                 f"{checks.nginx_candidate_main(main_conf, cand + '/sites')}FLASK_OPS_EOF")
-    lines.append(" ".join(checks.nginx_test_command(f"{cand}/main.conf")) + " 2>&1")
+        lines.append(plan.write_line(f"{cand}/sites/{name}", f.content))
+    lines.append(plan.write_line(f"{cand}/main.conf",
+                                 checks.nginx_candidate_main(main_conf, cand + "/sites")))
+    lines.append(" ".join(plan.q(a) for a in checks.nginx_test_command(f"{cand}/main.conf")) + " 2>&1")
     for f, name in zip(files, names):
         lines.append(plan.install_line(f"{cand}/sites/{name}", f.path, f.mode) + " && "
                      + plan.enable_line("/etc/nginx/sites-enabled", f.path))

@@ -5,6 +5,7 @@ trip, so a deploy is a handful of commands and every step can be unit-tested and
 by --dry-run without a host.
 """
 
+import base64
 import hashlib
 import json
 import shlex
@@ -80,7 +81,7 @@ def candidate_sites_lines(sites_enabled, cand_sites, ours):
     """A fresh candidate sites dir holding every other enabled site; ours are added after."""
     names = " ".join(q(n) for n in ours)
     return [f"rm -rf {q(cand_sites)} && mkdir -p {q(cand_sites)}",
-            f"for f in {sites_enabled}/*; do [ -e \"$f\" ] || continue; "
+            f"for f in {q(sites_enabled)}/*; do [ -e \"$f\" ] || continue; "
             f"n=$(basename \"$f\"); case \" {names} \" in *\" $n \"*) ;; "
             f"*) cp -L \"$f\" {q(cand_sites)}/\"$n\" ;; esac; done"]
 
@@ -92,7 +93,15 @@ def install_line(src, dest, mode=0o644):
 
 
 def enable_line(sites_enabled, path):
-    return f"ln -sfn {q(path)} {sites_enabled}/{PurePosixPath(path).name}"
+    return f"ln -sfn {q(path)} {q(sites_enabled + '/' + PurePosixPath(path).name)}"
+
+
+def write_line(path, content, mode=0o644):
+    """Write content to path on the host. The content travels base64-encoded inside one quoted
+    argument: no heredoc delimiter or shell syntax in a rendered file can end it early."""
+    data = base64.b64encode(content.encode()).decode()
+    return (f"printf %s {q(data)} | base64 -d > {q(path)}.flask-ops-new && "
+            f"chmod {mode:o} {q(path)}.flask-ops-new && mv -f {q(path)}.flask-ops-new {q(path)}")
 
 
 # ----------------------------------------------------------------------------- facts
@@ -267,7 +276,7 @@ def check_lines(s, rel):
     for f in sites:
         lines.append(f"cp {q(meta + '/etc' + f.path)} {q(cand)}/sites/")
     if s.stack == "nginx-uwsgi":
-        lines.append(" ".join(checks.nginx_test_command(f"{cand}/main.conf")) + " 2>&1")
+        lines.append(" ".join(q(a) for a in checks.nginx_test_command(f"{cand}/main.conf")) + " 2>&1")
         ini = f"{meta}/etc{s.uwsgi_ini}"
         lines.append(" ".join(q(a) for a in checks.uwsgi_test_command(ini)) + " >/dev/null")
         if s.init == "systemd":
@@ -275,7 +284,7 @@ def check_lines(s, rel):
             lines.append(f"out=$(systemd-analyze verify {q(unit)} 2>&1) || true; "
                          f"[ -z \"$out\" ] || {{ echo \"$out\" >&2; exit 1; }}")
     else:
-        lines.append(" ".join(checks.apache_test_command(f"{cand}/main.conf")) + " 2>&1")
+        lines.append(" ".join(q(a) for a in checks.apache_test_command(f"{cand}/main.conf")) + " 2>&1")
     return lines
 
 
@@ -306,13 +315,14 @@ def service_lines(s, todo):
         lines.append("systemctl daemon-reload")
     for action, unit in todo:
         if unit == s.service and s.init == "upstart":
-            lines.append(f"initctl reload-configuration && (initctl restart {unit} || initctl start {unit})"
-                         if action == "restart" else f"initctl reload {unit}")
+            lines.append(f"initctl reload-configuration && (initctl restart {q(unit)} || "
+                         f"initctl start {q(unit)})" if action == "restart"
+                         else f"initctl reload {q(unit)}")
         elif action == "restart":
-            lines.append(f"systemctl reset-failed {unit} 2>/dev/null || true")
-            lines.append(f"systemctl enable --quiet {unit} && systemctl restart {unit}")
+            lines.append(f"systemctl reset-failed {q(unit)} 2>/dev/null || true")
+            lines.append(f"systemctl enable --quiet {q(unit)} && systemctl restart {q(unit)}")
         else:
-            lines.append(NGINX_RELOAD if unit == "nginx" else f"systemctl reload {unit}")
+            lines.append(NGINX_RELOAD if unit == "nginx" else f"systemctl reload {q(unit)}")
     return lines
 
 
@@ -350,16 +360,16 @@ def verify_script(s, release_id, timeout=30):
     fail_fast = ""
     if s.stack == "nginx-uwsgi" and s.init == "systemd":
         # A crashing app makes systemd restart uWSGI in a loop: say so at once, with its log.
-        fail_fast = (f"state=$(systemctl show -p ActiveState -p SubState --value {s.service} | "
+        fail_fast = (f"state=$(systemctl show -p ActiveState -p SubState --value {q(s.service)} | "
                      f"tr '\\n' ' '); case \"$state\" in failed*|*auto-restart*) "
                      f"echo \"{s.service} is $state; its log:\" >&2; "
-                     f"journalctl -u {s.service} -n 15 --no-pager -o cat >&2; exit 1;; esac")
+                     f"journalctl -u {q(s.service)} -n 15 --no-pager -o cat >&2; exit 1;; esac")
     if s.stack == "nginx-uwsgi":
         # The uWSGI master (the unit's main process) and its workers.
-        pids = (f"main=$(systemctl show -p MainPID --value {s.service}); pids=; "
+        pids = (f"main=$(systemctl show -p MainPID --value {q(s.service)}); pids=; "
                 f"[ \"$main\" = 0 ] || pids=\"$main $(pgrep -P $main | tr '\\n' ' ')\"")
     else:
-        pids = f"pids=$(pgrep -f '^\\(wsgi:{s.app_name}\\)' || true)"
+        pids = f"pids=$(pgrep -f {q('^[(]wsgi:' + s.app_name + '[)]')} || true)"
     return f"""deadline=$(( $(date +%s) + {timeout} ))
 while :; do
   {pids}
@@ -368,10 +378,10 @@ while :; do
     n=$((n+1)); cwd=$(readlink /proc/$p/cwd 2>/dev/null || echo gone)
     [ "$cwd" = {q(rel)} ] || ok=0
   done
-  [ $n -ge {expected} ] && [ $ok -eq 1 ] && {{ echo "$n processes run {release_id}"; exit 0; }}
+  [ $n -ge {expected} ] && [ $ok -eq 1 ] && {{ echo "$n processes run "{q(release_id)}; exit 0; }}
   {fail_fast}
   if [ $(date +%s) -ge $deadline ]; then
-    echo "after {timeout}s the app processes do not all run {release_id}:" >&2
+    echo "after {timeout}s the app processes do not all run "{q(release_id)}":" >&2
     for p in $pids; do echo "  pid $p cwd $(readlink /proc/$p/cwd 2>/dev/null)" >&2; done
     [ $n -gt 0 ] || echo "  no app process is running" >&2
     exit 1
@@ -395,11 +405,11 @@ def restore_script(s, previous_id, failed_id):
         lines += install_lines(s, rel) + current_lines(s, rel) + service_lines(s, going_back(s))
     else:
         # Nothing to go back to: take our site out, so the host serves what it served before.
-        lines += [f"rm -f {front_sites_enabled(s)}/{n}" for n in enabled_names(s)]
+        lines += [f"rm -f {q(front_sites_enabled(s) + '/' + n)}" for n in enabled_names(s)]
         if s.stack == "nginx-uwsgi" and s.init == "systemd":
-            lines.append(f"systemctl disable --now --quiet {s.service} 2>/dev/null || true")
+            lines.append(f"systemctl disable --now --quiet {q(s.service)} 2>/dev/null || true")
         lines.append(f"rm -f {q(s.current)}")
-        lines.append(f"systemctl reload {front_service(s)} 2>/dev/null || true")
+        lines.append(f"systemctl reload {q(front_service(s))} 2>/dev/null || true")
     if failed_id and failed_id != previous_id:
         lines.append(f"rm -rf {q(release_dir(s, failed_id))}")
     return "\n".join(lines)

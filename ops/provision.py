@@ -10,11 +10,12 @@ PACKAGES = {
     "apache-modwsgi": ["apache2", "libapache2-mod-wsgi-py3", "python3-venv"],
 }
 q = plan.q
+GENERATE = "import secrets, sys; print(sys.argv[1] + '=' + secrets.token_hex(32))"
 
 
 def provision_script(s):
     base, shared, user, group = s.base, s.shared, s.app_user, s.group
-    packages = " ".join(PACKAGES[s.stack])
+    packages = " ".join(q(p) for p in PACKAGES[s.stack])
     lines = [
         "set -e",
         f"missing=$(for p in {packages}; do dpkg-query -W -f='${{Status}}' $p 2>/dev/null | "
@@ -27,10 +28,10 @@ def provision_script(s):
         '  echo "changed: installed" $missing',
         "fi",
         f"getent group {q(group)} >/dev/null || {{ groupadd --system {q(group)}; "
-        f"echo 'changed: created group {group}'; }}",
+        f"echo {q('changed: created group ' + group)}; }}",
         f"id -u {q(user)} >/dev/null 2>&1 || {{ useradd --system --gid {q(group)} "
         f"--home-dir {q(base)} --no-create-home --shell /usr/sbin/nologin {q(user)}; "
-        f"echo 'changed: created user {user}'; }}",
+        f"echo {q('changed: created user ' + user)}; }}",
     ]
     # Root owns everything the deploy executes (releases, venvs, wheels): the app user can
     # read it but not change what root later runs. The app writes only to shared/data.
@@ -44,18 +45,17 @@ def provision_script(s):
         dirs.append((f"/etc/flask-ops/{s.app_name}", "root", "root", "755"))
     for path, owner, grp, mode in dirs:
         lines.append(
-            f"if [ \"$(stat -c '%U:%G %a' {q(path)} 2>/dev/null)\" != '{owner}:{grp} {mode}' ]; "
-            f"then install -d -o {owner} -g {grp} -m {mode} {q(path)}; "
-            f"echo 'changed: {path} ({owner}:{grp} {mode})'; fi")
+            f"if [ \"$(stat -c '%U:%G %a' {q(path)} 2>/dev/null)\" != {q(f'{owner}:{grp} {mode}')} ]; "
+            f"then install -d -o {q(owner)} -g {q(grp)} -m {mode} {q(path)}; "
+            f"echo {q(f'changed: {path} ({owner}:{grp} {mode})')}; fi")
     # Secrets are generated on the host and never leave it: only their names are printed.
     env = f"{shared}/env"
-    lines.append(f"[ -f {q(env)} ] || {{ (umask 077; : > {q(env)}); chown {q(user)}:root {q(env)}; "
-                 f"echo 'changed: created {env} (0600, {user})'; }}")
+    lines.append(f"[ -f {q(env)} ] || {{ (umask 077; : > {q(env)}); chown {q(user + ':root')} {q(env)}; "
+                 f"echo {q(f'changed: created {env} (0600, {user})')}; }}")
     for name in ("SECRET_KEY",) + tuple(s.secrets):
         lines.append(
-            f"grep -q '^{name}=' {q(env)} || {{ python3 -c 'import secrets; "
-            f"print(\"{name}=\" + secrets.token_hex(32))' >> {q(env)}; "
-            f"echo 'changed: generated {name} in {env}'; }}")
+            f"grep -q {q('^' + name + '=')} {q(env)} || {{ python3 -c {q(GENERATE)} {q(name)} "
+            f">> {q(env)}; echo {q(f'changed: generated {name} in {env}')}; }}")
     if s.stack == "nginx-uwsgi":
         lines += [
             "[ ! -e /etc/nginx/sites-enabled/default ] || { rm -f /etc/nginx/sites-enabled/default; "

@@ -242,6 +242,7 @@ def _start(h, image):
          "--console=read-only", "-D", str(root)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     h.pid_file.write_text(str(proc.pid))
+    return proc
 
 
 def up(count=1, log=print):
@@ -254,15 +255,23 @@ def up(count=1, log=print):
     image = build_image(log)
     _ensure_bridge()
     hosts = [Host(f"staging{i}") for i in range(1, count + 1)]
+    started = {}
     for h in hosts:
         if _nspawn_pid(h):
             continue
         log(f"booting {h.name} at {h.address}")
-        _start(h, image)
+        started[h.name] = _start(h, image)
+
+    def alive(h):
+        # A host booted here is judged by its process handle: /proc/PID/cmdline can be read
+        # before it shows systemd-nspawn, which made a booting host look dead.
+        proc = started.get(h.name)
+        return proc.poll() is None if proc else bool(_nspawn_pid(h))
+
     _write_access_files(existing_hosts())
     for h in hosts:
-        wait_until(lambda: _ssh_ready(h) or not _nspawn_pid(h), 60, f"sshd on {h.name}")
-        if not _nspawn_pid(h):
+        wait_until(lambda: _ssh_ready(h) or not alive(h), 60, f"sshd on {h.name}")
+        if not alive(h):
             raise OpsError(f"{h.name} did not boot; see {h.dir / 'console.log'}")
     for h in hosts:
         ssh(h, "systemctl is-system-running --wait >/dev/null; true", timeout=60)

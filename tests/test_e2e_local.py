@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from ops import build, checks, release, render, smoke, staging
+from ops.errors import OpsError
 
 from conftest import make_project
 
 pytestmark = pytest.mark.e2e
 APP = "localtest"
+USER = "flaskops-localtest"  # an account of its own: system accounts are refused as app users
 
 
 def free_port():
@@ -40,26 +42,34 @@ def stop(proc):
 def served(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root: uWSGI drops to the app user, nginx to www-data")
-    stage = Path(tempfile.mkdtemp(prefix="flask-ops-local-"))
-    stage.chmod(0o755)  # nginx (www-data) and the app (nobody) read from here
+    # Not under /tmp: base_dir there is refused (provision would change /tmp's mode).
+    parent = Path("/var/lib/flask-ops-test")
+    parent.mkdir(mode=0o755, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix="local-", dir=parent))
+    stage.chmod(0o755)  # nginx (www-data) and the app (its own user) read from here
+    if subprocess.run(["id", "-u", USER], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["useradd", "--system", "--gid", "www-data", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", USER], check=True)
     run_dir = Path(f"/run/{APP}")
     procs = []
     try:
         s = make_project(tmp_path / "project", config={
             "app_name": APP, "nginx": "cache", "base_dir": str(stage / "srv"),
-            "listen_port": free_port(), "upstream_port": free_port(), "user": "nobody"})
+            "listen_port": free_port(), "upstream_port": free_port(), "user": USER})
         tree, _, files = release.stage_tree(s)
         rel = Path(s.releases) / "r1"
         shutil.copytree(tree, rel, symlinks=True)
         venv = Path(s.shared) / "venv"
         subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin/pip"), "install", "-q", "--no-index", "--find-links",
-                        str(build.wheelhouse(s)), "-r", str(rel / "requirements.txt")], check=True)
+                        str(build.wheelhouse(s)), "-r", str(rel / ".flask-ops/requirements.txt")],
+                       check=True)
         (rel / "venv").symlink_to(venv)
         Path(s.current).symlink_to(rel)
         subprocess.run(["chmod", "-R", "go+rX", str(stage)], check=True)
         run_dir.mkdir(exist_ok=True)
-        shutil.chown(run_dir, "nobody", "www-data")
+        shutil.chown(run_dir, USER, "www-data")
         run_dir.chmod(0o750)
 
         for f in files:
@@ -87,14 +97,26 @@ def served(tmp_path):
                                  start_new_session=True)
         procs.append(nginx)
         target = smoke.Target("127.0.0.1", s.listen_port, s.server_names[0])
+        probe = smoke.Target("127.0.0.1", s.listen_port, s.server_names[0], timeout=2)
 
         def answers():
+            for name, proc, log in (("uWSGI", uwsgi, "uwsgi.log"), ("nginx", nginx, "nginx-error.log")):
+                if proc.poll() is not None:  # fail now, with the reason, not at the deadline
+                    path = stage / log
+                    raise AssertionError(f"{name} exited ({proc.returncode}): "
+                                         f"{path.read_text()[-2000:] if path.exists() else ''}")
             try:
-                return smoke.request(target, s.healthz).status == 200
+                response = smoke.request(probe, s.healthz)
             except OSError:
                 return False
+            return response is not None and response.status == 200
 
-        staging.wait_until(answers, 30, "nginx + uWSGI to answer")
+        try:
+            staging.wait_until(answers, 90, "nginx + uWSGI to answer")
+        except OpsError as exc:
+            logs = {n: (stage / n).read_text()[-1500:] for n in ("uwsgi.log", "nginx-error.log")
+                    if (stage / n).exists()}
+            raise AssertionError(f"{exc}; logs: {logs}") from None
         yield s, target, uwsgi
     finally:
         for proc in reversed(procs):
