@@ -153,15 +153,14 @@ def collectstatic(settings, out=None, source=None):
     wanted = Path(os.path.abspath(out or build_root(settings) / "collected_static"))
     if src in wanted.parents:
         raise OpsError(f"{out} is inside the app's source ({src}); name a directory outside it")
-    out = outdir.prepare(out or build_root(settings) / "collected_static", "collected static files",
-                         keep=(project, src, Path.cwd()))
+    # Everything that can refuse the app (its files, its requirements) runs before `out` is
+    # touched: a refused build leaves the output directory as it was.
+    keep = (project, src, Path.cwd())
+    outdir.check(wanted, "collected static files", keep)
     if source is None:
         source = stage_source(settings, build_root(settings) / "collect-source")
-    for inside in {src, Path(source).resolve()}:
-        if inside in out.parents:
-            raise OpsError(f"{out} is inside the app's source ({inside}); name a directory "
-                           "outside it")
     python = venv(settings) / "bin" / "python"
+    out = outdir.prepare(wanted, "collected static files", keep)
     proc = subprocess.run([str(python), str(DRIVER), str(source), settings.wsgi,
                            str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

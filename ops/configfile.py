@@ -40,6 +40,9 @@ class _StrictLoader(yaml.SafeLoader):
         seen = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise ConfigFileError(f"line {key_node.start_mark.line + 1}: key {key!r} is not "
+                                      "a name; quote it or fix the indentation")
             if key in seen:
                 raise ConfigFileError(f"line {key_node.start_mark.line + 1}: duplicate key "
                                       f"{key!r} (first on line {seen[key]})")

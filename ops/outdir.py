@@ -24,6 +24,20 @@ def prepare(out, what, keep=()):
     what: the kind of output, named in the marker and in errors ("rendered configs").
     keep: directories that must never be inside or equal to `out` (project, source).
     """
+    path, label = check(out, what, keep)
+    if path.is_dir() and any(path.iterdir()):
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).write_text(f"{what}: written by flask-ops; emptied on the next write\n")
+    return path
+
+
+def check(out, what, keep=()):
+    """Refuse `out` (OpsError) unless prepare() may use it; writes nothing. (path, label)."""
     path = Path(os.path.abspath(out))
     label = f"{out} ({path})" if str(out) != str(path) else str(path)
     if path.is_symlink():
@@ -36,18 +50,10 @@ def prepare(out, what, keep=()):
     if path.exists() and not path.is_dir():
         raise OpsError(f"{label} is a file, not a directory; name a directory for the {what}")
     _no_symlink_above(path, label)
-    if path.is_dir() and any(path.iterdir()):
-        if not (path / MARKER).is_file():
-            raise OpsError(f"{label} is not empty and was not written by flask-ops; "
-                           f"name a new or empty directory for the {what}")
-        for child in path.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MARKER).write_text(f"{what}: written by flask-ops; emptied on the next write\n")
-    return path
+    if path.is_dir() and any(path.iterdir()) and not (path / MARKER).is_file():
+        raise OpsError(f"{label} is not empty and was not written by flask-ops; "
+                       f"name a new or empty directory for the {what}")
+    return path, label
 
 
 def _no_symlink_above(path, label):

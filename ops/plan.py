@@ -82,8 +82,8 @@ def candidate_sites_lines(sites_enabled, cand_sites, ours):
     names = " ".join(q(n) for n in ours)
     return [f"rm -rf {q(cand_sites)} && mkdir -p {q(cand_sites)}",
             f"for f in {q(sites_enabled)}/*; do [ -e \"$f\" ] || continue; "
-            f"n=$(basename \"$f\"); case \" {names} \" in *\" $n \"*) ;; "
-            f"*) cp -L \"$f\" {q(cand_sites)}/\"$n\" ;; esac; done"]
+            f"n=$(basename \"$f\"); skip=; for o in {names}; do [ \"$n\" != \"$o\" ] || skip=1; done; "
+            f"[ -n \"$skip\" ] || cp -L \"$f\" {q(cand_sites)}/\"$n\"; done"]
 
 
 def install_line(src, dest, mode=0o644):
@@ -232,7 +232,7 @@ def stage_script(s, release, facts):
     upload = f"/tmp/{release.upload_name}"
     lines = [
         "set -e",
-        f"trap 'rm -rf {q(tmp)} {q(upload)}' EXIT",
+        f"trap {q(f'rm -rf {q(tmp)} {q(upload)}')} EXIT",
         f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}",
         f"tar -xzf {q(upload)} -C {q(tmp)} --no-same-owner",
     ]
@@ -362,7 +362,7 @@ def verify_script(s, release_id, timeout=30):
         # A crashing app makes systemd restart uWSGI in a loop: say so at once, with its log.
         fail_fast = (f"state=$(systemctl show -p ActiveState -p SubState --value {q(s.service)} | "
                      f"tr '\\n' ' '); case \"$state\" in failed*|*auto-restart*) "
-                     f"echo \"{s.service} is $state; its log:\" >&2; "
+                     f"echo {q(s.service)}\" is $state; its log:\" >&2; "
                      f"journalctl -u {q(s.service)} -n 15 --no-pager -o cat >&2; exit 1;; esac")
     if s.stack == "nginx-uwsgi":
         # The uWSGI master (the unit's main process) and its workers.

@@ -8,6 +8,7 @@ import jinja2
 import jinja2.sandbox
 
 from . import outdir
+from .errors import OpsError
 
 MANAGED = "Managed by flask-ops: local edits are overwritten on the next deploy."
 UWSGI_BIN = "/usr/bin/uwsgi"
@@ -51,7 +52,15 @@ def _size_bytes(size):
 
 def _render(template, settings, **extra):
     env = environment(settings.templates_dir)
-    return env.get_template(template).render(s=settings, managed=MANAGED, **extra)
+    try:
+        return env.get_template(template).render(s=settings, managed=MANAGED, **extra)
+    except jinja2.TemplateError as exc:
+        # An override template is the user's file: name it and the problem, no traceback.
+        where = getattr(exc, "filename", None) or template
+        line = getattr(exc, "lineno", None)
+        what = type(exc).__name__
+        raise OpsError(f"template {where}{f' line {line}' if line else ''}: {what}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 @dataclass(frozen=True)
