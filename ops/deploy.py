@@ -268,8 +268,10 @@ def static_file(tree):
     """One collected file to prove the front server serves static files."""
     root = tree / "collected_static"
     for path in sorted(root.rglob("*")):
-        if path.is_file():
-            return path.relative_to(root).as_posix()
+        rel = path.relative_to(root).as_posix()
+        # dotfiles (our output marker among them) are refused by the front server by design
+        if path.is_file() and not any(part.startswith(".") for part in rel.split("/")):
+            return rel
     return None
 
 
@@ -356,7 +358,8 @@ def rollback(s, remote, release_id=None, out=print):
 
 def remote_static_file(s, remote, release_id):
     root = f"{plan.release_dir(s, release_id)}/collected_static"
-    result = remote.run(f"cd {plan.q(root)} 2>/dev/null && find . -type f | sort | head -n 1",
+    result = remote.run(f"cd {plan.q(root)} 2>/dev/null && find . -type f ! -path '*/.*' | sort | "
+                        "head -n 1",
                         "find a static file", check=False)
     name = result.stdout.strip()
     return name[2:] if name.startswith("./") else None

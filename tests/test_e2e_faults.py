@@ -95,6 +95,8 @@ def changed_cli_project(project, greeting):
     """A project directory with a fabfile and a code change: `fab deploy` there has work to do."""
     s = project({"app.py": ("Hello, World!", greeting)})
     Path(s.project_root, "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    # A deploy: section is required (defaults are never deployed silently); these are the sample's.
+    Path(s.project_root, "fabric.yaml").write_text("deploy:\n  app_name: sample\n")
     return Path(s.project_root)
 
 
