@@ -187,12 +187,17 @@ def _int(key, value, low, high):
     return value
 
 
+def _no_dot_segments(key, value, path, allowed):
+    """`.` and `..` segments would let a path or URL point somewhere other than it says."""
+    if any(part in (".", "..") for part in path.split("/")):
+        _fail(key, value, allowed)
+    return value
+
+
 def _abs_path(key, value):
     allowed = "an absolute path of letters, digits, '.', '_', '-' without '.' or '..' parts"
     _string(key, value, _ABS_PATH, allowed)
-    if any(part in (".", "..") for part in value.split("/")):
-        _fail(key, value, allowed)
-    return value.rstrip("/")
+    return _no_dot_segments(key, value, value, allowed).rstrip("/")
 
 
 def _base_dir(key, value):
@@ -232,16 +237,13 @@ def _env_names(key, value):
 def _url_prefix(key, value):
     allowed = "a URL path that starts and ends with '/', without '.' or '..' segments"
     _string(key, value, _URL_PREFIX, allowed)
-    if any(part in (".", "..") for part in value.split("/")):
-        _fail(key, value, allowed)
-    return value
+    return _no_dot_segments(key, value, value, allowed)
 
 
 def _url_path(key, value, pattern=_URL_PATH, allowed="a URL path starting with '/'"):
     _string(key, value, pattern, allowed)
-    if any(part in (".", "..") for part in value.split("?")[0].split("/")):
-        _fail(key, value, allowed + ", without '.' or '..' segments")
-    return value
+    return _no_dot_segments(key, value, value.split("?")[0],
+                            allowed + ", without '.' or '..' segments")
 
 
 def _exclude(key, value):
