@@ -162,6 +162,7 @@ def test_dry_run_prints_diffs_and_changes_nothing(host, project):
     assert "--- /etc/nginx/sites-available/sample.conf (live)" in text
     assert "+        proxy_cache sample_cache;" in text
     assert "nothing was changed" in text
+    assert "left out of the release (defaults and deploy.exclude): " in text
     assert current(host, s) == before
     assert "proxy_cache" not in sh(host, "cat /etc/nginx/sites-available/sample.conf")
 
@@ -230,3 +231,28 @@ def test_url_only_smoke_with_reports(tmp_path):
     assert broken.returncode == 1
     failures = ET.parse(junit).getroot().find("testsuite").findall("testcase/failure")
     assert failures and "ConnectionRefusedError" in failures[0].get("message")
+
+
+def test_release_on_the_host_holds_no_secrets_and_keeps_modes(host, project):
+    """A `.env`, a key and `instance/` never reach the host; a 0600 file is not world-readable
+    there; the app (its group) can still read it; the front server publishes none of it."""
+    s = project()
+    src = s.source_dir
+    (src / ".env").write_text("SECRET_KEY=hunter2-local\n")
+    (src / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (src / "instance").mkdir()
+    (src / "instance/config.py").write_text("SECRET_KEY = 'hunter2-instance'\n")
+    (src / "private_settings.py").write_text("TOKEN = 'not-secret-but-private'\n")
+    (src / "private_settings.py").chmod(0o600)
+    release, _ = ship(s, host)
+    rel = plan.release_dir(s, release)
+    found = sh(host, f"cd {rel} && ls -a . instance 2>&1; grep -rl hunter2 . || true")
+    assert ".env" not in found and "id_rsa" not in found and "hunter2" not in found
+    assert "No such file or directory" in found  # instance/ was not shipped
+    mode = sh(host, f"stat -c '%a %U:%G' {rel}/private_settings.py")
+    assert mode == f"640 root:{s.group}", mode
+    assert sh(host, f"setpriv --reuid={s.app_user} --regid={s.group} --init-groups "
+                    f"cat {rel}/private_settings.py") == "TOKEN = 'not-secret-but-private'"
+    for path in ("/static/../.env", "/.env", "/static/.env", "/instance/config.py"):
+        response = get(host, s, path)
+        assert response is None or b"hunter2" not in response.body

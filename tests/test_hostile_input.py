@@ -440,3 +440,16 @@ def test_every_value_in_remote_scripts_is_quoted(load):
         # single-quoted strings, and double-quoted ones without expansions ("'"), are inert
         outside_quotes = re.sub(r"'[^']*'|\"[^\"$`\\]*\"", "''", script)
         assert "$(touch" not in outside_quotes, script
+
+
+def test_apache_check_leaves_nothing_in_tmp(load):
+    """`fab check` on the Apache stack once left /tmp/tmp.*/{passwd,group} behind each run."""
+    import tempfile
+    from ops import checks
+    if not shutil.which("apache2ctl"):
+        pytest.skip("apache2ctl is installed by `make system-deps`")
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.iterdir())
+    s = load(stack="apache-modwsgi", user="flaskops_checkuser")
+    assert checks.check_local(render.render(s), s) == [render.APACHE, render.WSGI]
+    assert set(tmp.iterdir()) - before == set()
