@@ -3,6 +3,7 @@ uWSGI: streaming arrives in pieces over time, a repeated GET is a cache HIT, and
 come from nginx (they are still served with uWSGI stopped)."""
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,10 +23,24 @@ APP = "localtest"
 USER = "flaskops-localtest"  # an account of its own: system accounts are refused as app users
 
 
+_taken = set()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below the kernel's ephemeral range: a port bind(0) hands out can be taken
+    by any outgoing connection on the machine before nginx binds it (it was, twice)."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        if port in _taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def stop(proc):
