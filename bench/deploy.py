@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ops import deploy, provision, remote, settings, staging  # noqa: E402
+from ops import deploy, provision, settings, staging  # noqa: E402
 
 HOST = "staging1"
 
@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--write", help="append the report to this markdown file")
     args = parser.parse_args()
     staging.up(1, log=lambda m: None)
-    host = remote.for_staging(HOST)
+    host = staging.remote(HOST)
     figures = {"first deploy": [], "code-change deploy": [], "no-op redeploy": []}
     for rep in range(args.reps):
         with tempfile.TemporaryDirectory() as tmp:

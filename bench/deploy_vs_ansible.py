@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
-from ops import build, deploy, provision, remote, render, staging  # noqa: E402
+from ops import build, deploy, provision, render, staging  # noqa: E402
 
 HOST = "staging1"
 PLAYBOOK = ROOT / "bench/peers/ansible/deploy.yml"
@@ -89,7 +89,7 @@ def main():
     if not ANSIBLE.exists():
         raise SystemExit("ansible-core is not installed: run `make bench-deps`")
     staging.up(1, log=lambda m: None)
-    host = remote.for_staging(HOST)
+    host = staging.remote(HOST)
     tmp = Path(tempfile.mkdtemp())
     counter = iter(range(1000))
 

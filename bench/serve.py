@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
-from ops import deploy, provision, remote, staging  # noqa: E402
+from ops import deploy, provision, staging  # noqa: E402
 
 DIRECT_PORT = 9090
 RUN = "/run/flask-ops-bench"
@@ -130,7 +130,7 @@ def main():
             ("nginx + uWSGI (cache)", "staging1", {"nginx": "cache", "app_name": "serve",
                                                    "server_names": ["serve.test"]}, True),
             ("Apache + mod_wsgi", "staging2", {"stack": "apache-modwsgi"}, False)]:
-        host = remote.for_staging(host_name)
+        host = staging.remote(host_name)
         s = make_project(tmp / host_name, config=config)
         provision.provision(s, host)
         deploy.deploy(s, host, out=lambda m: None)

@@ -19,15 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import loadgen  # noqa: E402
 from conftest import make_project  # noqa: E402
-from ops import deploy, fleet, load, provision, remote, staging  # noqa: E402
+from ops import deploy, fleet, provision, staging  # noqa: E402
 
 CONFIG = {"app_name": "zdt", "server_names": ["zdt.test"],
           "roles": {"lb": ["staging3"], "app": ["staging1", "staging2"]}}
 
 
 def run_load(address, seconds, during=None):
-    with load.Load(address, 80, "zdt.test", path="/hello", concurrency=4, max_requests=200000,
+    with loadgen.Load(address, 80, "zdt.test", path="/hello", concurrency=4, max_requests=200000,
                    max_seconds=seconds + 120) as traffic:
         traffic.wait_for(50)
         started = time.monotonic()
@@ -50,8 +51,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=5)
     args = parser.parse_args()
     staging.up(3, log=lambda m: None)
-    lbs = [remote.for_staging("staging3")]
-    apps = [remote.for_staging("staging1"), remote.for_staging("staging2")]
+    lbs = [staging.remote("staging3")]
+    apps = [staging.remote("staging1"), staging.remote("staging2")]
     tmp = Path(tempfile.mkdtemp())
     counter = iter(range(100))
 

@@ -1,35 +1,32 @@
 """Each rendered file checked by its own server's checker, before it can go live.
 
-The candidate-config builders are pure (text in, text out) so the deploy uses the same ones
-on the target: the new site files are checked inside the host's whole server config, in
+The candidate-config rewrite is one script (ops/scripts/candidate_main.py) used here and on
+the target: the new site files are checked inside the host's whole server config, in
 place of the live ones, without touching what is live.
 """
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from . import render, upstart
+from . import scripts, stacks, templating, upstart
+from .scripts import candidate_main
 from .errors import CheckError, OpsError
 
 q = shlex.quote
 
-NGINX_SITES_INCLUDE = re.compile(r"^(\s*)include\s+/etc/nginx/sites-enabled/\*;", re.M)
-APACHE_SITES_INCLUDE = re.compile(r"^(\s*)IncludeOptional\s+sites-enabled/\*\.conf", re.M)
 APACHE_MODULES = (("wsgi_module", "mod_wsgi.so"), ("headers_module", "mod_headers.so"))
 
 
 def nginx_candidate_main(live_main, site_dir):
     """The live nginx.conf with its sites-enabled include pointed at site_dir."""
-    text, count = NGINX_SITES_INCLUDE.subn(rf"\1include {site_dir}/*;", live_main)
-    if count != 1:
-        raise OpsError("nginx.conf has no 'include /etc/nginx/sites-enabled/*;' line; "
-                       "flask-ops installs sites there and cannot check them in context")
-    return text
+    try:
+        return candidate_main.nginx(live_main, site_dir)
+    except candidate_main.NoSitesInclude as exc:
+        raise OpsError(str(exc)) from None
 
 
 def apache_candidate_main(live_main, site_dir, load_modules=False):
@@ -38,36 +35,12 @@ def apache_candidate_main(live_main, site_dir, load_modules=False):
     load_modules adds mod_wsgi/mod_headers when the host has not enabled them (local checks
     only: on a target, provisioning enables them and the check must see the real state).
     """
-    include = f"IncludeOptional {site_dir}/*.conf"
-    if load_modules:
-        guards = "".join(
-            f"<IfModule !{name}>\n    LoadModule {name} /usr/lib/apache2/modules/{so}\n"
-            f"</IfModule>\n" for name, so in APACHE_MODULES)
-        include = guards + include
-    text, count = APACHE_SITES_INCLUDE.subn(lambda m: m.group(1) + include, live_main)
-    if count != 1:
-        raise OpsError("apache2.conf has no 'IncludeOptional sites-enabled/*.conf' line; "
-                       "flask-ops installs sites there and cannot check them in context")
-    return text
-
-
-def nginx_test_command(main_conf):
-    return ["nginx", "-t", "-q", "-c", main_conf]
-
-
-def apache_test_command(main_conf):
-    # apache2ctl reads /etc/apache2/envvars (APACHE_LOG_DIR, APACHE_RUN_USER, ...) first.
-    return ["apache2ctl", "-t", "-f", main_conf]
-
-
-def uwsgi_test_command(ini):
-    # --get parses the ini (strict: unknown option is fatal), loads its plugins, prints one
-    # option and exits: nothing is bound, imported or written.
-    return [render.UWSGI_BIN, "--ini", ini, "--get", "socket"]
-
-
-def systemd_test_command(unit):
-    return ["systemd-analyze", "verify", unit]
+    prelude = "".join(f"<IfModule !{name}>\n    LoadModule {name} /usr/lib/apache2/modules/{so}\n"
+                      f"</IfModule>\n" for name, so in APACHE_MODULES) if load_modules else ""
+    try:
+        return candidate_main.apache(live_main, site_dir, prelude)
+    except candidate_main.NoSitesInclude as exc:
+        raise OpsError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- local execution
@@ -136,18 +109,18 @@ def check_nginx(files, workdir):
     sites.mkdir()
     _write(files, sites)
     main = Path(workdir, "nginx.conf")
-    main.write_text(nginx_candidate_main(Path("/etc/nginx/nginx.conf").read_text(), sites))
-    return _run(nginx_test_command(str(main)), "nginx -t", isolate=("/var/log", "/var/cache"))
+    main.write_text(nginx_candidate_main(Path(stacks.NginxUwsgi.main_conf).read_text(), sites))
+    return _run(stacks.NginxUwsgi.test_command(str(main)), "nginx -t", isolate=("/var/log", "/var/cache"))
 
 
 def check_apache(files, workdir, users=()):
     sites = Path(workdir, "apache-sites")
     sites.mkdir()
-    _write([f for f in files if f.kind == render.APACHE], sites)
+    _write([f for f in files if f.kind == templating.APACHE], sites)
     main = Path(workdir, "apache2.conf")
-    main.write_text(apache_candidate_main(Path("/etc/apache2/apache2.conf").read_text(), sites,
+    main.write_text(apache_candidate_main(Path(stacks.ApacheModWsgi.main_conf).read_text(), sites,
                                           load_modules=True))
-    return _run(apache_test_command(str(main)), "apache2ctl -t", users=users, workdir=workdir)
+    return _run(stacks.ApacheModWsgi.test_command(str(main)), "apache2ctl -t", users=users, workdir=workdir)
 
 
 def check_wsgi(files, workdir):
@@ -160,15 +133,14 @@ def check_wsgi(files, workdir):
 
 def check_uwsgi(files, workdir):
     for path in _write(files, workdir):
-        _run(uwsgi_test_command(path), "uwsgi (strict)")
+        _run(stacks.uwsgi_check_command(path), "uwsgi (strict)")
 
 
 def check_systemd(files, workdir):
     for path in _write(files, workdir):
-        output = _run(systemd_test_command(path), "systemd-analyze verify")
-        # verify exits 0 on unknown keys and bad values ("..., ignoring"); we do not ignore.
-        if output.strip():
-            raise CheckError("systemd-analyze verify", output)
+        # the same script the deploy runs on the host: any output from the verifier fails
+        _run(["bash", "-c", scripts.text("systemd_verify.sh"), "systemd_verify.sh", path],
+             "systemd-analyze verify")
 
 
 def check_upstart(files, workdir):
@@ -180,12 +152,12 @@ def check_upstart(files, workdir):
 
 
 CHECKERS = {
-    render.NGINX: check_nginx,
-    render.APACHE: check_apache,
-    render.WSGI: check_wsgi,
-    render.UWSGI: check_uwsgi,
-    render.SYSTEMD: check_systemd,
-    render.UPSTART: check_upstart,
+    templating.NGINX: check_nginx,
+    templating.APACHE: check_apache,
+    templating.WSGI: check_wsgi,
+    templating.UWSGI: check_uwsgi,
+    templating.SYSTEMD: check_systemd,
+    templating.UPSTART: check_upstart,
 }
 
 
@@ -201,7 +173,7 @@ def check_local(files, settings=None):
             if mine:
                 sub = Path(workdir, kind)
                 sub.mkdir()
-                if kind == render.APACHE and settings is not None:
+                if kind == templating.APACHE and settings is not None:
                     checker(mine, sub, users=[(settings.app_user, settings.group)])
                 else:
                     checker(mine, sub)

@@ -12,10 +12,26 @@ import os
 import shutil
 import socket
 import tarfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import build, outdir, plan, render
+from . import build, outdir, render
+
+META = ".flask-ops"  # inside each release: manifest, rendered configs, candidate configs
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release built on the deploy side, ready to ship to any number of hosts."""
+
+    id: str
+    digest: str
+    requirements_digest: str
+    files: tuple  # RenderedFile: rendered once, here, and used by every step after
+    upload_name: str  # basename of the bundle, uploaded to /tmp
+    static_file: str = None  # one collected file, for the smoke test's static check
 
 
 def tree_digest(root):
@@ -45,24 +61,51 @@ def stage_tree(s, fleet=None):
                     ignore=shutil.ignore_patterns(".complete", outdir.MARKER))
     reqs = build.requirements(s)
     # pip reads this flat, checked copy on the host, never the app's own file (see requirements)
-    build.write_requirements(reqs, tree / plan.META, hashes=False)
+    build.write_requirements(reqs, tree / META, hashes=False)
     files = render.render(s, fleet)
     for f in files:
         if f.in_release:
             target = tree / PurePosixPath(f.path).relative_to(s.current)
         else:
-            target = tree / plan.META / "etc" / PurePosixPath(f.path).relative_to("/")
+            target = tree / META / "etc" / PurePosixPath(f.path).relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.content)
     digest = tree_digest(tree) + reqs.digest
     return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files
 
 
-def new_release(s, digest, files):
+def new_release(s, digest, files, static=None):
     release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:8]
-    return plan.Release(id=release_id, digest=digest,
-                        requirements_digest=build.requirements_digest(s), files=tuple(files),
-                        upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz")
+    return Release(id=release_id, digest=digest,
+                   requirements_digest=build.requirements_digest(s), files=tuple(files),
+                   upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz", static_file=static)
+
+
+def static_file(tree):
+    """One collected file to prove the front server serves static files."""
+    root = Path(tree) / "collected_static"
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        # dotfiles (our output marker among them) are refused by the front server by design
+        if path.is_file() and not any(part.startswith(".") for part in rel.split("/")):
+            return rel
+    return None
+
+
+def manifest(s, release):
+    """What the host keeps about a release: enough to roll back to it without re-rendering."""
+    return {"id": release.id, "digest": release.digest,
+            "requirements": release.requirements_digest, "app": s.app_name,
+            "stack": s.stack, "nginx": s.nginx, "init": s.init, "built_by": who(),
+            "static_file": release.static_file,
+            "files": [{"path": f.path, "kind": f.kind, "mode": f.mode, "in_release": f.in_release}
+                      for f in release.files]}
+
+
+def files_from_manifest(m):
+    """The file records of a release on the host (content stays there)."""
+    return tuple(render.RenderedFile(f["path"], "", f["kind"], f["mode"], f["in_release"])
+                 for f in (m or {}).get("files", []) if isinstance(f, dict))
 
 
 def who():
@@ -70,25 +113,17 @@ def who():
             "started": time.time()}
 
 
-def bundle(s, tree, release, facts, with_wheels):
-    """The tar.gz uploaded to one host: the shared release tree plus this host's manifest and
-    candidate main config (added to the archive only: the tree is shared by parallel uploads)."""
-    manifest = {"id": release.id, "digest": release.digest,
-                "requirements": release.requirements_digest, "app": s.app_name,
-                "stack": s.stack, "nginx": s.nginx, "init": s.init, "built_by": who(),
-                "files": [f.path for f in release.files]}
-    extra = {f"{plan.META}/manifest.json": json.dumps(manifest, indent=1),
-             f"{plan.META}/candidate/main.conf": plan.candidate_main(s, facts, release.id)}
-    out = build.build_root(s) / f"{release.upload_name}.{os.getpid()}.{id(facts)}"
+def bundle(s, tree, release, wheels=None):
+    """The tar.gz uploaded to one host: the release tree, its manifest, and the wheels built
+    for the host's Python when it lacks them. Nothing in it depends on the host's configs."""
+    data = json.dumps(manifest(s, release), indent=1).encode()
+    out = build.build_root(s) / f"{release.upload_name}.{os.getpid()}.{threading.get_ident()}"
     with tarfile.open(out, "w:gz", compresslevel=1) as tar:
         tar.add(tree, arcname=".")
-        for name, text in extra.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"./{name}")
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-        if with_wheels:
-            wheels = build.target_wheelhouse(s, facts["python"], facts["arch"])
+        info = tarfile.TarInfo(f"./{META}/manifest.json")
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+        if wheels is not None:
             tar.add(wheels, arcname="wheelhouse",
                     filter=lambda ti: None if ti.name.endswith(".complete") else ti)
     return out

@@ -1,37 +1,28 @@
 """Running commands on a target: the one place that talks SSH and decides about sudo."""
 
-import time
+import shlex
 
 from fabric import Config, Connection
 from paramiko import SSHConfig
 
-from . import staging
 from .errors import RemoteError
 
 
-def connect(c):
-    """A Connection for the task's host; staging hosts use the SSH config staging.up wrote.
-
-    So `fab -H staging1 deploy` works without editing ~/.ssh/config.
-    """
+def connect(c, ssh_config=None):
+    """A Remote for the task's host (fab -H). ssh_config: an SSH config file to read first
+    (the one staging.up writes), so `fab -H staging1 deploy` needs no ~/.ssh/config edit."""
     if not isinstance(c, Connection):
         raise RemoteError("this task needs a target host: fab -H HOST TASK")
-    if staging.NAME.match(c.original_host) and staging.ssh_config_path().exists():
-        return for_staging(c.original_host, c.config.clone())
+    if ssh_config:
+        return open_host(c.original_host, c.config, ssh_config)
     return Remote(c)
 
 
-def for_host(name, config):
-    """A Remote for a host named in the app description (roles), outside -H."""
-    if staging.NAME.match(name) and staging.ssh_config_path().exists():
-        return for_staging(name, config.clone())
-    return Remote(Connection(name, config=config.clone(), connect_timeout=10))
-
-
-def for_staging(name, config=None):
-    """A Remote for a staging host, outside a Fabric task too (tests, benchmarks)."""
-    config = config or Config()
-    config._set(base_ssh_config=SSHConfig.from_path(str(staging.ssh_config_path())))
+def open_host(name, config=None, ssh_config=None):
+    """A Remote for a host by name, outside -H (roles, tests, benchmarks)."""
+    config = (config or Config()).clone()
+    if ssh_config:
+        config._set(base_ssh_config=SSHConfig.from_path(str(ssh_config)))
     return Remote(Connection(name, config=config, connect_timeout=10))
 
 
@@ -43,7 +34,6 @@ class Remote:
     def __init__(self, connection):
         self.c = connection
         self.commands = 0
-        self.log = []  # (seconds, first line of the command)
 
     @property
     def name(self):
@@ -56,26 +46,22 @@ class Remote:
     def _wrap(self, script):
         if self.c.user == "root":
             return script
-        return "sudo -n bash -c " + _quote(script)
+        return "sudo -n bash -c " + shlex.quote(script)
 
     def run(self, script, what, check=True, timeout=600):
         """Run a bash script on the host; RemoteError (with its output) when it fails."""
-        start = time.monotonic()
         self.commands += 1
         try:
             result = self.c.run(self._wrap("set -o pipefail\n" + script), hide=True, warn=True,
                                 in_stream=False, timeout=timeout)
         except Exception as exc:  # network, auth, timeout: all mean "could not run it"
             raise RemoteError(f"{what}: cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
-        finally:
-            self.log.append((time.monotonic() - start, what))
         if check and result.exited != 0:
             output = (result.stderr.strip() or result.stdout.strip())[-3000:]
             raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")
         return result
 
     def put(self, local, remote, what):
-        start = time.monotonic()
         self.commands += 1
         try:
             sftp = self.c.sftp()
@@ -87,16 +73,9 @@ class Remote:
             # under connect_timeout instead of waiting on a dead channel.
             self.close()
             raise RemoteError(f"{what}: upload to {self.name} failed: {type(exc).__name__}: {exc}") from None
-        finally:
-            self.log.append((time.monotonic() - start, what))
 
     def close(self):
         try:
             self.c.close()
         except Exception:
             pass
-
-
-def _quote(text):
-    import shlex
-    return shlex.quote(text)

@@ -10,11 +10,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
+from . import inits, stacks
 from .errors import OpsError, SettingsError
 
-STACKS = ("nginx-uwsgi", "apache-modwsgi")
+STACKS = stacks.NAMES
 NGINX_SHAPES = ("default", "proxy", "cache")
-INITS = ("systemd", "upstart")
+INITS = tuple(inits.INITS)
 
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,30}\Z")
 _UNIX_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
@@ -118,11 +119,7 @@ class Settings:
 
     @property
     def socket(self):
-        # upstart has no RuntimeDirectory= and its setuid applies to pre-start too, so the
-        # socket lives in a directory that provisioning creates once.
-        if self.init == "upstart":
-            return f"{self.shared}/run/uwsgi.sock"
-        return f"/run/{self.app_name}/uwsgi.sock"
+        return inits.of(self).socket(self)
 
     @property
     def service(self):
@@ -159,7 +156,7 @@ class Settings:
 
     @property
     def two_tier(self):
-        return self.stack == "nginx-uwsgi" and self.nginx in ("proxy", "cache")
+        return stacks.of(self).two_tier
 
 
 USER_KEYS = tuple(f.name for f in fields(Settings) if f.name != "project_root")

@@ -8,6 +8,8 @@ import socket
 import time
 from dataclasses import dataclass
 
+from . import stacks
+
 SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 FRONT_CACHE_CONTROL = "max-age=604800"  # set only by the front server's static location
 
@@ -191,7 +193,7 @@ def checks_for(s, target, static_file):
             target, ["/", "/no-such-page-flask-ops"] +
             ([s.static_url + static_file] if static_file else []))),
     ]
-    if s.stack == "nginx-uwsgi" and s.nginx == "cache":
+    if stacks.of(s).caches:
         path = s.smoke[0]["path"] if s.smoke else "/"
         items.append(("cache", lambda: check_cache(target, path, s.session_cookie)))
     return items

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import remote as remote_mod
 from .errors import OpsError
 
 STATE_DIR = Path(os.environ.get("FLASK_OPS_STAGING_DIR", "/var/lib/flask-ops/staging"))
@@ -74,6 +75,17 @@ def host(name):
 
 def ssh_config_path():
     return STATE_DIR / "ssh_config"
+
+
+def ssh_config_for(name):
+    """The SSH config staging.up wrote, when `name` is one of its hosts; else None."""
+    path = ssh_config_path()
+    return path if NAME.match(name or "") and path.exists() else None
+
+
+def remote(name):
+    """A Remote for a staging host, outside a Fabric task (tests, benchmarks)."""
+    return remote_mod.open_host(name, ssh_config=ssh_config_path())
 
 
 def key_path():

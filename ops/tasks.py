@@ -6,7 +6,6 @@ Use from any project with a two-line fabfile:
 """
 
 import functools
-import sys
 from pathlib import Path
 
 from fabric import task
@@ -16,7 +15,7 @@ from invoke.exceptions import Exit
 from fabric import Connection
 
 from . import build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
-from . import remote, render, report, settings as settings_mod, smoke as smoke_mod, staging
+from . import release as release_mod, remote, render, report, settings as settings_mod, smoke as smoke_mod, staging
 from .errors import OpsError
 
 # Project and -f config files are read from here on; read them exactly or refuse them.
@@ -107,12 +106,17 @@ def staging_status(c):
         print("no staging hosts")
 
 
+def connect(c):
+    """The task's host (fab -H); a staging host is reached with the SSH config staging.up wrote."""
+    return remote.connect(c, staging.ssh_config_for(getattr(c, "original_host", None)))
+
+
 def role_hosts(c, s):
     """(load balancers, app hosts) from `roles`, when no -H was given."""
     if isinstance(c, Connection) or not s.roles:
         return None
-    return ([remote.for_host(h, c.config) for h in s.roles["lb"]],
-            [remote.for_host(h, c.config) for h in s.roles["app"]])
+    return tuple([remote.open_host(h, c.config, staging.ssh_config_for(h)) for h in s.roles[role]]
+                 for role in ("lb", "app"))
 
 
 @ops_task
@@ -121,7 +125,7 @@ def provision(c):
     the front server. Idempotent."""
     s = load_settings(c)
     roles = role_hosts(c, s)
-    for host in (roles[0] + roles[1]) if roles else [remote.connect(c)]:
+    for host in (roles[0] + roles[1]) if roles else [connect(c)]:
         changes = provision_mod.provision(s, host)
         for change in changes:
             print(f"  changed  {change}")
@@ -148,7 +152,7 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0):
         if lbs:
             print(f"serving through http://{lbs[0].address}:{s.listen_port}/ (Host: {s.server_names[0]})")
         return
-    host = remote.connect(c)
+    host = connect(c)
     print(f"deploying {s.app_name} to {host.name}{' (dry run)' if dry_run else ''}")
     released = deploy_mod.deploy(s, host, dry_run=dry_run)
     if released and not dry_run:
@@ -162,14 +166,14 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0):
 def rollback(c, release=None):
     """Go back to an earlier release: its configs, services reloaded, verified, smoke-tested."""
     s = load_settings(c)
-    deploy_mod.rollback(s, remote.connect(c), release)
+    deploy_mod.rollback(s, connect(c), release)
 
 
 @ops_task
 def releases(c):
     """List the releases on the host that can be rolled back to (* = current)."""
     s = load_settings(c)
-    current, names = deploy_mod.releases(s, remote.connect(c))
+    current, names = deploy_mod.releases(s, connect(c))
     for name in names:
         print(f"{'*' if name == current else ' '} {name}")
     if not names:
@@ -180,7 +184,7 @@ def releases(c):
 def host_status(c):
     """Current release, service states, last deploy, lock."""
     s = load_settings(c)
-    info = deploy_mod.status(s, remote.connect(c))
+    info = deploy_mod.status(s, connect(c))
     for key, value in info.items():
         print(f"{key:12} {value}")
 
@@ -189,7 +193,7 @@ def host_status(c):
 def unlock(c):
     """Clear the host's deploy lock (use when `deploy` reports it STALE); says whose it was."""
     s = load_settings(c)
-    text = deploy_mod.unlock(s, remote.connect(c))
+    text = deploy_mod.unlock(s, connect(c))
     print(f"cleared: {text}" if text else "no lock held")
 
 
@@ -206,12 +210,11 @@ def smoke_(c, url=None, junit=None, json=None):
         except ValueError as exc:
             raise OpsError(str(exc)) from None
         collected, _ = build.collectstatic(s)
-        static = deploy_mod.static_file(collected.parent)
+        static = release_mod.static_file(collected.parent)
     else:
-        host = remote.connect(c)
+        host = connect(c)
         target = deploy_mod.target_for(s, host)
-        current, _ = deploy_mod.releases(s, host)
-        static = deploy_mod.remote_static_file(s, host, current) if current else None
+        static = deploy_mod.current_static_file(s, host)
     results = smoke_mod.run(s, target, static)
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:32} {r.seconds:5.2f}s  {r.detail}")
@@ -230,7 +233,3 @@ ns = Collection(render_, collectstatic, check, provision, deploy_, rollback, rel
                 host_status, unlock, smoke_, staging_ns)
 ns.configure({"deploy": {}})
 
-
-def main():  # pragma: no cover - convenience for `python -m ops.tasks`
-    from fabric.main import program
-    sys.exit(program.run())

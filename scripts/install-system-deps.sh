@@ -3,7 +3,7 @@
 # checkers validate rendered configs, uWSGI, and what staging hosts are built and booted with.
 # Idempotent; installs nothing when everything is present. Services are not started.
 set -euo pipefail
-PACKAGES=(nginx apache2 libapache2-mod-wsgi-py3 uwsgi-core uwsgi-plugin-python3
+PACKAGES=(nginx apache2 libapache2-mod-wsgi-py3 uwsgi-core uwsgi-plugin-python3 shellcheck
           debootstrap systemd-container iproute2 openssh-client python3-venv curl)
 missing=()
 for p in "${PACKAGES[@]}"; do

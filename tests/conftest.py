@@ -64,9 +64,9 @@ def make_project(root, edits=None, config=None):
 @pytest.fixture(scope="module")
 def host(staging_hosts):
     """staging1, provisioned for the sample app: the nginx + uWSGI host of the e2e tier."""
-    from ops import provision, remote, settings
+    from ops import provision, settings, staging
 
-    r = remote.for_staging("staging1")
+    r = staging.remote("staging1")
     provision.provision(settings.load({}, project_root=ROOT), r)
     yield r
     r.close()
@@ -77,3 +77,10 @@ def project(tmp_path):
     """Make throwaway projects: project(edits, **deploy_keys) -> Settings."""
     counter = iter(range(100))
     return lambda edits=None, **config: make_project(tmp_path / f"p{next(counter)}", edits, config)
+
+
+def fab(*args, cwd=ROOT, env=None):
+    """Run the installed `fab` as a user does, in cwd: the CompletedProcess, output merged."""
+    import subprocess
+    return subprocess.run([str(ROOT / ".venv/bin/fab"), *args], cwd=cwd, text=True, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

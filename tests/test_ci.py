@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 
 import yaml
@@ -10,15 +9,11 @@ import yaml
 from ops import report
 from ops.smoke import Result, target_from_url
 
-from conftest import ROOT
+from conftest import ROOT, fab
 
 RESULTS = [Result("healthz", True, "200, 20 bytes", 0.01),
            Result("cache", False, "a repeated GET / was MISS, not HIT", 0.02)]
 
-
-def fab(*args, cwd=ROOT):
-    return subprocess.run([str(ROOT / ".venv/bin/fab"), *args], cwd=cwd, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_junit_report_parses_back():

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ops import deploy, provision, remote, settings, smoke
+from ops import deploy, provision, settings, smoke, staging
 from ops.errors import DeployError
 
 from conftest import ROOT, make_project
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def host(staging_hosts):
-    r = remote.for_staging("staging2")
+    r = staging.remote("staging2")
     provision.provision(settings.load({"stack": "apache-modwsgi"}, project_root=ROOT), r)
     yield r
     r.close()

@@ -153,6 +153,24 @@ def test_rollback_goes_back_and_forth(host, project):
         deploy.rollback(s, host, "nope", out=lambda m: None)
 
 
+def test_a_failing_rollback_puts_back_what_served(host, project):
+    """Rollback is as thorough as a deploy: when the older release no longer starts, the
+    release that served before the rollback serves again (it once restored nothing)."""
+    a, _ = ship(project({"app.py": ("Hello, World!", "Hello A")}), host)
+    s = project({"app.py": ("Hello, World!", "Hello B")})
+    b, _ = ship(s, host)
+    # The older release breaks on the host (say a file went missing on disk).
+    host.run(f"echo 'raise RuntimeError(\"gone\")' >> {plan.release_dir(s, a)}/app.py", "break")
+    lines = []
+    with pytest.raises(DeployError) as err:
+        deploy.rollback(s, host, a, out=lines.append)
+    assert err.value.step in ("verify", "smoke")
+    assert any(f"back on {b}" in line for line in lines), lines
+    assert current(host, s) == b
+    assert get(host, s, "/hello").body == b"Hello B"
+    assert deploy.status(s, host)["lock"] == "unlocked"
+
+
 def test_dry_run_prints_diffs_and_changes_nothing(host, project):
     s = project()
     before, _ = ship(s, host)

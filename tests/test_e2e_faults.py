@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import deploy, remote, smoke, staging
+from ops import deploy, remote, smoke, staging, steps
 from ops.errors import DeployError, LockError, OpsError, RemoteError
 
 from conftest import ROOT
@@ -79,11 +79,11 @@ def test_a_killed_master_is_restarted_by_systemd(host, project):
 def test_a_deploy_failing_at_any_step_leaves_the_old_release(host, project, step, monkeypatch):
     s = project()
     before = ship(s, host)
-    monkeypatch.setenv(deploy.FAIL_AT_ENV, step)
+    monkeypatch.setenv(steps.FAIL_AT_ENV, step)
     with pytest.raises(DeployError) as err:
         ship(project({"app.py": ("Hello, World!", "Hello, half-done")}), host)
     assert err.value.step == step
-    monkeypatch.delenv(deploy.FAIL_AT_ENV)
+    monkeypatch.delenv(steps.FAIL_AT_ENV)
     assert serving(host, s) == before
     assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, World!"
     assert sh(host, "ls /srv/sample/releases | grep -c partial || true") == "0"
@@ -109,7 +109,7 @@ def fab_deploy(env=None, cwd=ROOT, *args):
 def test_a_killed_deploy_leaves_a_stale_lock_that_unlock_clears(host, project):
     s = project()
     before = ship(s, host)
-    proc = fab_deploy({deploy.FAIL_AT_ENV: "stage:kill"}, changed_cli_project(project, "Hello, killed"))
+    proc = fab_deploy({steps.FAIL_AT_ENV: "stage:kill"}, changed_cli_project(project, "Hello, killed"))
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert serving(host, s) == before
@@ -125,7 +125,7 @@ def test_a_killed_deploy_leaves_a_stale_lock_that_unlock_clears(host, project):
 def test_two_deploys_at_once_the_second_is_refused(host, project):
     s = project()
     ship(s, host)
-    first = fab_deploy({deploy.FAIL_AT_ENV: "upload:pause"}, changed_cli_project(project, "Hello, first"))
+    first = fab_deploy({steps.FAIL_AT_ENV: "upload:pause"}, changed_cli_project(project, "Hello, first"))
     marker = Path(tempfile.gettempdir(), f"flask-ops-paused-{first.pid}")
     try:
         staging.wait_until(marker.exists, 60, "the first deploy to hold the lock")
@@ -161,7 +161,7 @@ def test_the_link_cut_mid_upload_fails_clearly_and_switches_nothing(host, projec
         subprocess.run(["ip", "link", "set", veth, "up"], check=True)
     assert err.value.step == "upload" and "upload to staging1 failed" in str(err.value)
     monkeypatch.undo()
-    fresh = remote.for_staging(HOST)
+    fresh = staging.remote(HOST)
     staging.wait_until(lambda: healthy(fresh, s), 20, "the link to come back")
     assert serving(fresh, s) == before
     if sh(fresh, f"ls -d {s.base}/.flask-ops/lock 2>/dev/null || true"):

@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from ops import deploy, fleet, load, provision, remote, smoke, staging
+from ops import deploy, fleet, provision, smoke, staging
 from ops.errors import DeployError
 
+import loadgen
 from conftest import make_project
 
 pytestmark = pytest.mark.e2e
@@ -19,8 +20,8 @@ CONFIG = {"app_name": "fleet", "server_names": ["fleet.test"],
 @pytest.fixture(scope="module")
 def hosts(staging_hosts, tmp_path_factory):
     staging.up(3, log=lambda m: None)
-    lbs = [remote.for_staging("staging3")]
-    apps = [remote.for_staging("staging1"), remote.for_staging("staging2")]
+    lbs = [staging.remote("staging3")]
+    apps = [staging.remote("staging1"), staging.remote("staging2")]
     s = make_project(tmp_path_factory.mktemp("fleet"), config=CONFIG)
     for host in lbs + apps:
         provision.provision(s, host)
@@ -43,7 +44,7 @@ def releases(apps, s):
 
 
 def through(lb, **kwargs):
-    return load.Load(lb.address, 80, "fleet.test", concurrency=4, max_requests=100000,
+    return loadgen.Load(lb.address, 80, "fleet.test", concurrency=4, max_requests=100000,
                      max_seconds=90, **kwargs)
 
 
@@ -87,7 +88,7 @@ def test_single_host_deploy_under_load_loses_nothing(hosts, project):
     lbs, apps = hosts
     host = apps[0]
     s = project("Hello, single", roles=None)
-    with load.Load(host.address, 80, "fleet.test", path="/hello", concurrency=4,
+    with loadgen.Load(host.address, 80, "fleet.test", path="/hello", concurrency=4,
                    max_requests=100000, max_seconds=90) as traffic:
         traffic.wait_for(100)
         deploy.deploy(s, host, out=lambda m: None)

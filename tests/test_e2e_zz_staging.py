@@ -10,14 +10,10 @@ import pytest
 
 from ops import staging
 
-from conftest import ROOT
+from conftest import fab
 
 pytestmark = pytest.mark.e2e
 
-
-def fab(*args):
-    return subprocess.run([str(ROOT / ".venv/bin/fab"), *args], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def leftovers():

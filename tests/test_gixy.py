@@ -31,7 +31,7 @@ def test_no_medium_or_high_findings(load, tmp_path, shape):
         files = render.render_lb(load(nginx=shape[3:]), [render.Upstream("198.18.0.11"),
                                                         render.Upstream("198.18.0.12", True)])
     elif shape == "fleet-app":
-        files = render.render(load(), render.Fleet(("198.18.0.13",), ()))
+        files = render.render(load(), render.Fleet(("198.18.0.13",)))
     else:
         files = render.render(load(nginx=shape))
     for f in files:

@@ -6,7 +6,6 @@ Runs `fab` in-process (the real Fabric program, our fabfile, our config loading)
 case costs milliseconds and the whole suite stays in the fast tier.
 """
 
-import json
 import os
 import re
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops import build, fleet, plan, render, requirements, settings as settings_mod, tree
+from ops import build, fleet, plan, release, render, requirements, settings as settings_mod, tree
 from ops.errors import OpsError
 
 from conftest import SAMPLE
@@ -29,7 +28,7 @@ BASE = {"app_name": "hostile", "source": "app", "wsgi": "app:app",
 
 # ------------------------------------------------------------------------------ helpers
 
-def fab(cwd, *argv):
+def fab_here(cwd, *argv):
     """Run `fab ARGV` in cwd in this process: (exit code, stdout, stderr)."""
     from fabric.main import program
     out, err, before = StringIO(), StringIO(), os.getcwd()
@@ -77,7 +76,7 @@ def refused(root, *argv, names, out_dir=None):
     """Run fab; assert a refusal that names one of `names`, changing nothing outside out_dir."""
     world = root.parent
     before = snapshot(world)
-    code, stdout, stderr = fab(root, *argv)
+    code, stdout, stderr = fab_here(root, *argv)
     after = snapshot(world)
     if out_dir is not None:
         prefix = str(Path(out_dir).relative_to(world))
@@ -144,7 +143,7 @@ def test_runtime_config_is_read_strictly_too(proj):
 
 def test_a_valid_runtime_overlay_still_works(proj):
     (proj / "prod.yaml").write_text("deploy:\n  server_names: [prod.test]\n")
-    code, out, err = fab(proj, "-f", "prod.yaml", "render", "--out", str(proj / "out"))
+    code, out, err = fab_here(proj, "-f", "prod.yaml", "render", "--out", str(proj / "out"))
     assert code == 0, err
     site = (proj / "out/etc/nginx/sites-available/hostile.conf").read_text()
     assert "server_name prod.test;" in site
@@ -230,10 +229,10 @@ def test_collectstatic_into_a_foreign_directory_is_refused(proj):
 
 def test_collectstatic_rewrites_only_its_own_directory(proj):
     out = proj.parent / "collected"
-    code, _, err = fab(proj, "collectstatic", "--out", str(out))
+    code, _, err = fab_here(proj, "collectstatic", "--out", str(out))
     assert code == 0, err
     (out / "stale.css").write_text("old")
-    code, _, err = fab(proj, "collectstatic", "--out", str(out))
+    code, _, err = fab_here(proj, "collectstatic", "--out", str(out))
     assert code == 0, err
     assert not (out / "stale.css").exists() and (out / "css/site.css").is_file()
 
@@ -248,12 +247,12 @@ def test_render_out_refusals(proj):
 
 def test_render_never_writes_through_a_symlink_it_finds(proj):
     out = proj / "rendered"
-    code, _, err = fab(proj, "render", "--out", str(out))
+    code, _, err = fab_here(proj, "render", "--out", str(out))
     assert code == 0, err
     shutil.rmtree(out / "etc")
     (out / "etc").symlink_to(proj.parent / "outside")  # planted between two renders
     before = snapshot(proj.parent / "outside")
-    code, _, err = fab(proj, "render", "--out", str(out))
+    code, _, err = fab_here(proj, "render", "--out", str(out))
     assert code == 0, err
     assert snapshot(proj.parent / "outside") == before
     assert not (out / "etc").is_symlink() and (out / "etc/nginx").is_dir()
@@ -301,7 +300,7 @@ def test_fifo_in_the_source_is_refused(proj, collect):
 
 def test_space_in_a_static_file_name_is_collected(proj):
     (proj / "app/static/css/my file.css").write_text("body{}")
-    code, out, err = fab(proj, "collectstatic", "--out", str(proj.parent / "c"))
+    code, out, err = fab_here(proj, "collectstatic", "--out", str(proj.parent / "c"))
     assert code == 0, err
     assert (proj.parent / "c/css/my file.css").is_file()
 
@@ -369,7 +368,7 @@ def test_release_leaves_secrets_out_and_keeps_modes(tmp_path):
 
 def test_stage_does_not_make_files_world_readable(load):
     s = load()
-    rel = plan.Release("R1", "d", "req", tuple(render.render(s)), "up.tar.gz")
+    rel = release.Release("R1", "d", "req", tuple(render.render(s)), "up.tar.gz")
     script = plan.stage_script(s, rel, {"wheelhouse": True, "venv": True})
     assert "go=rX" not in script and "o+r" not in script.replace(
         "chmod -R a+rX /srv/sample/releases/R1.partial/collected_static", "")
@@ -404,7 +403,7 @@ def test_broken_override_template_is_one_line(proj):
     refused(proj, "render", "--out", str(proj / "out"), names=["catchall.conf.j2"])
 
 
-def test_load_balancer_files_cannot_break_out_of_the_script(load, tmp_path):
+def test_load_balancer_files_cannot_break_out_of_the_script(load, tmp_path, monkeypatch):
     """A rendered line that equals a heredoc delimiter, or holds shell syntax, is written
     byte for byte and runs nothing (the script is executed here, against a scratch dir)."""
     evil = "FLASK_OPS_EOF\ntouch {m}\n'$(touch {m})'\n`touch {m}`\nEOF\n".format(
@@ -413,8 +412,10 @@ def test_load_balancer_files_cannot_break_out_of_the_script(load, tmp_path):
     subprocess.run(["bash", "-c", line], check=True)
     assert (tmp_path / "site.conf").read_text() == evil
     assert not (tmp_path / "pwned").exists()
-    files = [render.RenderedFile("/etc/nginx/sites-available/x.conf", evil, render.NGINX)]
-    script = fleet.lb_script(load(), files, "http {\n include /etc/nginx/sites-enabled/*;\n}\n")
+    from ops import stacks
+    evil_files = [render.RenderedFile("/etc/nginx/sites-available/x.conf", evil, render.NGINX)]
+    monkeypatch.setattr(stacks.LoadBalancer, "files", lambda self, upstreams=(): evil_files)
+    script = fleet.lb_script(load(), [render.Upstream("198.18.0.11")])
     assert "touch" not in script and "FLASK_OPS_EOF" not in script
 
 
@@ -428,14 +429,18 @@ def test_every_value_in_remote_scripts_is_quoted(load):
     base = load()
     s = dataclasses.replace(base, app_name=hostile, base_dir=f"/srv/{hostile}", user=hostile,
                             group=hostile, secrets=(hostile,))
-    rel = plan.Release(hostile, "d", "req", tuple(render.render(base)), "up.tar.gz")
-    facts = {"wheelhouse": False, "venv": False}
+    rel = release.Release(hostile, "d", "req", tuple(render.render(base)), "up.tar.gz", hostile)
+    facts = {"wheelhouse": False, "venv": False, "current": hostile, "python": "3.11",
+             "arch": "x86_64", "live": {}, "active": {}, "state": {}, "enabled": {},
+             "manifest": release.manifest(base, rel), "manifests": {hostile: release.manifest(base, rel)}}
     from ops import provision
-    scripts = [plan.stage_script(s, rel, facts), plan.switch_script(s, hostile, plan.going_back(s)),
-               plan.verify_script(s, hostile), plan.restore_script(s, hostile, hostile),
-               plan.restore_script(s, None, hostile), plan.finish_script(s, hostile, 3, {}),
-               plan.unlock_script(s), provision.provision_script(s),
-               plan.facts_script(s, "req", True, {}, render.render(base))]
+    deploy = plan.deploy_plan(s, rel, facts, {"by": hostile})
+    back = plan.rollback_plan(s, hostile, facts, {"by": hostile})
+    first = plan.deploy_plan(s, rel, dict(facts, current=None, manifest=None), {})
+    scripts = [step.script for p in (deploy, back, first)
+               for step in p.steps() + [p.restore, p.discard, p.unlock, p.finish]]
+    scripts += [provision.provision_script(s), fleet.lb_script(s, [render.Upstream(hostile)]),
+                plan.facts_command(s, render.render(base), "req", True, {"by": hostile}, [hostile])]
     for script in scripts:
         # single-quoted strings, and double-quoted ones without expansions ("'"), are inert
         outside_quotes = re.sub(r"'[^']*'|\"[^\"$`\\]*\"", "''", script)

@@ -1,15 +1,35 @@
-"""The deploy plan is pure: scripts and decisions checked without a host."""
+"""Plans are values: the exact commands of whole plans for given settings and facts, the
+decisions that shape them, and the remote scripts themselves (run here, and shellchecked).
 
+Whole plans are compared with the files in tests/plans/ (shown with each inlined script
+by its file name). After a deliberate change, review the diff of:
+    FLASK_OPS_UPDATE_PLANS=1 .venv/bin/pytest tests/test_plan.py
+"""
+
+import json
+import os
+import shutil
 import socket
+import subprocess
 import time
+from pathlib import Path
 
-from ops import deploy, plan, provision, render
+import pytest
+
+from ops import dryrun, fleet, locks, plan, provision, release, render, scripts
+
+PLANS = Path(__file__).parent / "plans"
+RID = "20260101T000000Z-abcd1234"
+OLD = "20251231T000000Z-00000000"
+RECORD = {"at": 1767225600.0, "by": {"user": "dev", "host": "laptop", "pid": 1}}
 
 
 def facts(**over):
-    base = {"live": {}, "active": {"nginx": "active", "sample-uwsgi": "active"},
-            "state": {}, "wheelhouse": True, "venv": True,
-            "main_conf": "http {\n    include /etc/nginx/sites-enabled/*;\n}\n"}
+    base = {"init": "systemd", "python": "3.11", "arch": "x86_64", "current": None,
+            "releases": [], "manifest": None, "manifests": {}, "live": {},
+            "enabled": {}, "active": {"nginx": "active", "apache2": "active",
+                                      "sample-uwsgi": "active"},
+            "state": {}, "wheelhouse": True, "venv": True, "lock": None, "now": 0}
     base.update(over)
     return base
 
@@ -18,12 +38,91 @@ def live_for(files):
     return {f.path: plan.sha256(f.content) for f in plan.config_files(files)}
 
 
-def test_unchanged_configs_mean_reload_not_restart(load):
+def built(s, rid=RID):
+    return release.Release(rid, rid[-8:] * 2, "req0", tuple(render.render(s)),
+                           f"flask-ops-{s.app_name}-{rid}.tar.gz", "css/app.css")
+
+
+def show(p):
+    """A whole plan as text: every step, then what runs on failure and at the end."""
+    parts = [f"# plan: {p.host_action} {p.target} (previous: {p.previous}; "
+             f"nothing to do: {p.nothing_to_do})"]
+    parts += [line for line in __import__("ops.executor").executor.dry_run_lines(p)]
+    for step in (p.restore, p.discard, p.unlock, p.finish):
+        parts.append(f"# on {'failure' if step in (p.restore, p.discard) else 'the way out'}: "
+                     f"{step.name}\n{scripts.readable(step.script)}")
+    return "\n".join(parts) + "\n"
+
+
+def matches_golden(name, text):
+    path = PLANS / f"{name}.txt"
+    if os.environ.get("FLASK_OPS_UPDATE_PLANS"):
+        PLANS.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} is missing: run with FLASK_OPS_UPDATE_PLANS=1 and review it"
+    assert text == path.read_text(), f"the plan differs from {path}"
+    return True
+
+
+# ------------------------------------------------------------------------- whole plans
+
+def test_first_deploy_nginx_uwsgi(load):
     s = load()
-    files = render.render(s)
-    f = facts(live=live_for(files))
-    assert plan.changed_configs(files, f) == []
-    assert plan.actions(s, files, f) == [("reload", "sample-uwsgi"), ("reload", "nginx")]
+    p = plan.deploy_plan(s, built(s), facts(wheelhouse=False, venv=False,
+                                            active={"nginx": "active", "sample-uwsgi": "inactive"}),
+                         RECORD)
+    assert [step.name for step in p.steps()] == ["upload", "stage", "switch", "verify", "smoke"]
+    assert matches_golden("deploy-first-nginx-uwsgi", show(p))
+
+
+def test_code_change_on_a_live_apache_host(load):
+    s = load(stack="apache-modwsgi")
+    previous = built(s, OLD)
+    p = plan.deploy_plan(s, built(s), facts(current=OLD, manifest=release.manifest(s, previous),
+                                            live=live_for(previous.files)), RECORD)
+    assert p.todo == (("reload", "apache2"),)
+    assert matches_golden("deploy-change-apache", show(p))
+
+
+def test_cache_shape_under_upstart(load):
+    s = load(nginx="cache", init="upstart")
+    assert matches_golden("deploy-first-cache-upstart", show(plan.deploy_plan(s, built(s), facts(
+        init="upstart"), RECORD)))
+
+
+def test_rollback_is_a_plan_that_restores_on_failure(load):
+    s = load()
+    old, new = built(s, OLD), built(s)
+    p = plan.rollback_plan(s, OLD, facts(current=RID, releases=[OLD, RID],
+                                         manifest=release.manifest(s, new),
+                                         manifests={OLD: release.manifest(s, old)}), RECORD)
+    assert [step.name for step in p.steps()] == ["check", "switch", "verify", "smoke"]
+    assert f"ln -sfn /srv/sample/releases/{RID} " in p.restore.script  # back to what served
+    assert matches_golden("rollback-nginx-uwsgi", show(p))
+
+
+def test_load_balancer_script(load):
+    s = load(nginx="cache")
+    script = fleet.lb_script(s, [render.Upstream("198.18.0.11"), render.Upstream("198.18.0.12", True)])
+    assert matches_golden("load-balancer-cache", scripts.readable(script) + "\n")
+
+
+def test_provision_nginx_and_apache(load):
+    text = "".join(scripts.readable(provision.provision_script(load(**over))) + "\n"
+                   for over in ({"secrets": ["API_TOKEN"]}, {"stack": "apache-modwsgi"}))
+    assert matches_golden("provision", text)
+
+
+# ------------------------------------------------------------------------- decisions
+
+def test_unchanged_build_on_a_host_that_serves_it_is_nothing_to_do(load):
+    s = load()
+    rel = built(s)
+    f = facts(current=RID, manifest=release.manifest(s, rel), live=live_for(rel.files),
+              enabled={n: True for n in plan.site_names(rel.files)})
+    p = plan.deploy_plan(s, rel, f, RECORD)
+    assert p.nothing_to_do and p.todo == (("reload", "sample-uwsgi"), ("reload", "nginx"))
+    assert not plan.deploy_plan(s, rel, dict(f, enabled={"sample.conf": False}), RECORD).nothing_to_do
 
 
 def test_a_changed_unit_or_a_stopped_service_means_restart(load):
@@ -32,105 +131,143 @@ def test_a_changed_unit_or_a_stopped_service_means_restart(load):
     live = live_for(files)
     live["/etc/systemd/system/sample-uwsgi.service"] = "old"
     assert ("restart", "sample-uwsgi") in plan.actions(s, files, facts(live=live))
+    assert ("reload", "nginx") in plan.actions(s, files, facts(live=live))
     stopped = facts(live=live_for(files), active={"nginx": "inactive", "sample-uwsgi": "active"})
-    assert ("restart", "nginx") in plan.actions(s, files, stopped)
+    assert plan.actions(s, files, stopped) == [("reload", "sample-uwsgi"), ("restart", "nginx")]
 
 
 def test_a_pending_restart_from_a_failed_deploy_is_not_lost(load):
     s = load()
     files = render.render(s)
     f = facts(live=live_for(files), state={"pending": ["restart sample-uwsgi"]})
-    assert ("restart", "sample-uwsgi") in plan.actions(s, files, f)
-    script = plan.switch_script(s, "R1", [("restart", "sample-uwsgi"), ("reload", "nginx")])
+    todo = plan.actions(s, files, f)
+    assert ("restart", "sample-uwsgi") in todo
+    script = plan.switch_script(s, "R1", files, todo)
     # Recorded before the first service command, cleared only after the last one.
     assert script.index('"pending": ["restart sample-uwsgi"]') < script.index("systemctl")
     assert script.rindex('"pending": []') > script.rindex("systemctl")
 
 
-def test_stage_installs_offline_and_checks_in_context(load):
+def test_no_template_is_rendered_while_planning(load, monkeypatch):
     s = load()
-    rel = plan.Release("R1", "d", "req", tuple(render.render(s)), "up.tar.gz")
-    script = plan.stage_script(s, rel, facts(wheelhouse=False, venv=False))
-    assert "--no-index" in script and "--find-links /srv/sample/shared/wheelhouse/req" in script
-    assert "pip install" in script and "index-url" not in script
-    assert "nginx -t -q -c /srv/sample/releases/R1/.flask-ops/candidate/main.conf" in script
-    assert "uwsgi --ini /srv/sample/releases/R1/.flask-ops/etc/etc/flask-ops/sample/uwsgi.ini --get socket" in script
-    assert "systemd-analyze verify" in script
-    assert "chown -R root:www-data /srv/sample/releases/R1.partial && chmod -R ug-s,g+rX,g-w,o-w" in script
-    assert "-r /srv/sample/releases/R1.partial/.flask-ops/requirements.txt" in script
-    cached = plan.stage_script(s, rel, facts())
-    assert "pip install" not in cached and "wheelhouse/req/.complete" not in cached
+    rel, f = built(s), facts(current=OLD, manifest=release.manifest(s, built(s, OLD)),
+                             manifests={OLD: release.manifest(s, built(s, OLD))})
+    from ops import templating
+    monkeypatch.setattr(templating, "render", lambda *a, **k: pytest.fail("rendered again"))
+    plan.deploy_plan(s, rel, f, RECORD)
+    plan.rollback_plan(s, OLD, f, RECORD)
+    plan.facts_command(s, rel.files, "req0", True, {})
 
 
-def test_candidate_main_points_at_the_release(load):
+# ------------------------------------------------------------------------- the scripts, run here
+
+def run_script(name, *args, check=True):
+    return subprocess.run(scripts.command(name, *args), shell=True, executable="/bin/bash",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=check)
+
+
+def test_prune_keeps_the_newest_and_never_the_current(tmp_path):
+    for name in ["r1", "r2", "r3", "r4", "r5.partial"]:
+        (tmp_path / name).mkdir()
+    run_script("prune.sh", tmp_path, 2, "r1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r1", "r3", "r4", "r5.partial"]
+
+
+def test_candidate_sites_keeps_other_sites_and_drops_ours(tmp_path):
+    enabled = tmp_path / "enabled"
+    enabled.mkdir()
+    (tmp_path / "other.conf").write_text("other")
+    (enabled / "other.conf").symlink_to(tmp_path / "other.conf")
+    (enabled / "ours.conf").write_text("old ours")
+    (enabled / "dangling.conf").symlink_to(tmp_path / "gone.conf")
+    run_script("candidate_sites.sh", enabled, tmp_path / "cand/sites", "ours.conf")
+    cand = tmp_path / "cand/sites"
+    assert sorted(p.name for p in cand.iterdir()) == ["other.conf"]
+    assert not (cand / "other.conf").is_symlink()  # a copy: the check cannot touch the live file
+
+
+def test_candidate_main_points_the_sites_include_at_the_candidate(tmp_path):
+    live = tmp_path / "nginx.conf"
+    live.write_text("http {\n    include /etc/nginx/sites-enabled/*;\n}\n")
+    run_script("candidate_main.py", "nginx", live, "/x/sites", tmp_path / "main.conf")
+    assert (tmp_path / "main.conf").read_text() == "http {\n    include /x/sites/*;\n}\n"
+    live.write_text("IncludeOptional sites-enabled/*.conf\n")
+    run_script("candidate_main.py", "apache", live, "/x/sites", tmp_path / "main.conf")
+    assert (tmp_path / "main.conf").read_text() == "IncludeOptional /x/sites/*.conf\n"
+    live.write_text("http {}\n")
+    failed = run_script("candidate_main.py", "nginx", live, "/x", tmp_path / "m", check=False)
+    assert failed.returncode == 1 and "no 'include /etc/nginx/sites-enabled/*;' line" in failed.stderr
+
+
+def test_state_write_merges_and_lock_is_taken_once(tmp_path):
+    state = tmp_path / "state.json"
+    run_script("state_write.py", state, '{"pending": ["restart x"]}')
+    run_script("state_write.py", state, '{"last_deploy": 1}')
+    assert json.loads(state.read_text()) == {"pending": ["restart x"], "last_deploy": 1}
+    assert json.loads(run_script("lock.py", tmp_path, '{"pid": 1}').stdout) == {"acquired": True}
+    assert json.loads(run_script("lock.py", tmp_path, '{"pid": 2}').stdout) == {"acquired": False}
+    assert json.loads((tmp_path / "lock/info.json").read_text()) == {"pid": 1}
+
+
+def test_verify_waits_for_processes_in_the_release_and_fails_fast(tmp_path):
+    ok = run_script("verify.sh", tmp_path, "R1", 1, 5, f"echo {os.getpid()}", check=False)
+    assert ok.returncode == 1 and "do not all run R1" in ok.stderr  # our cwd is not tmp_path
+    here = run_script("verify.sh", os.getcwd(), "R1", 1, 5, f"echo {os.getpid()}")
+    assert here.stdout.strip() == "1 processes run R1"
+    start = time.monotonic()
+    fast = run_script("verify.sh", tmp_path, "R1", 1, 30, "true", "echo crashed >&2; exit 1",
+                      check=False)
+    assert fast.returncode == 1 and "crashed" in fast.stderr and time.monotonic() - start < 20
+
+
+def test_facts_on_an_empty_host(tmp_path):
+    args = {"base": str(tmp_path / "srv"), "state": str(tmp_path / "state"), "user": "root",
+            "paths": [str(tmp_path / "none.conf")], "sites_enabled": str(tmp_path),
+            "enabled": ["x.conf"], "wheelhouse": "", "venv": "", "main_conf": "/nonexistent",
+            "units": [], "manifests": "*"}
+    f = json.loads(run_script("facts.py", json.dumps(args)).stdout)
+    assert (f["current"], f["releases"], f["provisioned"], f["user"], f["lock"]) == (None, [], False, True, None)
+    assert f["live"] == {str(tmp_path / "none.conf"): None} and f["enabled"] == {"x.conf": False}
+
+
+def test_every_remote_script_passes_shellcheck(load, tmp_path):
+    """The script files, and every step script of every plan above, with no warning."""
+    if not shutil.which("shellcheck"):
+        pytest.fail("shellcheck is not installed: run `make system-deps`")
+    files = [Path(scripts.__file__).parent / n for n in scripts.names() if n.endswith(".sh")]
     s = load()
-    main = plan.candidate_main(s, facts(), "R1")
-    assert "include /srv/sample/releases/R1/.flask-ops/candidate/sites/*;" in main
-    apache = load(stack="apache-modwsgi")
-    main = plan.candidate_main(apache, facts(main_conf="IncludeOptional sites-enabled/*.conf\n"), "R1")
-    assert main.strip() == "IncludeOptional /srv/sample/releases/R1/.flask-ops/candidate/sites/*.conf"
+    shapes = [plan.deploy_plan(s, built(s), facts(wheelhouse=False, venv=False), RECORD),
+              plan.deploy_plan(load(stack="apache-modwsgi"), built(load(stack="apache-modwsgi")),
+                               facts(), RECORD),
+              plan.deploy_plan(load(init="upstart"), built(load(init="upstart")), facts(), RECORD),
+              plan.rollback_plan(s, OLD, facts(current=RID, manifest=release.manifest(s, built(s)),
+                                               manifests={OLD: release.manifest(s, built(s, OLD))}),
+                                 RECORD)]
+    steps = [st.script for p in shapes for st in p.steps() + [p.restore, p.discard, p.finish]
+             if st.script]
+    steps += [provision.provision_script(s), fleet.lb_script(s, [render.Upstream("198.18.0.1")])]
+    for i, text in enumerate(steps):
+        path = tmp_path / f"step{i}.sh"
+        path.write_text("#!/bin/bash\n" + text + "\n")
+        files.append(path)
+    result = subprocess.run(["shellcheck", "--severity=style", *map(str, files)],
+                            stdout=subprocess.PIPE, text=True)
+    assert result.returncode == 0, result.stdout
 
 
-def test_switch_is_atomic(load):
-    script = plan.switch_script(load(), "R1", [("reload", "nginx")])
-    assert "ln -sfn /srv/sample/releases/R1 /srv/sample/current.flask-ops-new" in script
-    assert "mv -T /srv/sample/current.flask-ops-new /srv/sample/current" in script
-    assert "mv -f /etc/nginx/sites-available/sample.conf.flask-ops-new" in script
-
-
-def test_restore_without_a_previous_release_takes_the_site_out(load):
-    script = plan.restore_script(load(), None, "R1")
-    assert "rm -f /etc/nginx/sites-enabled/sample.conf" in script
-    assert "rm -rf /srv/sample/releases/R1" in script
-
-
-def test_finish_keeps_n_releases_and_never_the_current(load):
-    script = plan.finish_script(load(), "R9", 5, {"release": "R9"})
-    assert "head -n -5" in script and '[ "$r" = R9 ]' in script
-    assert "rm -rf /srv/sample/.flask-ops/lock" in script
-
+# ------------------------------------------------------------------------- people-facing text
 
 def test_lock_staleness():
     now = time.time()
     here = socket.gethostname()
-    text, stale = deploy.describe_lock({"user": "a", "host": here, "pid": 2**22 + 1,
-                                        "started": now}, now)
+    text, stale = locks.describe({"user": "a", "host": here, "pid": 2**22 + 1, "started": now}, now)
     assert stale and "that process is gone" in text
-    import os
-    assert not deploy.describe_lock({"host": here, "pid": os.getpid(), "started": now}, now)[1]
-    assert not deploy.describe_lock({"host": "elsewhere", "pid": 1, "started": now - 60}, now)[1]
-    assert deploy.describe_lock({"host": "elsewhere", "pid": 1, "started": now - 7200}, now)[1]
-
-
-def test_provision_is_idempotent_by_construction(load):
-    script = provision.provision_script(load())
-    for line in script.splitlines()[1:]:
-        if "changed:" in line:
-            assert line.startswith(("if ", "[ ", "! ", "getent", "id -u", "systemctl is-",
-                                    "  echo", "for m", "[ -z", "grep -q"))
-    assert "install -d -o sample -g www-data -m 750 /srv/sample/shared/data" in script
-    assert "umask 077" in script  # the secrets file is born 0600
-    declared = provision.provision_script(load(secrets=["API_TOKEN"]))
-    assert "grep -q '^SECRET_KEY=' /srv/sample/shared/env" in declared
-    assert "grep -q '^API_TOKEN=' /srv/sample/shared/env" in declared
+    assert not locks.describe({"host": here, "pid": os.getpid(), "started": now}, now)[1]
+    assert not locks.describe({"host": "elsewhere", "pid": 1, "started": now - 60}, now)[1]
+    assert locks.describe({"host": "elsewhere", "pid": 1, "started": now - 7200}, now)[1]
 
 
 def test_dry_run_output_masks_secret_values():
-    from ops.deploy import mask_secrets
     text = "+SECRET_KEY=abc\n+ uwsgi_param X 1;\n-  DB_PASSWORD: hunter2\nenv API_TOKEN=x y"
-    assert mask_secrets(text) == ("+SECRET_KEY=********\n+ uwsgi_param X 1;\n"
-                                  "-  DB_PASSWORD: ********\nenv API_TOKEN=******** y")
-
-
-def test_upstart_service_commands(load):
-    s = load(init="upstart")
-    lines = plan.service_lines(s, [("restart", s.service), ("reload", "nginx")])
-    assert lines[0].startswith("initctl reload-configuration")
-    assert lines[1] == plan.NGINX_RELOAD and "systemctl reload nginx" in lines[1]
-
-
-def test_nginx_reload_waits_until_the_old_workers_stop_accepting(load):
-    script = plan.switch_script(load(), "R1", [("reload", "nginx")])
-    assert plan.NGINX_RELOAD in script
-    # Bounded: at most 100 polls.
-    assert "for i in $(seq 1 100)" in plan.NGINX_RELOAD
+    assert dryrun.mask_secrets(text) == ("+SECRET_KEY=********\n+ uwsgi_param X 1;\n"
+                                         "-  DB_PASSWORD: ********\nenv API_TOKEN=******** y")

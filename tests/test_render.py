@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ops import checks, render, settings
+from ops import checks, render, settings, templating
 from ops.errors import CheckError
 
 COMBOS = list(itertools.product(settings.STACKS, settings.NGINX_SHAPES, settings.INITS))
@@ -139,7 +139,7 @@ def test_rendering_is_deterministic(load):
 
 def test_strict_undefined_fails_loudly(load):
     with pytest.raises(Exception, match="undefined"):
-        render._render("uwsgi/uwsgi.ini.j2", load())  # `plugin` not passed
+        templating.render("uwsgi/uwsgi.ini.j2", load())  # `plugin` not passed
 
 
 # ---- the checkers are real: they refuse broken files ---------------------------------------
@@ -200,13 +200,13 @@ def test_load_balancer_and_fleet_app_configs_pass_nginx(load, shape):
     assert "server 198.18.0.12:80 max_fails=3 fail_timeout=10s down;" in conf
     assert "keepalive 16;" in conf and "uwsgi_pass" not in conf and "alias" not in conf
     assert ("proxy_cache sample_cache;" in conf) == (shape == "cache")
-    app = render.render(s, render.Fleet(("198.18.0.13",), ()))
+    app = render.render(s, render.Fleet(("198.18.0.13",)))
     assert checks.check_local(app, s)
     assert "set_real_ip_from 198.18.0.13;" in site(app)
 
 
 def test_fleet_app_host_streams_through_the_balancer_without_losing_headers(load):
-    conf = site(render.render(load(), render.Fleet(("198.18.0.13",), ())))
+    conf = site(render.render(load(), render.Fleet(("198.18.0.13",))))
     block = re.search(r"location /time \{([^}]*)\}", conf).group(1)
     assert 'add_header X-Accel-Buffering "no";' in block
     assert 'add_header X-Frame-Options "SAMEORIGIN" always;' in block  # repeated, not dropped

@@ -1,10 +1,9 @@
-import subprocess
 
 import pytest
 
 from ops.errors import SettingsError
 
-from conftest import ROOT
+from conftest import ROOT, fab
 
 
 def test_defaults_describe_the_sample_app(load):
@@ -83,10 +82,6 @@ def test_settings_are_frozen(load):
     with pytest.raises(Exception):
         load().app_name = "other"
 
-
-def fab(*args, cwd=ROOT):
-    return subprocess.run([str(ROOT / ".venv/bin/fab"), *args], cwd=cwd, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.parametrize("bad", ['server_names: ["x.com;"]', "app_name: Bad-Name",

@@ -1,0 +1,127 @@
+"""Runs a plan on one host: its steps in order, restore and discard on failure, the lock
+always released. The same code runs deploys, rollbacks and each host of a fleet roll.
+
+It knows nothing of stacks or releases: the plan holds the scripts, and two callables made
+by the caller build the upload and run the smoke test.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from . import scripts
+from .errors import DeployError, LockError, OpsError
+from .plan import Plan
+from .steps import Steps
+
+
+@dataclass
+class Run:
+    """One host going through one plan. `locked`: we hold the host's deploy lock."""
+
+    remote: object
+    plan: Plan
+    steps: Steps
+    bundle: Callable  # (Upload) -> local path of the archive to upload
+    smoke: Callable  # (static file or "") -> None, raises SmokeError
+    locked: bool = True
+    touched: bool = False  # something was uploaded or staged: discard must remove it
+
+    def _run(self, step):
+        if step.upload is not None:
+            path = self.bundle(step.upload)
+            try:
+                self.touched = True
+                self.remote.put(path, step.upload.dest, step.name)
+            finally:
+                os.unlink(path)
+        elif step.is_smoke:
+            self.smoke(step.smoke_static)
+        else:
+            self.touched = True
+            return self.remote.run(step.script, step.name).stdout.strip()
+        return ""
+
+
+def prepare(run):
+    """Run the prepare steps (nothing live changes). On failure the host drops what was
+    uploaded and its lock; DeployError names the step."""
+    if run.plan.nothing_to_do:
+        return run
+    try:
+        for step in run.plan.prepare:
+            with run.steps(step.name, step.detail):
+                run._run(step)
+        return run
+    except OpsError as exc:
+        failed, reason = run.steps.current, str(exc)
+        reason += discard(run)
+        if isinstance(exc, LockError):
+            raise
+        raise DeployError(failed, reason) from None
+
+
+def discard(run):
+    """Give the host up without switching: staged files removed, lock released. Returns a
+    note for the error message when that fails (the host is then reported, not hidden)."""
+    return _cleanup(run, run.plan.discard if run.touched else run.plan.unlock)
+
+
+def _cleanup(run, step):
+    if not run.locked:
+        return ""
+    try:
+        run.remote.run(step.script, step.name, check=False)
+        run.locked = False
+        return ""
+    except OpsError as exc:
+        return (f"\n(could not clean up {run.remote.name}: {exc}; clear its lock with "
+                f"`fab -H {run.remote.name} unlock` once the host is reachable)")
+
+
+def activate(run):
+    """Switch, verify, smoke; restore on any failure; then finish. Returns the release now
+    serving. The lock is released on every path."""
+    plan, steps = run.plan, run.steps
+    try:
+        if plan.nothing_to_do:
+            steps.note(plan.host_action, f"no change: {plan.previous} already serves this build")
+            return plan.previous
+        try:
+            for step in plan.activate:
+                with steps(step.name, step.detail):
+                    detail = run._run(step)
+                if step.name == "verify" and detail:
+                    steps.note("", detail)
+        except OpsError as exc:
+            failed, reason = steps.current, str(exc)
+            try:
+                run.remote.run(plan.restore.script, plan.restore.name)
+                steps.note("restore", f"back on {plan.previous or 'the state before the first deploy'}")
+            except OpsError as restore_exc:
+                reason += f"\nAND restoring {plan.previous} failed: {restore_exc}"
+            raise DeployError(failed, reason) from None
+        run.remote.run(plan.finish.script, plan.finish.name)
+        run.locked = False  # finish released it
+        return plan.target
+    finally:
+        if run.locked:
+            # after a switch, never remove the release: restore may be serving the old one
+            note = _cleanup(run, plan.unlock)
+            if note:
+                steps.out("  warning: " + note.strip())
+
+
+def dry_run_lines(plan):
+    """What a plan would run, step by step, for --dry-run."""
+    lines = []
+    for step in plan.steps():
+        if step.upload is not None:
+            lines.append(f"# {step.name}: the release bundle -> {step.upload.dest}"
+                         + (f" (with wheels for Python {step.upload.python} {step.upload.arch})"
+                            if step.upload.python else ""))
+        elif step.is_smoke:
+            lines.append(f"# {step.name}: smoke checks through the front server")
+        else:
+            lines.append(f"# {step.name}\n{scripts.readable(step.script)}")
+    return lines

@@ -1,0 +1,106 @@
+"""Init systems: how an app server's unit is written, checked, started and watched.
+
+One object per init system. Adding one (runit, say) means a class here and its template.
+"""
+
+import shlex
+
+from . import scripts, templating
+
+q = shlex.quote
+UWSGI_BIN = "/usr/bin/uwsgi"
+
+
+class Init:
+    name = template = ""
+
+    def unit_path(self, s):
+        raise NotImplementedError
+
+    def unit_file(self, s):
+        return templating.RenderedFile(
+            # the file kind is the init's name: templating.SYSTEMD, templating.UPSTART
+            self.unit_path(s), templating.render(self.template, s, uwsgi_bin=UWSGI_BIN), self.name)
+
+
+class Systemd(Init):
+    name, template = "systemd", "systemd/uwsgi.service.j2"
+
+    def socket(self, s):
+        return f"/run/{s.app_name}/uwsgi.sock"  # RuntimeDirectory= makes /run/<app>
+
+    def unit_path(self, s):
+        return f"/etc/systemd/system/{s.service}.service"
+
+    def check_command(self, path):
+        """The unit file, checked on the host as on the deploying machine."""
+        return scripts.command("systemd_verify.sh", path)
+
+    def before_restart(self):
+        return ["systemctl daemon-reload"]
+
+    def restart(self, unit):
+        return [f"systemctl reset-failed {q(unit)} 2>/dev/null || true",
+                f"systemctl enable --quiet {q(unit)} && systemctl restart {q(unit)}"]
+
+    def reload(self, unit):
+        return [f"systemctl reload {q(unit)}"]
+
+    def main_pid_command(self, unit):
+        return f"main=$(systemctl show -p MainPID --value {q(unit)}); " \
+               f"[ \"$main\" = 0 ] || {{ echo \"$main\"; pgrep -P \"$main\"; }}"
+
+    def fail_fast_command(self, unit):
+        """A unit in a restart loop (a crashing app) fails verify at once, with its log."""
+        return (f"state=$(systemctl show -p ActiveState -p SubState --value {q(unit)} | "
+                f"tr '\\n' ' '); case \"$state\" in failed*|*auto-restart*) "
+                f"echo {q(unit)}\" is $state; its log:\" >&2; "
+                f"journalctl -u {q(unit)} -n 15 --no-pager -o cat >&2; exit 1;; esac")
+
+    def remove(self, unit):
+        return [f"systemctl disable --now --quiet {q(unit)} 2>/dev/null || true"]
+
+
+class Upstart(Init):
+    """Ubuntu 14.04's init. Not run here (no upstart host exists); its jobs are checked
+    strictly by ops.upstart and its commands by the plan tests."""
+
+    name, template = "upstart", "upstart/uwsgi.conf.j2"
+
+    def socket(self, s):
+        # upstart has no RuntimeDirectory= and its setuid applies to pre-start too, so the
+        # socket lives in a directory that provisioning creates once.
+        return f"{s.shared}/run/uwsgi.sock"
+
+    def unit_path(self, s):
+        return f"/etc/init/{s.service}.conf"
+
+    def check_command(self, path):
+        return None  # no upstart checker on a systemd host; checked before upload instead
+
+    def before_restart(self):
+        return []
+
+    def restart(self, unit):
+        return [f"initctl reload-configuration && (initctl restart {q(unit)} || "
+                f"initctl start {q(unit)})"]
+
+    def reload(self, unit):
+        return [f"initctl reload {q(unit)}"]
+
+    def main_pid_command(self, unit):
+        return (f"main=$(initctl status {q(unit)} | sed -n 's/.*process \\([0-9]*\\).*/\\1/p'); "
+                f"[ -z \"$main\" ] || {{ echo \"$main\"; pgrep -P \"$main\"; }}")
+
+    def fail_fast_command(self, unit):
+        return "true"
+
+    def remove(self, unit):
+        return [f"initctl stop {q(unit)} 2>/dev/null || true"]
+
+
+INITS = {cls.name: cls for cls in (Systemd, Upstart)}
+
+
+def of(s):
+    return INITS[s.init]()

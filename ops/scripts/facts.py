@@ -1,0 +1,93 @@
+"""What the host is now: init system, Python, releases, live config digests, services.
+
+Argument: one JSON object (see ops.plan.facts_command). Prints one JSON line. Reads only.
+"""
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+
+
+def sha(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def read_json(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def active(unit):
+    if shutil.which("systemctl"):
+        return subprocess.run(["systemctl", "is-active", unit], stdout=subprocess.PIPE,
+                              text=True).stdout.strip()
+    if shutil.which("initctl"):
+        out = subprocess.run(["initctl", "status", unit], stdout=subprocess.PIPE, text=True).stdout
+        return "active" if "start/running" in out else "inactive"
+    return None
+
+
+def init_system():
+    if os.path.isdir("/run/systemd/system"):
+        return "systemd"
+    if shutil.which("initctl"):
+        out = subprocess.run(["initctl", "version"], stdout=subprocess.PIPE, text=True).stdout
+        if "upstart" in out:
+            return "upstart"
+    return "unknown"
+
+
+def user_exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def main(args):
+    base = args["base"]
+    releases_dir = base + "/releases"
+    current = os.path.realpath(base + "/current") if os.path.islink(base + "/current") else None
+    releases = sorted(d for d in os.listdir(releases_dir)
+                      if os.path.isfile(f"{releases_dir}/{d}/.flask-ops/manifest.json")) \
+        if os.path.isdir(releases_dir) else []
+    wanted = releases if args["manifests"] == "*" else args["manifests"]
+    manifests = {r: read_json(f"{releases_dir}/{r}/.flask-ops/manifest.json", None)
+                 for r in wanted if r in releases}
+    lock = args["state"] + "/lock"
+    return {
+        "init": init_system(),
+        "python": "%d.%d" % sys.version_info[:2],
+        "arch": os.uname().machine,
+        "user": user_exists(args["user"]),
+        "provisioned": os.path.isdir(base + "/shared") and os.path.isdir(releases_dir),
+        "current": os.path.basename(current) if current else None,
+        "releases": releases,
+        "manifest": read_json(current + "/.flask-ops/manifest.json", None) if current else None,
+        "manifests": manifests,
+        "live": {p: sha(p) for p in args["paths"]},
+        "enabled": {n: os.path.islink(args["sites_enabled"] + "/" + n) for n in args["enabled"]},
+        "wheelhouse": os.path.exists(args["wheelhouse"] + "/.complete"),
+        "venv": os.path.exists(args["venv"] + "/.complete"),
+        "main_conf": os.path.isfile(args["main_conf"]),
+        "active": {u: active(u) for u in args["units"]},
+        "state": read_json(args["state"] + "/state.json", {}),
+        "lock": read_json(lock + "/info.json", {}) if os.path.isdir(lock) else None,
+        "now": time.time(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(json.loads(sys.argv[1]))))

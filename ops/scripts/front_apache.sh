@@ -1,0 +1,24 @@
+#!/bin/bash
+# Apache serves port 80: the stock site off, mod_wsgi and mod_headers on, nginx off, Apache
+# enabled and running (restarted when a module changed: a reload does not load modules).
+set -eu
+changed=
+[ ! -e /etc/apache2/sites-enabled/000-default.conf ] || {
+  a2dissite -q 000-default
+  changed=1
+  echo 'changed: disabled the stock apache site'
+}
+for m in wsgi headers; do
+  [ -e "/etc/apache2/mods-enabled/$m.load" ] || {
+    a2enmod -q "$m" >/dev/null
+    changed=1
+    echo "changed: enabled mod_$m"
+  }
+done
+! systemctl is-enabled --quiet nginx 2>/dev/null || {
+  systemctl disable --now --quiet nginx
+  echo 'changed: disabled nginx (apache serves port 80)'
+}
+systemctl is-enabled --quiet apache2 || { systemctl enable --quiet apache2; echo 'changed: enabled apache2'; }
+systemctl is-active --quiet apache2 || { systemctl start apache2; echo 'changed: started apache2'; }
+[ -z "$changed" ] || systemctl restart apache2

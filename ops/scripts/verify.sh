@@ -1,0 +1,30 @@
+#!/bin/bash
+# Wait until every app process runs from the new release directory (not an old cwd).
+# Usage: verify.sh RELEASE_DIR RELEASE_ID EXPECTED TIMEOUT PIDS_COMMAND [FAIL_FAST_COMMAND]
+# PIDS_COMMAND prints the app's process ids; FAIL_FAST_COMMAND exits non-zero (after saying
+# why) when waiting longer is pointless, e.g. a unit in a restart loop.
+set -u
+rel=$1 release_id=$2 expected=$3 timeout=$4 pids_command=$5 fail_fast=${6:-true}
+deadline=$(( $(date +%s) + timeout ))
+while :; do
+  pids=$(bash -c "$pids_command" 2>/dev/null | tr '\n' ' ')
+  ok=1
+  n=0
+  for p in $pids; do
+    n=$((n + 1))
+    cwd=$(readlink "/proc/$p/cwd" 2>/dev/null || echo gone)
+    [ "$cwd" = "$rel" ] || ok=0
+  done
+  if [ "$n" -ge "$expected" ] && [ $ok -eq 1 ]; then
+    echo "$n processes run $release_id"
+    exit 0
+  fi
+  bash -c "$fail_fast" || exit 1
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "after ${timeout}s the app processes do not all run $release_id:" >&2
+    for p in $pids; do echo "  pid $p cwd $(readlink "/proc/$p/cwd" 2>/dev/null)" >&2; done
+    [ "$n" -gt 0 ] || echo "  no app process is running" >&2
+    exit 1
+  fi
+  sleep 0.2
+done

@@ -1,0 +1,240 @@
+"""Stacks: one object per way of serving the app, owning everything that differs between
+them — the files it renders, its packages, paths and services, how its configs are checked
+on the host, how it reloads, and how its app processes are found.
+
+Adding a stack (Gunicorn behind nginx, say) means one class here and its templates.
+"""
+
+import dataclasses
+import shlex
+
+from . import inits, scripts, templating as t
+
+q = shlex.quote
+
+
+class Stack:
+    """What every front server shares: sites-available/sites-enabled under `etc`."""
+
+    name = front = etc = main_conf = candidate_kind = ""
+    packages = ()
+    provision_script = ""
+
+    def __init__(self, s):
+        self.s = s
+        self.init = inits.of(s)
+
+    @property
+    def sites_available(self):
+        return f"{self.etc}/sites-available"
+
+    @property
+    def sites_enabled(self):
+        return f"{self.etc}/sites-enabled"
+
+    def catchall_name(self):
+        return f"000-flask-ops-catchall-{self.s.listen_port}.conf"
+
+    # -- what the host runs
+    def app_units(self):
+        """Units of the app's own processes (restarted when their unit file changes)."""
+        return []
+
+    def units(self):
+        return [self.front] + self.app_units()
+
+    @property
+    def two_tier(self):
+        return False
+
+    @property
+    def caches(self):
+        return False
+
+    # -- checks on the host
+    def check_lines(self, meta, cand, sites):
+        """Shell lines checking the configs under `meta`/etc (a release's) in the context of
+        the host's whole server config: every other enabled site plus our `sites`."""
+        return self.check_in_context(cand, [site.path.rsplit("/", 1)[1] for site in sites],
+                                     [f"cp {q(meta + '/etc' + site.path)} {q(cand)}/sites/"
+                                      for site in sites])
+
+    def check_in_context(self, cand, names, add_sites):
+        """Candidate sites dir = every enabled site but ours (`names`), then `add_sites` lines
+        put ours in; the host's main config pointed at it; the server's checker on that."""
+        return ([scripts.command("candidate_sites.sh", self.sites_enabled, f"{cand}/sites", *names)]
+                + list(add_sites)
+                + [scripts.command("candidate_main.py", self.candidate_kind, self.main_conf,
+                                   f"{cand}/sites", f"{cand}/main.conf"),
+                   " ".join(q(a) for a in self.test_command(f"{cand}/main.conf")) + " 2>&1"])
+
+    @staticmethod
+    def test_command(main_conf):
+        """The server's own checker on a whole main config (argv)."""
+        raise NotImplementedError
+
+    # -- services
+    def reload(self, unit):
+        return [f"systemctl reload {q(unit)}"]
+
+    def restart(self, unit):
+        return self.init.restart(unit) if unit in self.app_units() else [
+            f"systemctl reset-failed {q(unit)} 2>/dev/null || true",
+            f"systemctl enable --quiet {q(unit)} && systemctl restart {q(unit)}"]
+
+    def going_back(self):
+        """Services after returning to an earlier release: the app server restarted (it may
+        be crash-looping on the failed code), the front server reloaded."""
+        return [("restart", u) for u in self.app_units()] + [("reload", self.front)]
+
+    # -- provision
+    def provision_dirs(self):
+        return []
+
+    # -- verify
+    def app_processes(self):
+        """(shell command printing the app's pids, how many there must be, fail-fast command)."""
+        raise NotImplementedError
+
+
+class NginxUwsgi(Stack):
+    name, front, etc, main_conf, candidate_kind = (
+        "nginx-uwsgi", "nginx", "/etc/nginx", "/etc/nginx/nginx.conf", "nginx")
+    packages = ("nginx", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv")
+    provision_script = "front_nginx.sh"
+    UWSGI_PLUGIN = "python3"
+
+    @property
+    def two_tier(self):
+        return self.s.nginx in ("proxy", "cache")
+
+    @property
+    def caches(self):
+        return self.s.nginx == "cache"
+
+    def app_units(self):
+        return [self.s.service]
+
+    def files(self, fleet=None):
+        """fleet: for an app host behind load balancers, their addresses (trusted for X-Real-IP)."""
+        s = self.s
+        return [
+            t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
+                           t.render("nginx/catchall.conf.j2", s), t.NGINX),
+            t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
+                           t.render("nginx/site.conf.j2", s, lb=None,
+                                    trusted_proxies=list(fleet.lb_addresses) if fleet else []),
+                           t.NGINX),
+            t.RenderedFile(s.uwsgi_ini, t.render("uwsgi/uwsgi.ini.j2", s, plugin=self.UWSGI_PLUGIN),
+                           t.UWSGI),
+            self.init.unit_file(s),
+        ]
+
+    def check_lines(self, meta, cand, sites):
+        lines = super().check_lines(meta, cand, sites)
+        lines.append(" ".join(q(a) for a in uwsgi_check_command(f"{meta}/etc{self.s.uwsgi_ini}"))
+                     + " >/dev/null")
+        command = self.init.check_command(f"{meta}/etc{self.init.unit_path(self.s)}")
+        return lines + ([command] if command else [])
+
+    @staticmethod
+    def test_command(main_conf):
+        return ["nginx", "-t", "-q", "-c", main_conf]
+
+    def reload(self, unit):
+        if unit == self.front:
+            return [scripts.command("nginx_reload.sh")]
+        return self.init.reload(unit)
+
+    def provision_dirs(self):
+        return [("/var/cache/nginx", "root", "root", "755"),
+                (f"/etc/flask-ops/{self.s.app_name}", "root", "root", "755")]
+
+    def app_processes(self):
+        # The uWSGI master (the unit's main process) and its workers.
+        unit = self.s.service
+        return (self.init.main_pid_command(unit), self.s.processes + 1,
+                self.init.fail_fast_command(unit))
+
+    def remove_app(self):
+        return self.init.remove(self.s.service)
+
+
+class ApacheModWsgi(Stack):
+    name, front, etc, main_conf, candidate_kind = (
+        "apache-modwsgi", "apache2", "/etc/apache2", "/etc/apache2/apache2.conf", "apache")
+    packages = ("apache2", "libapache2-mod-wsgi-py3", "python3-venv")
+    provision_script = "front_apache.sh"
+
+    def files(self, fleet=None):
+        s = self.s
+        module, callable_ = s.wsgi.split(":")
+        return [
+            t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
+                           t.render("apache/catchall.conf.j2", s), t.APACHE),
+            t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
+                           t.render("apache/site.conf.j2", s,
+                                    body_limit_bytes=t.size_bytes(s.client_max_body_size)), t.APACHE),
+            t.RenderedFile(s.wsgi_file, t.render("apache/app.wsgi.j2", s, module=module,
+                                                 callable=callable_), t.WSGI, in_release=True),
+        ]
+
+    @staticmethod
+    def test_command(main_conf):
+        # apache2ctl reads /etc/apache2/envvars (APACHE_LOG_DIR, APACHE_RUN_USER, ...) first.
+        return ["apache2ctl", "-t", "-f", main_conf]
+
+    def app_processes(self):
+        # mod_wsgi daemon processes are named after the app (display-name in the site).
+        pattern = "^[(]wsgi:" + self.s.app_name + "[)]"
+        return f"pgrep -f {q(pattern)}", self.s.processes, "true"
+
+    def remove_app(self):
+        return []  # the app lives inside Apache: taking the site out stops it
+
+
+class LoadBalancer(NginxUwsgi):
+    """nginx in front of a fleet's app hosts: the proxy (or cache) shape over their addresses."""
+
+    name = "lb"
+    packages = ("nginx",)
+    MAX_FAILS, FAIL_TIMEOUT = 3, "10s"
+
+    def __init__(self, s):
+        shape = s.nginx if s.nginx in ("proxy", "cache") else "proxy"
+        super().__init__(dataclasses.replace(s, nginx=shape))
+
+    def site_name(self):
+        return f"{self.s.app_name}-lb.conf"
+
+    def files(self, upstreams=()):
+        s = self.s
+        return [
+            t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
+                           t.render("nginx/catchall.conf.j2", s), t.NGINX),
+            t.RenderedFile(f"{self.sites_available}/{self.site_name()}",
+                           t.render("nginx/site.conf.j2", s, lb=list(upstreams), trusted_proxies=[],
+                                    lb_max_fails=self.MAX_FAILS, lb_fail_timeout=self.FAIL_TIMEOUT),
+                           t.NGINX),
+        ]
+
+    def app_units(self):
+        return []
+
+    @property
+    def candidate_dir(self):
+        return f"/etc/flask-ops/{self.s.app_name}/lb-candidate"
+
+
+def uwsgi_check_command(ini):
+    # --get parses the ini (strict: unknown option is fatal), loads its plugins, prints one
+    # option and exits: nothing is bound, imported or written.
+    return [inits.UWSGI_BIN, "--ini", ini, "--get", "socket"]
+
+
+STACKS = {cls.name: cls for cls in (NginxUwsgi, ApacheModWsgi)}
+NAMES = tuple(STACKS)
+
+
+def of(s):
+    return STACKS[s.stack](s)

@@ -1,0 +1,69 @@
+"""Templates -> text: the sandboxed Jinja2 environment and the RenderedFile record.
+
+The stack and init objects (ops.stacks, ops.inits) decide which templates a host gets;
+this module only knows how to render one.
+"""
+
+import functools
+from dataclasses import dataclass
+
+import jinja2
+import jinja2.sandbox
+
+from .errors import OpsError
+
+MANAGED = "Managed by flask-ops: local edits are overwritten on the next deploy."
+
+# What each rendered file is, so checks and reloads can pick theirs.
+NGINX, APACHE, UWSGI, SYSTEMD, UPSTART, WSGI = "nginx", "apache", "uwsgi", "systemd", "upstart", "wsgi"
+SITE_KINDS = (NGINX, APACHE)  # front-server sites: installed in sites-available, linked enabled
+
+
+@functools.lru_cache(maxsize=None)
+def environment(override_dir=None):
+    """Our templates, with a project's own directory searched first when it has one."""
+    loader = jinja2.PackageLoader("ops", "templates")
+    if override_dir:
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(override_dir)), loader])
+    # Sandboxed: a project's override template is data, and must not reach Python internals
+    # (`{{ s.__class__.__init__.__globals__ }}`) or run commands on the deploying machine.
+    return jinja2.sandbox.ImmutableSandboxedEnvironment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # config files, not HTML; every value is whitelisted in settings
+    )
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file as it will be installed on the host."""
+
+    path: str  # absolute path on the host
+    content: str
+    kind: str
+    mode: int = 0o644
+    in_release: bool = False  # travels inside the release (under current/), not in /etc
+
+    @property
+    def is_site(self):
+        return self.kind in SITE_KINDS
+
+
+def render(template, settings, **extra):
+    env = environment(settings.templates_dir)
+    try:
+        return env.get_template(template).render(s=settings, managed=MANAGED, **extra)
+    except jinja2.TemplateError as exc:
+        # An override template is the user's file: name it and the problem, no traceback.
+        where = getattr(exc, "filename", None) or template
+        line = getattr(exc, "lineno", None)
+        what = type(exc).__name__
+        raise OpsError(f"template {where}{f' line {line}' if line else ''}: {what}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def size_bytes(size):
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    suffix = size[-1].lower()
+    return int(size[:-1]) * units[suffix] if suffix in units else int(size)

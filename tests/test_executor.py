@@ -1,0 +1,119 @@
+"""The executor without a host: a fake remote records what runs and fails where told, so the
+failure paths are exact — a step failing, restore, discard, the lock always released."""
+
+import pytest
+
+from ops import executor, plan
+from ops.errors import DeployError, RemoteError, SmokeError
+from ops.steps import Steps
+
+
+class FakeRemote:
+    name, address, commands = "web1", "198.18.0.11", 0
+
+    def __init__(self, fail=(), also_fail=()):
+        self.ran, self.fail, self.also_fail = [], set(fail), set(also_fail)
+
+    def run(self, script, what, check=True, timeout=600):
+        self.ran.append(what)
+        if what in self.fail or what in self.also_fail:
+            raise RemoteError(f"{what} failed on {self.name} (exit 1):\nboom")
+        return type("Result", (), {"stdout": f"{what} done\n", "exited": 0})()
+
+    def put(self, local, remote, what):
+        self.ran.append(what)
+        if what in self.fail:
+            raise RemoteError(f"{what}: upload to {self.name} failed")
+
+
+def a_plan(**over):
+    step = lambda name: plan.Step(name, f"# {name}")  # noqa: E731
+    fields = dict(host_action="deploy", target="R2", previous="R1",
+                  prepare=(plan.Step("upload", upload=plan.Upload("/tmp/x")), step("stage")),
+                  activate=(step("switch"), step("verify"), plan.Step("smoke", smoke_static="a.css")),
+                  restore=step("restore"), discard=step("discard"), unlock=step("unlock"),
+                  finish=step("finish"))
+    fields.update(over)
+    return plan.Plan(**fields)
+
+
+def a_run(remote, p=None, smoke_fails=False, tmp_path=None):
+    lines = []
+
+    def bundle(upload):
+        path = tmp_path / "bundle.tgz"
+        path.write_text("x")
+        return path
+
+    def smoke(static):
+        remote.ran.append(f"smoke {static}")
+        if smoke_fails:
+            raise SmokeError("/: 500")
+
+    return executor.Run(remote, p or a_plan(), Steps(lines.append), bundle, smoke), lines
+
+
+def test_a_good_deploy_runs_every_step_then_finish(tmp_path):
+    remote = FakeRemote()
+    run, lines = a_run(remote, tmp_path=tmp_path)
+    assert executor.activate(executor.prepare(run)) == "R2"
+    assert remote.ran == ["upload", "stage", "switch", "verify", "smoke a.css", "finish"]
+    assert not run.locked and not (tmp_path / "bundle.tgz").exists()
+    assert [line.split()[0] for line in lines] == ["upload", "stage", "switch", "verify",
+                                                   "verify", "smoke"]
+
+
+def test_a_failing_stage_discards_the_upload_and_releases_the_lock(tmp_path):
+    remote = FakeRemote(fail={"stage"})
+    run, lines = a_run(remote, tmp_path=tmp_path)
+    with pytest.raises(DeployError, match="stage") as exc:
+        executor.prepare(run)
+    assert "boom" in str(exc.value)
+    assert remote.ran == ["upload", "stage", "discard"] and not run.locked
+    assert "FAILED" in lines[-1]
+
+
+def test_a_failing_upload_still_releases_the_lock(tmp_path):
+    remote = FakeRemote(fail={"upload"})
+    run, _ = a_run(remote, tmp_path=tmp_path)
+    with pytest.raises(DeployError, match="upload"):
+        executor.prepare(run)
+    assert remote.ran == ["upload", "discard"] and not run.locked
+
+
+@pytest.mark.parametrize("failing", ["switch", "verify", "smoke"])
+def test_a_failure_after_the_switch_restores_then_unlocks(tmp_path, failing):
+    remote = FakeRemote(fail={failing} - {"smoke"})
+    run, lines = a_run(remote, smoke_fails=failing == "smoke", tmp_path=tmp_path)
+    executor.prepare(run)
+    with pytest.raises(DeployError, match=failing):
+        executor.activate(run)
+    assert remote.ran[-2:] == ["restore", "unlock"] and "finish" not in remote.ran
+    assert not run.locked
+    assert any("back on R1" in line for line in lines)
+
+
+def test_a_failing_restore_is_reported_with_the_first_failure(tmp_path):
+    remote = FakeRemote(fail={"verify"}, also_fail={"restore"})
+    run, _ = a_run(remote, tmp_path=tmp_path)
+    executor.prepare(run)
+    with pytest.raises(DeployError) as exc:
+        executor.activate(run)
+    assert "verify" in str(exc.value) and "AND restoring R1 failed" in str(exc.value)
+    assert remote.ran[-1] == "unlock" and not run.locked
+
+
+def test_nothing_to_do_touches_nothing_but_the_lock(tmp_path):
+    remote = FakeRemote()
+    run, lines = a_run(remote, a_plan(nothing_to_do=True), tmp_path=tmp_path)
+    assert executor.activate(executor.prepare(run)) == "R1"
+    assert remote.ran == ["unlock"]
+    assert lines == ["  deploy     no change: R1 already serves this build"]
+
+
+def test_an_unreachable_host_at_cleanup_is_named_with_the_way_out(tmp_path):
+    remote = FakeRemote(fail={"stage", "discard"})
+    run, _ = a_run(remote, tmp_path=tmp_path)
+    with pytest.raises(DeployError) as exc:
+        executor.prepare(run)
+    assert "fab -H web1 unlock" in str(exc.value) and run.locked
