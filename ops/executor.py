@@ -53,12 +53,11 @@ def prepare(run):
             with run.steps(step.name, step.detail):
                 run._run(step)
         return run
-    except OpsError as exc:
-        failed, reason = run.steps.current, str(exc)
-        reason += discard(run)
-        if isinstance(exc, LockError):
+    except BaseException as exc:  # a bug or Ctrl-C too: never leave the host locked
+        failed, note = run.steps.current, discard(run)
+        if not isinstance(exc, OpsError) or isinstance(exc, LockError):
             raise
-        raise DeployError(failed, reason) from None
+        raise DeployError(failed, str(exc) + note) from None
 
 
 def discard(run):
@@ -93,13 +92,15 @@ def activate(run):
                     detail = run._run(step)
                 if step.name == "verify" and detail:
                     steps.note("", detail)
-        except OpsError as exc:
+        except BaseException as exc:  # Ctrl-C mid-switch restores too
             failed, reason = steps.current, str(exc)
             try:
                 run.remote.run(plan.restore.script, plan.restore.name)
                 steps.note("restore", f"back on {plan.previous or 'the state before the first deploy'}")
             except OpsError as restore_exc:
                 reason += f"\nAND restoring {plan.previous} failed: {restore_exc}"
+            if not isinstance(exc, OpsError):
+                raise
             raise DeployError(failed, reason) from None
         run.remote.run(plan.finish.script, plan.finish.name)
         run.locked = False  # finish released it

@@ -117,3 +117,24 @@ def test_an_unreachable_host_at_cleanup_is_named_with_the_way_out(tmp_path):
     with pytest.raises(DeployError) as exc:
         executor.prepare(run)
     assert "fab -H web1 unlock" in str(exc.value) and run.locked
+
+
+def test_a_bug_or_ctrl_c_in_prepare_still_releases_the_lock(tmp_path):
+    """Not every failure is an OpsError: a bug while bundling or Ctrl-C must not leave the
+    host locked for the next deploy to find stale."""
+    remote = FakeRemote()
+    run, _ = a_run(remote, tmp_path=tmp_path)
+    run.bundle = lambda upload: (_ for _ in ()).throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        executor.prepare(run)
+    assert remote.ran == ["unlock"] and not run.locked
+
+
+def test_ctrl_c_mid_switch_restores_then_releases_the_lock(tmp_path):
+    remote = FakeRemote()
+    run, _ = a_run(remote, tmp_path=tmp_path)
+    executor.prepare(run)
+    run.smoke = lambda static: (_ for _ in ()).throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        executor.activate(run)
+    assert remote.ran[-3:] == ["verify", "restore", "unlock"] and not run.locked
