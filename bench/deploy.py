@@ -18,8 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from ops import deploy, provision, settings, staging  # noqa: E402
+from conftest import sample_settings  # noqa: E402
+from ops import deploy, provision, staging  # noqa: E402
 
 HOST = "staging1"
 
@@ -50,8 +52,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             project(root, f"Hello {rep}-0")
-            s = settings.load({"app_name": f"bench{rep}{int(time.time()) % 10000}",
-                               "base_dir": None}, project_root=root)
+            s = sample_settings(root, app_name=f"bench{rep}{int(time.time()) % 10000}")
             provision.provision(s, host)
             figures["first deploy"].append(measure(s, host))
             project(root, f"Hello {rep}-1")

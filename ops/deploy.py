@@ -41,8 +41,13 @@ def preflight(s, facts, remote):
     if not facts["provisioned"] or not facts["user"]:
         raise OpsError(f"{remote.name} is not provisioned for {s.app_name}: "
                        f"run `fab -H {remote.name} provision` first")
+    stack = stacks.of(s)
     if not facts["main_conf"]:
-        raise OpsError(f"{remote.name} has no {stacks.of(s).front} config: run provision")
+        raise OpsError(f"{remote.name} has no {stack.front} config: run provision")
+    if facts["front"] != stack.front:
+        was = f"for {facts['front']}" if facts["front"] else "by an older flask-ops"
+        raise OpsError(f"{remote.name} was provisioned {was}, but stack {stack.name} needs "
+                       f"{stack.front}: run `fab -H {remote.name} provision` for this stack first")
 
 
 def record():

@@ -8,13 +8,17 @@ class OpsError(Exception):
 class SettingsError(OpsError):
     """The app description is invalid; raised before anything is written."""
 
-    def __init__(self, key, value, allowed):
+    def __init__(self, key, value, allowed, message=None):
         self.key, self.value, self.allowed = key, value, allowed
         shown = repr(value)
         if len(shown) > 120:
             shown = shown[:117] + "..."
         name = f"deploy.{key}" if key else "deploy"
-        super().__init__(f"{name}: got {shown}; expected {allowed}")
+        super().__init__(message or f"{name}: got {shown}; expected {allowed}")
+
+    @classmethod
+    def missing(cls, key, allowed):
+        return cls(key, None, allowed, f"deploy.{key} is required: {allowed}")
 
 
 class CheckError(OpsError):

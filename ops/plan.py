@@ -153,7 +153,7 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
         "sites_enabled": stack.sites_enabled, "enabled": site_names(files),
         "wheelhouse": wheelhouse_dir(s, requirements_digest) if requirements_digest else "",
         "venv": venv_dir(s, requirements_digest) if requirements_digest else "",
-        "main_conf": stack.main_conf, "units": stack.units(),
+        "main_conf": stack.main_conf, "units": stack.units(), "front_marker": stacks.FRONT_MARKER,
         "manifests": manifests if manifests == "*" else list(manifests),
     }
     facts = scripts.command("facts.py", json.dumps(args))

@@ -57,10 +57,12 @@ RESERVED_ENV_PREFIXES = ("LD_", "PYTHON", "UWSGI_", "BASH_", "SYSTEMD_", "FLASK_
 class Settings:
     """What to deploy and how; the single source of truth for every template."""
 
-    app_name: str = "sample"
-    source: str = "sample_app"
-    wsgi: str = "app:app"
-    server_names: Tuple[str, ...] = ("sample.test", "localhost")
+    # Required: what the app is and where it answers. Every other key has a default that
+    # fits any Flask app (no health URL, no stream, smoke `/` for a non-error status).
+    app_name: str
+    source: str
+    wsgi: str
+    server_names: Tuple[str, ...]
     stack: str = "nginx-uwsgi"
     nginx: str = "default"
     init: str = "systemd"
@@ -72,7 +74,7 @@ class Settings:
     group: str = "www-data"
     base_dir: Optional[str] = None  # default: /srv/<app_name>
     static_url: str = "/static/"
-    streaming: Tuple[str, ...] = ("/time",)
+    streaming: Tuple[str, ...] = ()  # URL prefixes whose responses stream (never buffered)
     requirements: str = "requirements.txt"
     listen_port: int = 80
     upstream_port: int = 8001
@@ -83,13 +85,11 @@ class Settings:
     client_max_body_size: str = "10m"
     cache_ttl: str = "10m"
     session_cookie: str = "session"
-    healthz: str = "/healthz"
+    healthz: Optional[str] = None  # a health URL: checked first, never cached
     python: str = "/usr/bin/python3"
-    smoke: Tuple[dict, ...] = (
-        {"path": "/", "status": 200, "contains": "Hello from the sample app"},
-        {"path": "/api/sum?n=2&n=40", "status": 200, "contains": '"sum":42'},
-    )
-    smoke_stream: str = "/time?count=4&delay=0.5"
+    # Pages the smoke test fetches; without `status`, any status below 400 passes.
+    smoke: Tuple[dict, ...] = ({"path": "/"},)
+    smoke_stream: str = ""  # a URL under `streaming` that must arrive in pieces
     templates: Optional[str] = None  # a project directory whose templates override ours
     secrets: Tuple[str, ...] = ()  # env names generated on the host besides SECRET_KEY
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
@@ -160,6 +160,12 @@ class Settings:
 
 
 USER_KEYS = tuple(f.name for f in fields(Settings) if f.name != "project_root")
+REQUIRED = {
+    "app_name": "the app's name, e.g. 'shop' (its user, service and site are named after it)",
+    "source": "the directory holding the app, relative to the project (e.g. '.' or 'src')",
+    "wsgi": "the app as 'module:callable', e.g. 'app:app' or 'shop.wsgi:application'",
+    "server_names": "the host names the site answers, e.g. [shop.example.com]",
+}
 
 
 def _fail(key, value, allowed):
@@ -291,11 +297,14 @@ def _smoke(key, value):
         if not isinstance(item, dict) or set(item) - {"path", "status", "contains"}:
             _fail(key, item, allowed)
         _url_path(f"{key}.path", item.get("path"), _URL_WITH_QUERY, "a URL path with an optional query")
-        _int(f"{key}.status", item.get("status", 200), 100, 599)
+        if "status" in item:
+            _int(f"{key}.status", item["status"], 100, 599)
         contains = item.get("contains")
         if contains is not None and (not isinstance(contains, str) or len(contains) > 200):
             _fail(f"{key}.contains", contains, "a string of at most 200 characters")
-        checks.append({"status": 200, **item})
+        checks.append(dict(item))
+    if not checks:
+        _fail(key, value, "at least one page (the default is [{path: /}])")
     return tuple(checks)
 
 
@@ -345,7 +354,7 @@ _VALIDATORS = {
     "client_max_body_size": lambda k, v: _string(k, v, _SIZE, "a size like '10m'"),
     "cache_ttl": lambda k, v: _string(k, v, _DURATION, "a duration like '10m' (s, m, h, d)"),
     "session_cookie": lambda k, v: _string(k, v, _COOKIE, "a cookie name: letters, digits, '_'"),
-    "healthz": _url_path,
+    "healthz": lambda k, v: _url_path(k, v) if v is not None else None,
     "python": _abs_path,
     "smoke": _smoke,
     "roles": _roles,
@@ -365,6 +374,9 @@ def load(raw=None, project_root=".", check_files=True):
     unknown = sorted((k for k in raw if k not in USER_KEYS), key=str)
     if unknown:
         _fail(unknown[0], raw[unknown[0]], "one of the documented keys: " + ", ".join(USER_KEYS))
+    for key, allowed in REQUIRED.items():
+        if raw.get(key) is None:
+            raise SettingsError.missing(key, allowed)
     values = {key: _VALIDATORS[key](key, value) for key, value in raw.items()}
     settings = Settings(project_root=str(project_root), **values)
     if settings.user is None and settings.app_name in RESERVED_USERS:
@@ -376,9 +388,36 @@ def load(raw=None, project_root=".", check_files=True):
         _fail("upstream_port", settings.upstream_port, "a port other than listen_port")
     if settings.static_url == "/":
         _fail("static_url", settings.static_url, "a sub-path such as '/static/'")
+    _check_conflicts(settings)
     if check_files:
         _check_files(settings)
     return settings
+
+
+def url_under(path, prefix):
+    """A URL path (query dropped) is `prefix` or below it, as a front server matches it."""
+    path = path.split("?")[0]
+    return path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/")
+
+
+def _check_conflicts(s):
+    """Keys that are each valid but cannot work together; the error names both."""
+    if s.healthz and url_under(s.healthz, s.static_url):
+        _fail("healthz", s.healthz, f"a URL outside static_url ({s.static_url}): the front "
+                                    "server answers there from files, never the app")
+    for path in s.streaming:
+        if url_under(path, s.static_url) or url_under(s.static_url, path):
+            _fail("streaming", path, f"a URL outside static_url ({s.static_url}): the front "
+                                     "server serves files there")
+    for i, item in enumerate(s.smoke):
+        if s.healthz and stacks.of(s).caches and item["path"].split("?")[0] == s.healthz:
+            _fail("healthz", s.healthz, f"a URL other than smoke[{i}].path: with nginx: cache "
+                  "the health URL is never cached, so that page would never be cached either")
+    stream = s.smoke_stream
+    if stream and stacks.of(s).streams_only_listed and \
+            not any(url_under(stream, path) for path in s.streaming):
+        _fail("smoke_stream", stream, "a URL under one of the `streaming` paths "
+              f"({', '.join(s.streaming) or 'none set'}): nginx buffers every other response")
 
 
 def _inside(path, root):

@@ -12,6 +12,11 @@ from . import inits, scripts, templating as t
 
 q = shlex.quote
 
+# Which front server provision set up on this host (port 80 has one): preflight compares it
+# with the stack being deployed, so a switch of stack asks for provision instead of failing
+# half way with the other server's config errors.
+FRONT_MARKER = "/etc/flask-ops/front-server"
+
 
 class Stack:
     """What every front server shares: sites-available/sites-enabled under `etc`."""
@@ -50,6 +55,10 @@ class Stack:
     @property
     def caches(self):
         return False
+
+    # Whether a generator response reaches the client chunk by chunk only under the
+    # `streaming` paths (nginx buffers every other uwsgi/proxy response).
+    streams_only_listed = False
 
     # -- checks on the host
     def check_lines(self, meta, cand, sites):
@@ -102,6 +111,7 @@ class NginxUwsgi(Stack):
         "nginx-uwsgi", "nginx", "/etc/nginx", "/etc/nginx/nginx.conf", "nginx")
     packages = ("nginx", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv")
     provision_script = "front_nginx.sh"
+    streams_only_listed = True
     UWSGI_PLUGIN = "python3"
 
     @property

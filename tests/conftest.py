@@ -2,10 +2,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_app"
 sys.path.insert(0, str(SAMPLE))
+# sample_app's description, as the repository's fabric.yaml gives it (one source of truth).
+SAMPLE_DEPLOY = yaml.safe_load((ROOT / "fabric.yaml").read_text())["deploy"]
+
+
+def sample_settings(root=ROOT, **raw):
+    """Settings for sample_app (under `root`) with `raw` keys on top."""
+    from ops import settings
+
+    return settings.load({**SAMPLE_DEPLOY, **raw}, project_root=root)
 
 
 @pytest.fixture
@@ -23,9 +33,7 @@ def client(app):
 @pytest.fixture
 def load():
     """Settings from a raw `deploy:` mapping, resolved against the repository."""
-    from ops import settings
-
-    return lambda **raw: settings.load(raw, project_root=ROOT)
+    return lambda **raw: sample_settings(**raw)
 
 
 # ---------------------------------------------------------------- end-to-end fixtures
@@ -49,8 +57,6 @@ def make_project(root, edits=None, config=None):
     """A throwaway project: a copy of sample_app with edits {relpath: (old, new)}."""
     import shutil
 
-    from ops import settings
-
     shutil.copytree(SAMPLE, root / "sample_app",
                     ignore=shutil.ignore_patterns("__pycache__", "build"))
     for rel, (old, new) in (edits or {}).items():
@@ -58,16 +64,16 @@ def make_project(root, edits=None, config=None):
         text = path.read_text()
         assert old in text, f"{old!r} not in {rel}"
         path.write_text(text.replace(old, new, 1))
-    return settings.load(config or {}, project_root=root)
+    return sample_settings(root, **(config or {}))
 
 
 @pytest.fixture(scope="module")
 def host(staging_hosts):
     """staging1, provisioned for the sample app: the nginx + uWSGI host of the e2e tier."""
-    from ops import provision, settings, staging
+    from ops import provision, staging
 
     r = staging.remote("staging1")
-    provision.provision(settings.load({}, project_root=ROOT), r)
+    provision.provision(sample_settings(), r)
     yield r
     r.close()
 

@@ -9,7 +9,7 @@ import yaml
 from ops import report
 from ops.smoke import Result, target_from_url
 
-from conftest import ROOT, fab
+from conftest import ROOT, SAMPLE_DEPLOY, fab
 
 RESULTS = [Result("healthz", True, "200, 20 bytes", 0.01),
            Result("cache", False, "a repeated GET / was MISS, not HIT", 0.02)]
@@ -47,7 +47,8 @@ def test_fab_check_fails_with_the_checkers_message_on_a_broken_template(tmp_path
     line = "access_log /var/log/nginx/{{ s.app_name }}.access.log;"
     assert line in site
     (overrides / "site.conf.j2").write_text(site.replace(line, line[:-1] + " no_such_format;"))
-    (tmp_path / "ci.yaml").write_text(f"deploy:\n  templates: {overrides.parent.relative_to(tmp_path)}\n")
+    (tmp_path / "ci.yaml").write_text(yaml.safe_dump({"deploy": {
+        **SAMPLE_DEPLOY, "templates": str(overrides.parent.relative_to(tmp_path))}}))
     shutil.copytree(ROOT / "sample_app", tmp_path / "sample_app")
     (tmp_path / "fabfile.py").write_text("from ops.tasks import ns  # noqa\n")
     result = fab("-f", "ci.yaml", "check", cwd=tmp_path)

@@ -6,7 +6,7 @@ import pytest
 from ops import build, outdir
 from ops.errors import OpsError
 
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, sample_settings
 
 
 def test_collectstatic_puts_blueprint_files_at_flask_urls(load, tmp_path):
@@ -25,18 +25,16 @@ def test_collectstatic_refuses_a_blueprint_nginx_would_not_find(tmp_path):
     bp = src / "reports/__init__.py"
     bp.write_text(bp.read_text().replace('static_url_path="/static/reports"',
                                          'static_url_path="/reports-static"'))
-    from ops import settings as settings_mod
-    s = settings_mod.load({"source": "app"}, project_root=tmp_path)
+    s = sample_settings(tmp_path, source="app")
     with pytest.raises(OpsError, match="reports.static:reports.css is served by Flask at "
                                        "/reports-static/reports.css"):
         build.collectstatic(s, tmp_path / "out")
 
 
 def test_collectstatic_reports_an_app_that_does_not_import(tmp_path):
-    from ops import settings as settings_mod
     shutil.copytree(SAMPLE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "app/app.py").write_text("import no_such_module\n")
-    s = settings_mod.load({"source": "app"}, project_root=tmp_path)
+    s = sample_settings(tmp_path, source="app")
     with pytest.raises(OpsError, match="cannot import app:app: ModuleNotFoundError"):
         build.collectstatic(s, tmp_path / "out")
 
@@ -51,10 +49,9 @@ def test_fab_collectstatic(tmp_path):
 
 
 def test_release_copies_links_inside_the_app_and_refuses_links_out(tmp_path):
-    from ops import settings as settings_mod
     shutil.copytree(SAMPLE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "app/static/css/alias.css").symlink_to("site.css")
-    s = settings_mod.load({"source": "app"}, project_root=tmp_path)
+    s = sample_settings(tmp_path, source="app")
     dest = build.stage_source(s, tmp_path / "build" / "release")
     assert (dest / "static/css/alias.css").is_symlink()  # copied as a link, not followed
     assert not (dest / "__pycache__").exists()

@@ -2,13 +2,14 @@
 
 import http.client
 import json
+from pathlib import Path
 
 import pytest
 
-from ops import deploy, provision, settings, smoke, staging
-from ops.errors import DeployError
+from ops import deploy, provision, smoke, staging
+from ops.errors import DeployError, OpsError
 
-from conftest import ROOT, make_project
+from conftest import make_project, sample_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def host(staging_hosts):
     r = staging.remote("staging2")
-    provision.provision(settings.load({"stack": "apache-modwsgi"}, project_root=ROOT), r)
+    provision.provision(sample_settings(stack="apache-modwsgi"), r)
     yield r
     r.close()
 
@@ -58,3 +59,16 @@ def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
     assert deploy.releases(s, host)[0] == second
     assert smoke.request(target, "/hello").body == b"Hello from Apache"
     assert first != second
+
+
+def test_a_deploy_for_the_other_stack_asks_for_provision_and_changes_nothing(host, project):
+    """The host serves the Apache stack; a deploy with the nginx stack is refused before
+    anything changes, and says what to run (it once failed at stage with Apache's errors)."""
+    s = project()
+    before = deploy.releases(s, host)
+    other = sample_settings(Path(s.project_root), stack="nginx-uwsgi")
+    with pytest.raises(OpsError, match=r"staging2 was provisioned for apache2, but stack "
+                                       r"nginx-uwsgi needs nginx: run `fab -H staging2 provision`"):
+        deploy.deploy(other, host, out=lambda m: None)
+    assert deploy.releases(s, host) == before
+    assert deploy.status(s, host)["lock"] == "unlocked"

@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ops import deploy, remote, smoke, staging, steps
 from ops.errors import DeployError, LockError, OpsError, RemoteError
 
-from conftest import ROOT
+from conftest import ROOT, SAMPLE_DEPLOY
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -96,7 +97,7 @@ def changed_cli_project(project, greeting):
     s = project({"app.py": ("Hello, World!", greeting)})
     Path(s.project_root, "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
     # A deploy: section is required (defaults are never deployed silently); these are the sample's.
-    Path(s.project_root, "fabric.yaml").write_text("deploy:\n  app_name: sample\n")
+    Path(s.project_root, "fabric.yaml").write_text(yaml.safe_dump({"deploy": SAMPLE_DEPLOY}))
     return Path(s.project_root)
 
 

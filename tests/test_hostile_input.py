@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops import build, fleet, plan, release, render, requirements, settings as settings_mod, tree
+from ops import build, fleet, plan, release, render, requirements, tree
 from ops.errors import OpsError
 
-from conftest import SAMPLE
+from conftest import SAMPLE, sample_settings
 
 BASE = {"app_name": "hostile", "source": "app", "wsgi": "app:app",
         "server_names": ["hostile.test"]}
@@ -356,8 +356,7 @@ def test_release_leaves_secrets_out_and_keeps_modes(tmp_path):
         (src / rel).write_text("secret")
     (src / "private.py").write_text("X = 1\n")
     (src / "private.py").chmod(0o600)
-    s = settings_mod.load({"source": "app", "exclude": ["notes.txt", "!deploy.pem"]},
-                          project_root=tmp_path)
+    s = sample_settings(tmp_path, source="app", exclude=["notes.txt", "!deploy.pem"])
     dest = build.stage_source(s, tmp_path / "build" / "release")
     shipped = {p.relative_to(dest).as_posix() for p in dest.rglob("*")}
     assert shipped & set(secrets) == {"deploy.pem"}  # brought back by "!deploy.pem"

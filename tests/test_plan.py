@@ -8,6 +8,7 @@ by its file name). After a deliberate change, review the diff of:
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import dryrun, fleet, locks, plan, provision, release, render, scripts
+from ops import dryrun, fleet, locks, plan, provision, release, render, scripts, stacks
 
 PLANS = Path(__file__).parent / "plans"
 RID = "20260101T000000Z-abcd1234"
@@ -224,9 +225,10 @@ def test_facts_on_an_empty_host(tmp_path):
     args = {"base": str(tmp_path / "srv"), "state": str(tmp_path / "state"), "user": "root",
             "paths": [str(tmp_path / "none.conf")], "sites_enabled": str(tmp_path),
             "enabled": ["x.conf"], "wheelhouse": "", "venv": "", "main_conf": "/nonexistent",
-            "units": [], "manifests": "*"}
+            "units": [], "manifests": "*", "front_marker": str(tmp_path / "front")}
     f = json.loads(run_script("facts.py", json.dumps(args)).stdout)
-    assert (f["current"], f["releases"], f["provisioned"], f["user"], f["lock"]) == (None, [], False, True, None)
+    assert (f["current"], f["releases"], f["provisioned"], f["user"], f["lock"], f["front"]) == (
+        None, [], False, True, None, None)
     assert f["live"] == {str(tmp_path / "none.conf"): None} and f["enabled"] == {"x.conf": False}
 
 
@@ -271,3 +273,23 @@ def test_dry_run_output_masks_secret_values():
     text = "+SECRET_KEY=abc\n+ uwsgi_param X 1;\n-  DB_PASSWORD: hunter2\nenv API_TOKEN=x y"
     assert dryrun.mask_secrets(text) == ("+SECRET_KEY=********\n+ uwsgi_param X 1;\n"
                                          "-  DB_PASSWORD: ********\nenv API_TOKEN=******** y")
+
+
+@pytest.mark.parametrize("stack, front, says", [
+    ("apache-modwsgi", "nginx", "staging9 was provisioned for nginx, but stack apache-modwsgi "
+                                "needs apache2: run `fab -H staging9 provision` for this stack"),
+    ("nginx-uwsgi", "apache2", "was provisioned for apache2, but stack nginx-uwsgi needs nginx"),
+    ("nginx-uwsgi", None, "was provisioned by an older flask-ops"),
+])
+def test_preflight_asks_for_provision_when_the_stack_changed(load, stack, front, says):
+    """A host set up for one front server refuses a deploy for the other before anything
+    changes (it once failed half way, at stage, with `Invalid command 'Header'`)."""
+    from ops import deploy
+    from ops.errors import OpsError
+
+    remote = type("Remote", (), {"name": "staging9"})()
+    ready = facts(provisioned=True, user=True, main_conf=True, front=front)
+    with pytest.raises(OpsError, match=re.escape(says)):
+        deploy.preflight(load(stack=stack), ready, remote)
+    deploy.preflight(load(stack=stack), dict(ready, front=stacks.of(load(stack=stack)).front),
+                     remote)

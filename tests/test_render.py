@@ -10,6 +10,8 @@ import pytest
 from ops import checks, render, settings, templating
 from ops.errors import CheckError
 
+from conftest import ROOT
+
 COMBOS = list(itertools.product(settings.STACKS, settings.NGINX_SHAPES, settings.INITS))
 
 
@@ -210,3 +212,14 @@ def test_fleet_app_host_streams_through_the_balancer_without_losing_headers(load
     block = re.search(r"location /time \{([^}]*)\}", conf).group(1)
     assert 'add_header X-Accel-Buffering "no";' in block
     assert 'add_header X-Frame-Options "SAMEORIGIN" always;' in block  # repeated, not dropped
+
+
+@pytest.mark.parametrize("stack, shape", [("nginx-uwsgi", "cache"), ("apache-modwsgi", "default")])
+def test_an_app_with_only_the_required_keys_renders_and_passes_the_checkers(stack, shape):
+    """No health URL, no streaming paths: nothing in a template may assume the sample's."""
+    s = settings.load({"app_name": "shop", "source": "sample_app", "wsgi": "app:app",
+                       "server_names": ["shop.test"], "stack": stack, "nginx": shape},
+                      project_root=ROOT)
+    files = render.render(s)
+    assert checks.check_local(files, s)
+    assert "healthz" not in "".join(f.content for f in files)

@@ -1,18 +1,66 @@
 
 import pytest
 
+from ops import settings
 from ops.errors import SettingsError
 
 from conftest import ROOT, fab
 
 
-def test_defaults_describe_the_sample_app(load):
+MINIMAL = {"app_name": "shop", "source": "sample_app", "wsgi": "app:app",
+           "server_names": ["shop.test"]}
+
+
+def test_the_repository_fabric_yaml_describes_the_sample_app(load):
     s = load()
     assert (s.app_name, s.wsgi, s.stack, s.nginx, s.init) == (
         "sample", "app:app", "nginx-uwsgi", "default", "systemd")
     assert s.base == "/srv/sample" and s.app_user == "sample" and s.group == "www-data"
     assert s.source_dir == ROOT / "sample_app"
     assert s.requirements_file.is_file()
+    assert s.healthz == "/healthz" and s.smoke_stream.startswith("/time")
+
+
+def test_defaults_fit_any_flask_app_not_the_sample():
+    """Four keys and nothing of the sample's: no health URL, no stream, `/` below 400."""
+    s = settings.load(MINIMAL, project_root=ROOT)
+    assert s.healthz is None and s.streaming == () and s.smoke_stream == ""
+    assert s.smoke == ({"path": "/"},)
+    assert s.base == "/srv/shop" and s.app_user == "shop"
+
+
+@pytest.mark.parametrize("key", sorted(MINIMAL))
+def test_each_required_key_is_named_when_missing(key):
+    raw = {k: v for k, v in MINIMAL.items() if k != key}
+    with pytest.raises(SettingsError, match=rf"^deploy\.{key} is required: ") as err:
+        settings.load(raw, project_root=ROOT)
+    assert err.value.key == key and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("raw, key, other", [
+    ({"nginx": "cache", "healthz": "/"}, "healthz", "smoke[0].path"),
+    ({"nginx": "cache", "healthz": "/up", "smoke": [{"path": "/"}, {"path": "/up?x=1"}]},
+     "healthz", "smoke[1].path"),
+    ({"healthz": "/static/ping"}, "healthz", "static_url"),
+    ({"streaming": ["/static/feed"]}, "streaming", "static_url"),
+    ({"streaming": ["/"]}, "streaming", "static_url"),
+    ({"smoke_stream": "/feed?n=3"}, "smoke_stream", "streaming"),
+    ({"streaming": ["/events"], "smoke_stream": "/eventsx"}, "smoke_stream", "streaming"),
+])
+def test_settings_that_cannot_work_together_are_refused_naming_both(raw, key, other):
+    with pytest.raises(SettingsError) as err:
+        settings.load({**MINIMAL, **raw}, project_root=ROOT)
+    assert err.value.key == key and other in str(err.value), str(err.value)
+
+
+def test_what_only_conflicts_on_one_stack_or_shape_is_accepted():
+    # The health URL is a smoke page: a conflict only where a cache sits in front.
+    settings.load({**MINIMAL, "healthz": "/"}, project_root=ROOT)
+    # Apache streams every response: no `streaming` list is needed for a stream check.
+    settings.load({**MINIMAL, "stack": "apache-modwsgi", "smoke_stream": "/feed"},
+                  project_root=ROOT)
+    settings.load({**MINIMAL, "streaming": ["/events"], "smoke_stream": "/events/live?n=2"},
+                  project_root=ROOT)
 
 
 @pytest.mark.parametrize("key, value", [

@@ -20,6 +20,14 @@ def sha(path):
         return None
 
 
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def read_json(path, default):
     try:
         with open(path) as f:
@@ -82,6 +90,7 @@ def main(args):
         "wheelhouse": os.path.exists(args["wheelhouse"] + "/.complete"),
         "venv": os.path.exists(args["venv"] + "/.complete"),
         "main_conf": os.path.isfile(args["main_conf"]),
+        "front": read_text(args["front_marker"]),
         "active": {u: active(u) for u in args["units"]},
         "state": read_json(args["state"] + "/state.json", {}),
         "lock": read_json(lock + "/info.json", {}) if os.path.isdir(lock) else None,

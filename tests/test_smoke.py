@@ -1,0 +1,87 @@
+"""The smoke checks' own logic against a small local server that answers as told: what
+passes with the neutral defaults, and how the cache check picks a page or says why not."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ops import settings, smoke
+
+from conftest import ROOT
+
+PAGES = {  # path -> (status, headers)
+    "/": (302, {"Location": "/login"}),
+    "/login": (200, {"Set-Cookie": "session=x"}),
+    "/private": (200, {"Cache-Control": "private, max-age=60"}),
+    "/about": (200, {}),
+    "/broken": (500, {}),
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    seen = {}
+
+    def do_GET(self):
+        status, headers = PAGES.get(self.path, (404, {}))
+        cached = self.path in Handler.seen and "Cookie" not in self.headers and \
+            smoke.why_not_cached(smoke.Response(status, {k.lower(): v for k, v in headers.items()},
+                                                b"")) is None
+        Handler.seen[self.path] = True
+        body = b"page"
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("X-Cache-Status", "HIT" if cached else "MISS")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def target():
+    Handler.seen = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield smoke.Target("127.0.0.1", server.server_address[1], "shop.test", timeout=5)
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_page_without_an_expected_status_passes_below_400(target):
+    assert smoke.check_expected(target, "/", None, None)[0]  # a redirect to a login page
+    ok, detail = smoke.check_expected(target, "/broken", None, None)
+    assert not ok and "a status below 400, got 500" in detail
+    assert not smoke.check_expected(target, "/", 200, None)[0]  # an explicit status is exact
+
+
+def test_the_cache_check_uses_the_first_page_the_cache_may_store(target):
+    ok, detail = smoke.check_cache(target, ["/", "/login", "/private", "/about"], "session")
+    assert ok and detail.startswith("repeat GET /about: HIT"), detail
+
+
+def test_the_cache_check_skips_and_says_why_when_no_page_can_be_cached(target):
+    ok, detail = smoke.check_cache(target, ["/", "/login", "/private"], "session")
+    assert ok and detail.startswith("skipped"), detail
+    for why in ("/ answered 302", "/login sets a cookie", "/private sends Cache-Control: private"):
+        assert why in detail
+
+
+def test_the_cache_check_never_uses_a_stream():
+    s = settings.load({"app_name": "shop", "source": "sample_app", "wsgi": "app:app",
+                       "server_names": ["shop.test"], "nginx": "cache", "healthz": "/up",
+                       "streaming": ["/feed"],
+                       "smoke": [{"path": "/feed/x"}, {"path": "/about"}]},
+                      project_root=ROOT)
+    assert smoke.cache_candidates(s) == ["/about"]
+    names = [name for name, _ in smoke.checks_for(s, None, None)]
+    assert names[0] == "healthz" and "cache" in names and "streaming" not in names
+
+
+def test_no_health_check_without_a_health_url(load):
+    s = load(healthz=None)
+    assert "healthz" not in [name for name, _ in smoke.checks_for(s, None, None)]
