@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import outdir, requirements as requirements_mod, tree as tree_mod
+from . import outdir, requirements as requirements_mod, settings as settings_mod, tree as tree_mod
 from .errors import OpsError
 
 COLLECT_REQUIREMENT = "flask-collect-invenio>=1.4"
@@ -169,7 +169,25 @@ def collectstatic(settings, out=None, source=None):
         raise OpsError(f"collecting static files failed:\n{proc.stderr.strip()[-3000:]}") from None
     if "error" in result:
         raise OpsError(f"collecting static files failed: {result['error']}")
-    return out, result["files"]
+    return out, result["files"], checked_statics(settings, result)
+
+
+def checked_statics(s, result):
+    """The app's static URL prefixes, as checked values: they come from the app's code and
+    reach the front server's config like any setting."""
+    app_static = result["app_static_url"]
+    if app_static and app_static != s.static_url:
+        raise OpsError(f"deploy.static_url is {s.static_url!r} but the app serves its static "
+                       f"folder at {app_static!r}: set static_url: {app_static}")
+    prefixes = []
+    for prefix in result["prefixes"]:
+        try:
+            settings_mod.check_static_prefix(s, prefix)
+        except OpsError as exc:
+            raise OpsError(f"the app serves static files at {prefix!r}, which flask-ops cannot "
+                           f"serve from files: {exc}") from None
+        prefixes.append(prefix)
+    return {"prefixes": tuple(prefixes), "samples": tuple(result["samples"])}
 
 
 def stage_source(settings, dest):

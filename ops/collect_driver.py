@@ -1,18 +1,24 @@
 """Runs inside the app's build environment: `python collect_driver.py SOURCE WSGI OUT`.
 
-Imports the app, collects every static folder (app and blueprints) with Flask-Collect into
-OUT, then proves each file sits at the URL Flask itself would serve it at, so the front
-server, which serves OUT under the static URL, answers exactly what Flask would.
-Prints one JSON object; exits 2 with a message on any problem.
+Imports the app and collects every static folder (the app's and each blueprint's, under any
+`url_prefix`) with Flask-Collect into OUT, laid out as Flask's URLs: the file Flask serves at
+/admin/admin-static/admin.js is OUT/admin/admin-static/admin.js. Then it asks Flask itself
+(the test client) for every file and compares the bytes, so the front server, which serves
+OUT at those URLs, answers exactly what Flask would.
+Prints one JSON object: files, the URL prefixes to serve, one sample URL per prefix with its
+sha256. Exits 2 with a message on any problem.
 """
 
+import hashlib
 import importlib
 import io
 import json
 import os
 import sys
-from urllib.parse import unquote
 from contextlib import redirect_stdout
+from urllib.parse import unquote
+
+PROBE = "flask-ops-probe"
 
 
 def fail(message):
@@ -20,47 +26,93 @@ def fail(message):
     sys.exit(2)
 
 
+def static_owners(app):
+    """(owner, endpoint, URL prefix) for the app and each blueprint that has static files."""
+    from flask import url_for
+
+    owners = []
+    with app.test_request_context():
+        for owner in [app, *app.blueprints.values()]:
+            if not (owner.has_static_folder and os.path.isdir(owner.static_folder)):
+                continue
+            endpoint = "static" if owner is app else f"{owner.name}.static"
+            try:
+                url = unquote(url_for(endpoint, filename=PROBE))
+            except Exception:  # a blueprint with a static folder but no static route
+                continue
+            owners.append((owner, endpoint, url[:-len(PROBE)]))
+    return owners
+
+
+def collect(app, owners, out):
+    """Flask-Collect once per static folder, each into OUT/<its URL prefix>: Flask-Collect's
+    own layout places blueprint files by the blueprint's static_url_path alone, which is not
+    where Flask serves them once the blueprint has a url_prefix. Returns the outermost
+    prefixes (the front server's locations; nested ones are inside them)."""
+    from flask_collect import Collect
+
+    for owner, _, prefix in owners:
+        app.config["COLLECT_STATIC_ROOT"] = os.path.join(out, prefix.strip("/"))
+        app.config["COLLECT_STORAGE"] = "flask_collect.storage.file"
+        Collect(app)  # re-initialise with this root, whether or not the app set it up
+        state = app.extensions["collect"]
+        state.filter = lambda items, owner=owner: [i for i in items if i is owner]
+        state.static_url = ""  # falsy: every file relative to its own folder
+        with redirect_stdout(io.StringIO()):
+            state.collect(verbose=False)
+    prefixes = sorted({p for _, _, p in owners})
+    return [p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)]
+
+
+def verify(app, owners, out):
+    """Every file Flask serves is in OUT at its URL, with Flask's bytes; one sample per prefix."""
+    client, files, wrong, samples = app.test_client(), 0, [], {}
+    for owner, endpoint, prefix in owners:
+        for root, _, names in os.walk(owner.static_folder):
+            for name in sorted(names):
+                rel = os.path.relpath(os.path.join(root, name), owner.static_folder)
+                url = prefix + rel.replace(os.sep, "/")
+                path = os.path.join(out, url.lstrip("/"))
+                resp = client.get(url)
+                served = resp.get_data() if resp.status_code == 200 else None
+                resp.close()
+                files += 1
+                if served is None:
+                    continue  # shadowed by another route or file: Flask does not serve it here
+                if not os.path.isfile(path):
+                    wrong.append(f"{endpoint}:{rel} is served by Flask at {url} but was not collected")
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+                if data != served:
+                    wrong.append(f"{url}: the collected file differs from what Flask serves "
+                                 "(two static folders give the same URL?)")
+                elif not any(part.startswith(".") for part in url.split("/")):
+                    samples.setdefault(prefix, {"url": url,
+                                                "sha256": hashlib.sha256(data).hexdigest()})
+    return files, wrong, samples
+
+
 def main(source, wsgi, out):
     sys.path.insert(0, source)
     os.chdir(source)
     module_name, attr = wsgi.split(":")
     try:
-        from flask_collect import Collect
+        importlib.import_module("flask_collect")
     except ImportError as exc:
         fail(f"Flask-Collect is not importable ({exc}); install flask-collect-invenio")
     try:
         app = getattr(importlib.import_module(module_name), attr)
     except Exception as exc:  # the app's own import error, reported as such
         fail(f"cannot import {wsgi}: {type(exc).__name__}: {exc}")
-    app.config["COLLECT_STATIC_ROOT"] = out
-    app.config["COLLECT_STORAGE"] = "flask_collect.storage.file"
-    Collect(app)  # re-initialise with our root, whether or not the app set it up
-    with redirect_stdout(io.StringIO()):
-        app.extensions["collect"].collect(verbose=False)
-
-    static_url = (app.static_url_path or "/static").rstrip("/") + "/"
-    files, mismatches = 0, []
-    with app.test_request_context():
-        from flask import url_for
-        for owner in [app, *app.blueprints.values()]:
-            if not (owner.has_static_folder and os.path.isdir(owner.static_folder)):
-                continue
-            endpoint = "static" if owner is app else f"{owner.name}.static"
-            for root, _, names in os.walk(owner.static_folder):
-                for name in names:
-                    rel = os.path.relpath(os.path.join(root, name), owner.static_folder)
-                    # url_for quotes ("my file.css" -> "my%20file.css"); the front server
-                    # decodes before it maps a URL to a file, so compare decoded paths.
-                    url = unquote(url_for(endpoint, filename=rel))
-                    files += 1
-                    if not url.startswith(static_url) or not os.path.isfile(
-                            os.path.join(out, url[len(static_url):])):
-                        mismatches.append(f"{endpoint}:{rel} is served by Flask at {url}, "
-                                          f"which is not under {static_url} in the collected tree")
-    if mismatches:
-        fail("; ".join(mismatches) + ". Give the blueprint static_url_path="
-             f"'{static_url}<name>' and no url_prefix for its static files.")
-    print(json.dumps({"files": files, "static_url": static_url}))
+    owners = static_owners(app)
+    prefixes = collect(app, owners, out)
+    files, wrong, samples = verify(app, owners, out)
+    if wrong:
+        fail("; ".join(wrong[:5]) + (f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""))
+    app_static = (app.static_url_path or "/static").rstrip("/") + "/" if app.has_static_folder else None
+    print(json.dumps({"files": files, "prefixes": prefixes, "app_static_url": app_static,
+                      "samples": [samples[p] for p in sorted(samples)]}))
 
 
 if __name__ == "__main__":

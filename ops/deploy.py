@@ -21,8 +21,8 @@ class Built:
 
 def build(s, steps, fleet=None):
     with steps("build"):
-        tree, digest, files = release_mod.stage_tree(s, fleet)
-        return Built(tree, release_mod.new_release(s, digest, files, release_mod.static_file(tree)))
+        tree, digest, files, statics = release_mod.stage_tree(s, fleet)
+        return Built(tree, release_mod.new_release(s, digest, files, statics))
 
 
 def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifests=()):
@@ -58,8 +58,8 @@ def target_for(s, remote):
     return smoke.Target(remote.address, s.listen_port, s.server_names[0])
 
 
-def smoke_or_raise(s, remote, static):
-    results = smoke.run(s, target_for(s, remote), static or None)
+def smoke_or_raise(s, remote, statics):
+    results = smoke.run(s, target_for(s, remote), statics)
     failed = [r for r in results if not r.ok]
     if failed:
         raise SmokeError("; ".join(f"{r.name}: {r.detail}" for r in failed))
@@ -143,10 +143,10 @@ def releases(s, remote):
     return facts["current"], facts["releases"]
 
 
-def current_static_file(s, remote):
-    """The static file the current release recorded, for `fab smoke` on a host."""
+def current_statics(s, remote):
+    """The static files the current release recorded, for `fab smoke` on a host."""
     facts, _ = gather(s, remote)
-    return (facts.get("manifest") or {}).get("static_file")
+    return release_mod.statics_from_manifest(facts.get("manifest"))
 
 
 def status(s, remote):

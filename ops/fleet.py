@@ -89,7 +89,7 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print):
             break
     for lb in lbs:  # the visitor's view: the whole stack through each load balancer
         failed = [r for r in smoke.run(s, smoke.Target(lb.address, s.listen_port, s.server_names[0]),
-                                       built.release.static_file) if not r.ok]
+                                       built.release.statics) if not r.ok]
         outcome[f"{lb.name} (lb)"] = ("smoke ok" if not failed else "FAILED smoke: " +
                                       "; ".join(f"{r.name}: {r.detail}" for r in failed))
     return _finish(outcome, max_fail, out)

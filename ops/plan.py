@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from typing import Optional, Tuple
 
 from . import scripts, stacks
-from .release import META, files_from_manifest
+from .release import META, files_from_manifest, statics_from_manifest as release_statics
 
 q = shlex.quote
 
@@ -38,7 +38,7 @@ class Step:
     script: str = ""
     detail: str = ""  # printed after `ok`
     upload: Optional[Upload] = None
-    smoke_static: Optional[str] = None  # smoke step: the static file to fetch ("" for none)
+    smoke_static: Optional[tuple] = None  # smoke step: the (URL, sha256) static files to fetch
 
     @property
     def is_smoke(self):
@@ -337,7 +337,7 @@ def deploy_plan(s, release, facts, record):
             Step("switch", switch_script(s, release.id, release.files, todo),
                  ", ".join(f"{a} {u}" for a, u in todo)),
             Step("verify", verify_script(s, release.id, s.drain_timeout + 20)),
-            Step("smoke", smoke_static=release.static_file or ""),
+            Step("smoke", smoke_static=release.statics),
         ),
         restore=Step("restore", restore_script(s, previous, previous_files, release.id)),
         discard=Step("discard", discard_script(s, release)),
@@ -363,7 +363,7 @@ def rollback_plan(s, release_id, facts, record):
         activate=(
             Step("switch", switch_script(s, release_id, files, back)),
             Step("verify", verify_script(s, release_id, s.drain_timeout + 20)),
-            Step("smoke", smoke_static=target.get("static_file") or ""),
+            Step("smoke", smoke_static=release_statics(target)),
         ),
         restore=Step("restore", restore_script(s, current, current_files, None)),
         discard=Step("unlock", unlock_line(s)),

@@ -5,6 +5,7 @@ without touching the host beyond one fact-gathering command.
 """
 
 import getpass
+import dataclasses
 import hashlib
 import io
 import json
@@ -31,7 +32,9 @@ class Release:
     requirements_digest: str
     files: tuple  # RenderedFile: rendered once, here, and used by every step after
     upload_name: str  # basename of the bundle, uploaded to /tmp
-    static_file: str = None  # one collected file, for the smoke test's static check
+    # One collected file per static URL prefix, as (URL, sha256): the smoke test fetches each
+    # through the front server and compares it with what Flask served at build time.
+    statics: tuple = ()
 
 
 def tree_digest(root):
@@ -54,11 +57,14 @@ def stage_tree(s, fleet=None):
     tree = build.stage_source(s, root / "release")
     source_digest = tree_digest(tree)
     collected = root / "collected" / source_digest[:16]
-    if not (collected / ".complete").exists():
-        build.collectstatic(s, collected, source=tree)
-        (collected / ".complete").write_text("")
+    done = collected / ".complete"
+    if not done.exists():
+        _, _, statics = build.collectstatic(s, collected, source=tree)
+        done.write_text(json.dumps(statics))
+    statics = json.loads(done.read_text())
     shutil.copytree(collected, tree / "collected_static",
                     ignore=shutil.ignore_patterns(".complete", outdir.MARKER))
+    s = dataclasses.replace(s, static_prefixes=tuple(statics["prefixes"]))
     reqs = build.requirements(s)
     # pip reads this flat, checked copy on the host, never the app's own file (see requirements)
     build.write_requirements(reqs, tree / META, hashes=False)
@@ -71,25 +77,21 @@ def stage_tree(s, fleet=None):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.content)
     digest = tree_digest(tree) + reqs.digest
-    return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files
+    samples = tuple((item["url"], item["sha256"]) for item in statics["samples"])
+    return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files, samples
 
 
-def new_release(s, digest, files, static=None):
+def new_release(s, digest, files, statics=()):
     release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:8]
     return Release(id=release_id, digest=digest,
                    requirements_digest=build.requirements_digest(s), files=tuple(files),
-                   upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz", static_file=static)
+                   upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz", statics=tuple(statics))
 
 
-def static_file(tree):
-    """One collected file to prove the front server serves static files."""
-    root = Path(tree) / "collected_static"
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        # dotfiles (our output marker among them) are refused by the front server by design
-        if path.is_file() and not any(part.startswith(".") for part in rel.split("/")):
-            return rel
-    return None
+def statics_from_manifest(m):
+    """(URL, sha256) pairs a release on the host recorded for the smoke test."""
+    return tuple((item["url"], item["sha256"]) for item in (m or {}).get("statics", [])
+                 if isinstance(item, dict) and {"url", "sha256"} <= set(item))
 
 
 def manifest(s, release):
@@ -97,7 +99,7 @@ def manifest(s, release):
     return {"id": release.id, "digest": release.digest,
             "requirements": release.requirements_digest, "app": s.app_name,
             "stack": s.stack, "nginx": s.nginx, "init": s.init, "built_by": who(),
-            "static_file": release.static_file,
+            "statics": [{"url": url, "sha256": sha} for url, sha in release.statics],
             "files": [{"path": f.path, "kind": f.kind, "mode": f.mode, "in_release": f.in_release}
                       for f in release.files]}
 

@@ -95,6 +95,9 @@ class Settings:
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
+    # Not a user key: the URL prefixes where the app serves static files (its own and every
+    # blueprint's), found by the build; None before a build (then: static_url alone).
+    static_prefixes: Optional[Tuple[str, ...]] = None
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
     @property
@@ -135,6 +138,11 @@ class Settings:
         return f"{self.current}/collected_static"
 
     @property
+    def static_locations(self):
+        """URL prefixes the front server serves from static_root (the tree mirrors URLs)."""
+        return self.static_prefixes if self.static_prefixes is not None else (self.static_url,)
+
+    @property
     def wsgi_file(self):
         return f"{self.current}/{self.app_name}.wsgi"
 
@@ -159,7 +167,7 @@ class Settings:
         return stacks.of(self).two_tier
 
 
-USER_KEYS = tuple(f.name for f in fields(Settings) if f.name != "project_root")
+USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in ("project_root", "static_prefixes"))
 REQUIRED = {
     "app_name": "the app's name, e.g. 'shop' (its user, service and site are named after it)",
     "source": "the directory holding the app, relative to the project (e.g. '.' or 'src')",
@@ -418,6 +426,20 @@ def _check_conflicts(s):
             not any(url_under(stream, path) for path in s.streaming):
         _fail("smoke_stream", stream, "a URL under one of the `streaming` paths "
               f"({', '.join(s.streaming) or 'none set'}): nginx buffers every other response")
+
+
+def check_static_prefix(s, prefix):
+    """A static URL prefix the app declared (found by the build), checked like a setting."""
+    key = "static prefix"
+    _url_prefix(key, prefix)
+    if prefix == "/":
+        _fail(key, prefix, "a sub-path: '/' would serve every URL from files")
+    for path in s.streaming:
+        if url_under(path, prefix) or url_under(prefix, path):
+            _fail(key, prefix, f"a URL outside the streaming path {path}")
+    if s.healthz and url_under(s.healthz, prefix):
+        _fail(key, prefix, f"a URL outside healthz ({s.healthz})")
+    return prefix
 
 
 def _inside(path, root):

@@ -3,6 +3,7 @@
 Each check is a small function returning (ok, detail); `run` gives one result per check.
 """
 
+import hashlib
 import http.client
 import socket
 import time
@@ -108,13 +109,16 @@ def check_expected(target, path, status, contains):
     return True, f"{resp.status}, {len(resp.body)} bytes"
 
 
-def check_static(target, url):
+def check_static(target, url, sha):
+    """The front server (not Flask) answers `url` with the bytes Flask served at build time."""
     resp = request(target, url)
     if resp is None or resp.status != 200:
         return False, f"expected 200 for {url}, got {resp and resp.status}"
     cache = resp.header("Cache-Control") or ""
     if FRONT_CACHE_CONTROL not in cache:
         return False, f"{url} lacks the front server's Cache-Control (got {cache!r}): Flask served it?"
+    if hashlib.sha256(resp.body).hexdigest() != sha:
+        return False, f"{url} differs from the file Flask serves at that URL"
     return True, f"{url} served by the front server ({cache})"
 
 
@@ -212,15 +216,14 @@ def cache_candidates(s):
             and not any(url_under(item["path"], p) for p in s.streaming)]
 
 
-def checks_for(s, target, static_file):
+def checks_for(s, target, statics=()):
     """The checks that apply to these settings, as (name, thunk)."""
     items = [("healthz", lambda: check_expected(target, s.healthz, 200, None))] if s.healthz else []
     for item in s.smoke:
         items.append((f"page {item['path']}", lambda item=item: check_expected(
             target, item["path"], item.get("status", 200), item.get("contains"))))
-    if static_file:
-        items.append(("static via front server",
-                      lambda: check_static(target, s.static_url + static_file)))
+    for url, sha in statics:
+        items.append((f"static {url}", lambda url=url, sha=sha: check_static(target, url, sha)))
     if s.smoke_stream:
         items.append(("streaming", lambda: check_stream(target, s.smoke_stream)))
     items += [
@@ -230,16 +233,16 @@ def checks_for(s, target, static_file):
                      s.static_url + ".env", "/.env"])),
         ("security headers", lambda: check_headers(
             target, ["/", "/no-such-page-flask-ops"] +
-            ([s.static_url + static_file] if static_file else []))),
+            [url for url, _ in statics[:1]])),
     ]
     if stacks.of(s).caches:
         items.append(("cache", lambda: check_cache(target, cache_candidates(s), s.session_cookie)))
     return items
 
 
-def run(s, target, static_file=None):
+def run(s, target, statics=()):
     results = []
-    for name, thunk in checks_for(s, target, static_file):
+    for name, thunk in checks_for(s, target, statics):
         start = time.monotonic()
         try:
             ok, detail = thunk()

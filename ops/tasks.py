@@ -15,7 +15,7 @@ from invoke.exceptions import Exit
 from fabric import Connection
 
 from . import build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
-from . import release as release_mod, remote, render, report, settings as settings_mod, smoke as smoke_mod, staging
+from . import remote, render, report, settings as settings_mod, smoke as smoke_mod, staging
 from .errors import OpsError
 
 # Project and -f config files are read from here on; read them exactly or refuse them.
@@ -60,8 +60,9 @@ def render_(c, out="rendered"):
 def collectstatic(c, out=None):
     """Collect the app's and its blueprints' static files with Flask-Collect."""
     s = load_settings(c)
-    path, count = build.collectstatic(s, out)
-    print(f"collected {count} files into {path} (served at {s.static_url})")
+    path, count, statics = build.collectstatic(s, out)
+    print(f"collected {count} files into {path} (served at {', '.join(statics['prefixes'])}; "
+          "the tree mirrors their URLs)")
 
 
 @ops_task
@@ -209,13 +210,13 @@ def smoke_(c, url=None, junit=None, json=None):
             target = smoke_mod.target_from_url(url)
         except ValueError as exc:
             raise OpsError(str(exc)) from None
-        collected, _ = build.collectstatic(s)
-        static = release_mod.static_file(collected.parent)
+        _, _, collected = build.collectstatic(s)
+        statics = tuple((item["url"], item["sha256"]) for item in collected["samples"])
     else:
         host = connect(c)
         target = deploy_mod.target_for(s, host)
-        static = deploy_mod.current_static_file(s, host)
-    results = smoke_mod.run(s, target, static)
+        statics = deploy_mod.current_statics(s, host)
+    results = smoke_mod.run(s, target, statics)
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:32} {r.seconds:5.2f}s  {r.detail}")
     failed = [r for r in results if not r.ok]

@@ -9,25 +9,57 @@ from ops.errors import OpsError
 from conftest import ROOT, SAMPLE, sample_settings
 
 
-def test_collectstatic_puts_blueprint_files_at_flask_urls(load, tmp_path):
-    out, count = build.collectstatic(load(), tmp_path / "static")
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                   if p.is_file() and p.name != outdir.MARKER)
-    assert files == ["css/site.css", "js/site.js", "reports/reports.css"]
-    assert count == 3
-    assert (out / "reports/reports.css").read_bytes() == (
+def collected_files(out):
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if p.is_file() and p.name != outdir.MARKER)
+
+
+def test_collectstatic_lays_files_out_as_flask_urls(load, tmp_path):
+    out, count, statics = build.collectstatic(load(), tmp_path / "static")
+    assert collected_files(out) == ["static/css/site.css", "static/js/site.js",
+                                    "static/reports/reports.css"]
+    assert count == 3 and statics["prefixes"] == ("/static/",)  # /static/reports/ is inside
+    assert (out / "static/reports/reports.css").read_bytes() == (
         SAMPLE / "reports/static/reports.css").read_bytes()
+    assert [url for url, _ in [(i["url"], i["sha256"]) for i in statics["samples"]]] == [
+        "/static/css/site.css", "/static/reports/reports.css"]
 
 
-def test_collectstatic_refuses_a_blueprint_nginx_would_not_find(tmp_path):
+def blueprint_project(tmp_path, registration):
+    """The sample app with its blueprint registered as Flask's docs show: under a url_prefix,
+    with a static folder of its own."""
     src = tmp_path / "app"
     shutil.copytree(SAMPLE, src, ignore=shutil.ignore_patterns("__pycache__"))
     bp = src / "reports/__init__.py"
     bp.write_text(bp.read_text().replace('static_url_path="/static/reports"',
                                          'static_url_path="/reports-static"'))
-    s = sample_settings(tmp_path, source="app")
-    with pytest.raises(OpsError, match="reports.static:reports.css is served by Flask at "
-                                       "/reports-static/reports.css"):
+    app = src / "app.py"
+    app.write_text(app.read_text().replace("app.register_blueprint(reports_bp)", registration))
+    return sample_settings(tmp_path, source="app")
+
+
+def test_a_blueprint_under_a_url_prefix_is_collected_where_flask_serves_it(tmp_path):
+    s = blueprint_project(tmp_path, 'app.register_blueprint(reports_bp, url_prefix="/admin")')
+    out, count, statics = build.collectstatic(s, tmp_path / "out")
+    assert "admin/reports-static/reports.css" in collected_files(out)
+    assert statics["prefixes"] == ("/admin/reports-static/", "/static/")
+    assert "/admin/reports-static/reports.css" in [i["url"] for i in statics["samples"]]
+
+
+def test_two_static_folders_at_one_url_are_refused(tmp_path):
+    """Flask serves the app's file there; a collected copy of the other would lie."""
+    s = blueprint_project(tmp_path, 'app.register_blueprint(reports_bp)')
+    bp = tmp_path / "app/reports/__init__.py"
+    bp.write_text(bp.read_text().replace('static_url_path="/reports-static"',
+                                         'static_url_path="/static/css"'))
+    (tmp_path / "app/reports/static/site.css").write_text("/* not the app's */\n")
+    with pytest.raises(OpsError, match="/static/css/site.css: the collected file differs"):
+        build.collectstatic(s, tmp_path / "out")
+
+
+def test_a_static_prefix_that_collides_with_a_streaming_path_is_refused(tmp_path):
+    s = blueprint_project(tmp_path, 'app.register_blueprint(reports_bp, url_prefix="/time")')
+    with pytest.raises(OpsError, match="the app serves static files at '/time/reports-static/'"):
         build.collectstatic(s, tmp_path / "out")
 
 
@@ -45,7 +77,7 @@ def test_fab_collectstatic(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert result.returncode == 0, result.stdout
     assert "collected 3 files" in result.stdout
-    assert (tmp_path / "c/reports/reports.css").is_file()
+    assert (tmp_path / "c/static/reports/reports.css").is_file()
 
 
 def test_release_copies_links_inside_the_app_and_refuses_links_out(tmp_path):

@@ -32,7 +32,7 @@ def project(tmp_path):
 def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
     s = project()
     first = deploy.deploy(s, host, out=lambda m: None)
-    assert [r.name for r in smoke.run(s, deploy.target_for(s, host), "css/site.css")
+    assert [r.name for r in smoke.run(s, deploy.target_for(s, host), deploy.current_statics(s, host))
             if not r.ok] == []
     assert host.run("ps -o user= -C apache2 | sort -u; pgrep -u sample -f '^.wsgi:sample.' "
                     "| wc -l", "t").stdout.split()[-1] == str(s.processes)

@@ -39,10 +39,11 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
     s = project(nginx=shape)
     release, _ = ship(s, host)
     assert current(host, s) == release
-    results = smoke.run(s, deploy.target_for(s, host), "css/site.css")
+    results = smoke.run(s, deploy.target_for(s, host), deploy.current_statics(s, host))
     assert [r.name for r in results if not r.ok] == []
     names = {r.name for r in results}
-    assert {"streaming", "static via front server", "unknown host refused"} <= names
+    assert {"streaming", "static /static/css/site.css", "static /static/reports/reports.css",
+            "unknown host refused"} <= names
     assert ("cache" in names) == (shape == "cache")
     # Forged proxy headers never reach the app as if nginx had set them.
     who = json.loads(get(host, s, "/whoami", **{"X-Forwarded-For": "6.6.6.6",

@@ -234,7 +234,7 @@ def test_collectstatic_rewrites_only_its_own_directory(proj):
     (out / "stale.css").write_text("old")
     code, _, err = fab_here(proj, "collectstatic", "--out", str(out))
     assert code == 0, err
-    assert not (out / "stale.css").exists() and (out / "css/site.css").is_file()
+    assert not (out / "stale.css").exists() and (out / "static/css/site.css").is_file()
 
 
 def test_render_out_refusals(proj):
@@ -302,7 +302,7 @@ def test_space_in_a_static_file_name_is_collected(proj):
     (proj / "app/static/css/my file.css").write_text("body{}")
     code, out, err = fab_here(proj, "collectstatic", "--out", str(proj.parent / "c"))
     assert code == 0, err
-    assert (proj.parent / "c/css/my file.css").is_file()
+    assert (proj.parent / "c/static/css/my file.css").is_file()
 
 
 REQUIREMENT_LINES = [
@@ -428,7 +428,8 @@ def test_every_value_in_remote_scripts_is_quoted(load):
     base = load()
     s = dataclasses.replace(base, app_name=hostile, base_dir=f"/srv/{hostile}", user=hostile,
                             group=hostile, secrets=(hostile,))
-    rel = release.Release(hostile, "d", "req", tuple(render.render(base)), "up.tar.gz", hostile)
+    rel = release.Release(hostile, "d", "req", tuple(render.render(base)), "up.tar.gz",
+                          ((f"/static/{hostile}", hostile),))
     facts = {"wheelhouse": False, "venv": False, "current": hostile, "python": "3.11",
              "arch": "x86_64", "live": {}, "active": {}, "state": {}, "enabled": {},
              "manifest": release.manifest(base, rel), "manifests": {hostile: release.manifest(base, rel)}}

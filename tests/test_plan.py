@@ -41,7 +41,7 @@ def live_for(files):
 
 def built(s, rid=RID):
     return release.Release(rid, rid[-8:] * 2, "req0", tuple(render.render(s)),
-                           f"flask-ops-{s.app_name}-{rid}.tar.gz", "css/app.css")
+                           f"flask-ops-{s.app_name}-{rid}.tar.gz", (("/static/css/app.css", "0" * 64),))
 
 
 def show(p):

@@ -81,7 +81,7 @@ def test_nginx_security_defaults(load, shape):
     catchall = files[0].content
     assert "default_server" in catchall and "return 444;" in catchall
     assert "default_server" not in conf
-    assert "location /static/ {" in conf and "alias /srv/sample/current/collected_static/;" in conf
+    assert "location /static/ {" in conf and "alias /srv/sample/current/collected_static/static/;" in conf
     assert "location ~ /\\.(?!well-known/)" in conf
     assert conf.count("server_tokens off;") == (2 if shape != "default" else 1)
     for header in ["X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"]:
@@ -127,7 +127,7 @@ def test_apache_site_daemon_mode(load):
             "user=sample group=www-data") in conf
     for line in ["WSGIProcessGroup sample", "WSGIApplicationGroup %{GLOBAL}",
                  "WSGIRestrictEmbedded On", "Require all granted",
-                 "Alias /static/ /srv/sample/current/collected_static/",
+                 "Alias /static/ /srv/sample/current/collected_static/static/",
                  "WSGIScriptAlias / /srv/sample/current/sample.wsgi"]:
         assert line in conf, line
     assert "Order allow,deny" not in conf

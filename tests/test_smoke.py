@@ -78,10 +78,10 @@ def test_the_cache_check_never_uses_a_stream():
                        "smoke": [{"path": "/feed/x"}, {"path": "/about"}]},
                       project_root=ROOT)
     assert smoke.cache_candidates(s) == ["/about"]
-    names = [name for name, _ in smoke.checks_for(s, None, None)]
+    names = [name for name, _ in smoke.checks_for(s, None)]
     assert names[0] == "healthz" and "cache" in names and "streaming" not in names
 
 
 def test_no_health_check_without_a_health_url(load):
     s = load(healthz=None)
-    assert "healthz" not in [name for name, _ in smoke.checks_for(s, None, None)]
+    assert "healthz" not in [name for name, _ in smoke.checks_for(s, None)]
