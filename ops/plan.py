@@ -279,15 +279,18 @@ def verify_script(s, release_id, timeout):
                            timeout, pids, fail_fast)
 
 
-def restore_script(s, previous_id, previous_files, failed_id):
-    """Put the previous release back (configs, current, services); drop the failed one."""
+def restore_script(s, previous_id, previous_files, failed_id, enabled_before=()):
+    """Put the previous release back (configs, current, services); drop the failed one.
+    enabled_before: site links that were there before a first deploy (the catch-all another
+    app on the host shares): left in place."""
     stack = stacks.of(s)
     if previous_id:
         lines = (install_lines(s, previous_id, previous_files) + current_lines(s, previous_id)
                  + service_lines(s, stack.going_back()))
     else:
         # Nothing to go back to: take our site out, so the host serves what it served before.
-        lines = [f"rm -f {q(stack.sites_enabled + '/' + n)}" for n in site_names(previous_files)]
+        lines = [f"rm -f {q(stack.sites_enabled + '/' + n)}" for n in site_names(previous_files)
+                 if n not in enabled_before]
         lines += stack.remove_app() + [f"rm -f {q(s.current)}",
                                        f"systemctl reload {q(stack.front)} 2>/dev/null || true"]
     if failed_id and failed_id != previous_id:
@@ -339,7 +342,8 @@ def deploy_plan(s, release, facts, record):
             Step("verify", verify_script(s, release.id, s.drain_timeout + 20)),
             Step("smoke", smoke_static=release.statics),
         ),
-        restore=Step("restore", restore_script(s, previous, previous_files, release.id)),
+        restore=Step("restore", restore_script(s, previous, previous_files, release.id,
+                                               [n for n, on in facts["enabled"].items() if on])),
         discard=Step("discard", discard_script(s, release)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,

@@ -57,11 +57,10 @@ def stage_tree(s, fleet=None):
     tree = build.stage_source(s, root / "release")
     source_digest = tree_digest(tree)
     collected = root / "collected" / source_digest[:16]
-    done = collected / ".complete"
-    if not done.exists():
+    statics = _cached_statics(collected / ".complete")
+    if statics is None:  # not collected yet, or by an older flask-ops with another layout
         _, _, statics = build.collectstatic(s, collected, source=tree)
-        done.write_text(json.dumps(statics))
-    statics = json.loads(done.read_text())
+        (collected / ".complete").write_text(json.dumps(statics))
     shutil.copytree(collected, tree / "collected_static",
                     ignore=shutil.ignore_patterns(".complete", outdir.MARKER))
     s = dataclasses.replace(s, static_prefixes=tuple(statics["prefixes"]))
@@ -79,6 +78,14 @@ def stage_tree(s, fleet=None):
     digest = tree_digest(tree) + reqs.digest
     samples = tuple((item["url"], item["sha256"]) for item in statics["samples"])
     return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files, samples
+
+
+def _cached_statics(done):
+    try:
+        statics = json.loads(done.read_text())
+        return statics if {"prefixes", "samples"} <= set(statics) else None
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def new_release(s, digest, files, statics=()):

@@ -110,3 +110,15 @@ def test_wheels_for_a_host_with_another_python(load):
     assert len(markupsafe) == 1 and f"-{tag}-" in markupsafe[0] and "x86_64" in markupsafe[0]
     local_tag = "cp" + build.LOCAL_PYTHON.replace(".", "")
     assert not [n for n in names if f"-{local_tag}-" in n]
+
+
+def test_a_collected_cache_from_an_older_layout_is_collected_again(tmp_path):
+    """The cache marker once was empty (files at the app's static root): reusing that tree
+    would serve nothing at the new URLs."""
+    from ops import release
+
+    done = tmp_path / ".complete"
+    done.write_text("")
+    assert release._cached_statics(done) is None
+    done.write_text('{"prefixes": ["/static/"], "samples": []}')
+    assert release._cached_statics(done) == {"prefixes": ["/static/"], "samples": []}

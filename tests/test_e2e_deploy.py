@@ -215,7 +215,7 @@ def test_upstart_job_is_refused_on_a_systemd_host(host, project):
     assert deploy.status(s, host)["lock"] == "unlocked"
 
 
-def test_fab_tasks_end_to_end():
+def test_fab_tasks_end_to_end(host):
     """The CLI a user types: fab -H staging1 deploy / smoke / releases / status."""
     fab = [str(ROOT / ".venv/bin/fab"), "-H", HOST]
     run = lambda *a: subprocess.run(fab + list(a), cwd=ROOT, text=True,
@@ -230,7 +230,7 @@ def test_fab_tasks_end_to_end():
     assert run("releases").stdout.count("*") == 1
 
 
-def test_url_only_smoke_with_reports(tmp_path):
+def test_url_only_smoke_with_reports(host, tmp_path):
     """`fab smoke --url` needs no SSH: the pipeline's view of a deployed host."""
     import xml.etree.ElementTree as ET
     config = tmp_path / "url.yaml"

@@ -76,6 +76,17 @@ def test_first_deploy_nginx_uwsgi(load):
     assert matches_golden("deploy-first-nginx-uwsgi", show(p))
 
 
+def test_a_failed_first_deploy_leaves_the_sites_another_app_enabled(load):
+    """A second app's first deploy that fails must not take the shared catch-all out from
+    under the first app (which would then answer any Host)."""
+    s = load(app_name="second", server_names=["second.test"])
+    catchall = "000-flask-ops-catchall-80.conf"
+    p = plan.deploy_plan(s, built(s), facts(enabled={catchall: True, "second.conf": False}),
+                         RECORD)
+    assert "rm -f /etc/nginx/sites-enabled/second.conf" in p.restore.script
+    assert catchall not in p.restore.script
+
+
 def test_code_change_on_a_live_apache_host(load):
     s = load(stack="apache-modwsgi")
     previous = built(s, OLD)
