@@ -221,7 +221,7 @@ def checks_for(s, target, statics=()):
     items = [("healthz", lambda: check_expected(target, s.healthz, 200, None))] if s.healthz else []
     for item in s.smoke:
         items.append((f"page {item['path']}", lambda item=item: check_expected(
-            target, item["path"], item.get("status", 200), item.get("contains"))))
+            target, item["path"], item.get("status"), item.get("contains"))))
     for url, sha in statics:
         items.append((f"static {url}", lambda url=url, sha=sha: check_static(target, url, sha)))
     if s.smoke_stream:

@@ -85,3 +85,12 @@ def test_the_cache_check_never_uses_a_stream():
 def test_no_health_check_without_a_health_url(load):
     s = load(healthz=None)
     assert "healthz" not in [name for name, _ in smoke.checks_for(s, None)]
+
+
+def test_a_smoke_page_without_a_status_passes_on_a_redirect(target):
+    """The neutral default `{path: /}` means "below 400", not "exactly 200": an app whose
+    home page redirects to its login page is working."""
+    s = settings.load({"app_name": "shop", "source": "sample_app", "wsgi": "app:app",
+                       "server_names": ["shop.test"]}, project_root=ROOT)
+    page = dict(smoke.checks_for(s, target))["page /"]
+    assert page() == (True, "302, 4 bytes")
