@@ -23,7 +23,8 @@ def provision_script(s):
         # Secrets are generated on the host and never leave it: only their names are printed.
         scripts.command("ensure_secrets.sh", f"{s.shared}/env", s.app_user,
                         "SECRET_KEY", *s.secrets),
-        scripts.command(stack.provision_script, stacks.FRONT_MARKER),
+        scripts.command(stack.provision_script),
+        scripts.command("ensure_front_marker.sh", stack.front, stacks.FRONT_MARKER),
     ])
 
 

@@ -4,8 +4,8 @@ The same inputs give the same digest, so a redeploy of an unchanged app is recog
 without touching the host beyond one fact-gathering command.
 """
 
-import getpass
 import dataclasses
+import getpass
 import hashlib
 import io
 import json
@@ -76,8 +76,7 @@ def stage_tree(s, fleet=None):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.content)
     digest = tree_digest(tree) + reqs.digest
-    samples = tuple((item["url"], item["sha256"]) for item in statics["samples"])
-    return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files, samples
+    return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files, static_pairs(statics["samples"])
 
 
 def _cached_statics(done):
@@ -95,10 +94,16 @@ def new_release(s, digest, files, statics=()):
                    upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz", statics=tuple(statics))
 
 
-def statics_from_manifest(m):
-    """(URL, sha256) pairs a release on the host recorded for the smoke test."""
-    return tuple((item["url"], item["sha256"]) for item in (m or {}).get("statics", [])
+def static_pairs(items):
+    """(URL, sha256) pairs for the smoke test from {url, sha256} records (the collect
+    driver's samples, a manifest's statics)."""
+    return tuple((item["url"], item["sha256"]) for item in items
                  if isinstance(item, dict) and {"url", "sha256"} <= set(item))
+
+
+def statics_from_manifest(m):
+    """The static files a release on the host recorded for the smoke test."""
+    return static_pairs((m or {}).get("statics", []))
 
 
 def manifest(s, release):

@@ -408,15 +408,23 @@ def url_under(path, prefix):
     return path == prefix.rstrip("/") or path.startswith(prefix.rstrip("/") + "/")
 
 
+def _static_conflict(s, prefix):
+    """(key, value) of the health URL or streaming path that a static prefix would shadow:
+    the front server answers there from files, never the app."""
+    if s.healthz and url_under(s.healthz, prefix):
+        return "healthz", s.healthz
+    for path in s.streaming:
+        if url_under(path, prefix) or url_under(prefix, path):
+            return "streaming", path
+    return None
+
+
 def _check_conflicts(s):
     """Keys that are each valid but cannot work together; the error names both."""
-    if s.healthz and url_under(s.healthz, s.static_url):
-        _fail("healthz", s.healthz, f"a URL outside static_url ({s.static_url}): the front "
-                                    "server answers there from files, never the app")
-    for path in s.streaming:
-        if url_under(path, s.static_url) or url_under(s.static_url, path):
-            _fail("streaming", path, f"a URL outside static_url ({s.static_url}): the front "
-                                     "server serves files there")
+    conflict = _static_conflict(s, s.static_url)
+    if conflict:
+        _fail(*conflict, f"a URL outside static_url ({s.static_url}): the front server "
+                         "answers there from files, never the app")
     for i, item in enumerate(s.smoke):
         if s.healthz and stacks.of(s).caches and item["path"].split("?")[0] == s.healthz:
             _fail("healthz", s.healthz, f"a URL other than smoke[{i}].path: with nginx: cache "
@@ -434,11 +442,9 @@ def check_static_prefix(s, prefix):
     _url_prefix(key, prefix)
     if prefix == "/":
         _fail(key, prefix, "a sub-path: '/' would serve every URL from files")
-    for path in s.streaming:
-        if url_under(path, prefix) or url_under(prefix, path):
-            _fail(key, prefix, f"a URL outside the streaming path {path}")
-    if s.healthz and url_under(s.healthz, prefix):
-        _fail(key, prefix, f"a URL outside healthz ({s.healthz})")
+    conflict = _static_conflict(s, prefix)
+    if conflict:
+        _fail(key, prefix, "a URL outside {} ({})".format(*conflict))
     return prefix
 
 

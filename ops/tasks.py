@@ -15,7 +15,8 @@ from invoke.exceptions import Exit
 from fabric import Connection
 
 from . import build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
-from . import remote, render, report, settings as settings_mod, smoke as smoke_mod, staging
+from . import release as release_mod, remote, render, report, settings as settings_mod
+from . import smoke as smoke_mod, staging
 from .errors import OpsError
 
 # Project and -f config files are read from here on; read them exactly or refuse them.
@@ -210,8 +211,7 @@ def smoke_(c, url=None, junit=None, json=None):
             target = smoke_mod.target_from_url(url)
         except ValueError as exc:
             raise OpsError(str(exc)) from None
-        _, _, collected = build.collectstatic(s)
-        statics = tuple((item["url"], item["sha256"]) for item in collected["samples"])
+        statics = release_mod.static_pairs(build.collectstatic(s)[2]["samples"])
     else:
         host = connect(c)
         target = deploy_mod.target_for(s, host)

@@ -1,9 +1,7 @@
 #!/bin/bash
 # Apache serves port 80: the stock site off, mod_wsgi and mod_headers on, nginx off, Apache
 # enabled and running (restarted when a module changed: a reload does not load modules).
-# Usage: front_apache.sh MARKER_FILE (records that apache2 is this host's front server)
 set -eu
-marker=$1
 changed=
 [ ! -e /etc/apache2/sites-enabled/000-default.conf ] || {
   a2dissite -q 000-default
@@ -24,8 +22,3 @@ done
 systemctl is-enabled --quiet apache2 || { systemctl enable --quiet apache2; echo 'changed: enabled apache2'; }
 systemctl is-active --quiet apache2 || { systemctl start apache2; echo 'changed: started apache2'; }
 [ -z "$changed" ] || systemctl restart apache2
-[ "$(cat "$marker" 2>/dev/null)" = apache2 ] || {
-  mkdir -p "$(dirname "$marker")"
-  echo apache2 > "$marker"
-  echo "changed: apache2 is this host's front server"
-}

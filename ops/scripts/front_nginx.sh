@@ -1,8 +1,6 @@
 #!/bin/bash
 # nginx serves port 80: the stock site off, Apache off, nginx enabled and running.
-# Usage: front_nginx.sh MARKER_FILE (records that nginx is this host's front server)
 set -eu
-marker=$1
 [ ! -e /etc/nginx/sites-enabled/default ] || {
   rm -f /etc/nginx/sites-enabled/default
   echo 'changed: disabled the stock nginx site'
@@ -13,8 +11,3 @@ marker=$1
 }
 systemctl is-enabled --quiet nginx || { systemctl enable --quiet nginx; echo 'changed: enabled nginx'; }
 systemctl is-active --quiet nginx || { systemctl start nginx; echo 'changed: started nginx'; }
-[ "$(cat "$marker" 2>/dev/null)" = nginx ] || {
-  mkdir -p "$(dirname "$marker")"
-  echo nginx > "$marker"
-  echo "changed: nginx is this host's front server"
-}
