@@ -161,8 +161,8 @@ def collectstatic(settings, out=None, source=None):
         source = stage_source(settings, build_root(settings) / "collect-source")
     python = venv(settings) / "bin" / "python"
     out = outdir.prepare(wanted, "collected static files", keep)
-    proc = subprocess.run([str(python), str(DRIVER), str(source), settings.wsgi,
-                           str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run([str(python), str(DRIVER), str(source),
+                           json.dumps(settings.wsgi_spec.as_json()), str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):

@@ -151,6 +151,55 @@ def check_upstart(files, workdir):
             raise CheckError("upstart job check", f"{f.path}: {exc}") from None
 
 
+def _ini_option(text, option):
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == option:
+            return value.strip()
+    return None
+
+
+def _started_ini(unit):
+    """The uWSGI ini an init unit starts (`uwsgi --ini PATH`), or None."""
+    if unit.kind == templating.UPSTART:
+        commands = upstart.check(unit.content).get("exec", [])
+    else:
+        commands = [line.split("=", 1)[1] for line in unit.content.splitlines()
+                    if line.startswith("ExecStart=")]
+    for command in commands:
+        argv = shlex.split(command)
+        if "--ini" in argv[:-1]:
+            return argv[argv.index("--ini") + 1]
+    return None
+
+
+def check_env_reaches_app(files, settings):
+    """The app's env file (SECRET_KEY, `env:`, `secrets:`) is loaded on every path that
+    starts the app: init unit -> uWSGI ini -> entry module, or Apache's site -> entry module.
+    Neither upstart nor mod_wsgi has an EnvironmentFile=, so this is where it would be lost."""
+    by_path = {f.path: f for f in files}
+    entry = by_path.get(settings.wsgi_file)
+    env_file = f"{settings.shared}/env"
+    if entry is None or f'ENV_FILE = "{env_file}"' not in entry.content \
+            or "\nload_env(ENV_FILE)\n" not in entry.content:
+        raise CheckError("app environment", f"the WSGI entry {settings.wsgi_file} does not load "
+                         f"{env_file}")
+    units = [f for f in files if f.kind in (templating.SYSTEMD, templating.UPSTART)]
+    for unit in units:
+        ini = by_path.get(_started_ini(unit) or "")
+        if ini is None:
+            raise CheckError("app environment", f"{unit.path} does not start uWSGI with the "
+                             "rendered ini")
+        if _ini_option(ini.content, "wsgi-file") != settings.wsgi_file:
+            raise CheckError("app environment", f"{ini.path} does not run {settings.wsgi_file}, "
+                             f"so the app would start without {env_file}")
+    sites = [f for f in files if f.kind == templating.APACHE and "WSGIScriptAlias" in f.content]
+    for site in sites:
+        if settings.wsgi_file not in site.content:
+            raise CheckError("app environment", f"{site.path} does not run {settings.wsgi_file}")
+    return "app environment"
+
+
 CHECKERS = {
     templating.NGINX: check_nginx,
     templating.APACHE: check_apache,
@@ -178,4 +227,6 @@ def check_local(files, settings=None):
                 else:
                     checker(mine, sub)
                 passed.append(kind)
+        if settings is not None and any(f.kind == templating.WSGI for f in files):
+            passed.append(check_env_reaches_app(files, settings))
     return passed

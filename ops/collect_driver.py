@@ -1,4 +1,4 @@
-"""Runs inside the app's build environment: `python collect_driver.py SOURCE WSGI OUT`.
+"""Runs inside the app's build environment: `python collect_driver.py SOURCE WSGI_JSON OUT`.
 
 Imports the app and collects every static folder (the app's and each blueprint's, under any
 `url_prefix`) with Flask-Collect into OUT, laid out as Flask's URLs: the file Flask serves at
@@ -93,18 +93,35 @@ def verify(app, owners, out):
     return files, wrong, samples
 
 
+def load_app(spec, source):
+    """The app as the release's entry module gets it: the object, or the factory's result.
+    The module must be the app's own (inside SOURCE), not one the venv happens to have."""
+    where = f"{spec['module']}:{spec['name']}"
+    try:
+        module = importlib.import_module(spec["module"])
+        target = getattr(module, spec["name"])
+        app = target(*spec["args"], **spec["kwargs"]) if spec["call"] else target
+    except Exception as exc:  # the app's own import error, reported as such
+        fail(f"cannot load the app from {where}: {type(exc).__name__}: {exc}")
+    path = os.path.realpath(getattr(module, "__file__", None) or "")
+    if not path.startswith(os.path.realpath(source) + os.sep):
+        fail(f"{spec['module']} is not a module of the app's source ({source}): "
+             "wsgi must name the app's own module")
+    if not (hasattr(app, "test_client") and hasattr(app, "blueprints")):
+        fail(f"{where} is {type(app).__name__}, not a Flask app"
+             + ("" if spec["call"] else " (if it is an app factory, write it as a call: "
+                f"{where}())"))
+    return app
+
+
 def main(source, wsgi, out):
     sys.path.insert(0, source)
     os.chdir(source)
-    module_name, attr = wsgi.split(":")
     try:
         importlib.import_module("flask_collect")
     except ImportError as exc:
         fail(f"Flask-Collect is not importable ({exc}); install flask-collect-invenio")
-    try:
-        app = getattr(importlib.import_module(module_name), attr)
-    except Exception as exc:  # the app's own import error, reported as such
-        fail(f"cannot import {wsgi}: {type(exc).__name__}: {exc}")
+    app = load_app(json.loads(wsgi), source)
     owners = static_owners(app)
     prefixes = collect(app, owners, out)
     files, wrong, samples = verify(app, owners, out)

@@ -2,10 +2,11 @@
 the plan, hand it to the executor. Also the read-only views: releases, status, unlock.
 """
 
+import secrets
 import time
 from dataclasses import dataclass
 
-from . import build as build_mod, dryrun, executor, inits, locks, plan as plan_mod
+from . import appenv, build as build_mod, dryrun, executor, inits, locks, plan as plan_mod
 from . import release as release_mod, smoke, stacks
 from .errors import OpsError, SmokeError
 from .steps import Steps
@@ -17,12 +18,14 @@ class Built:
 
     tree: object
     release: release_mod.Release
+    env: appenv.Resolved  # read on this machine once, before any host is touched
 
 
 def build(s, steps, fleet=None):
     with steps("build"):
+        env = appenv.resolve(s)  # a missing secret refuses the deploy before anything else
         tree, digest, files, statics = release_mod.stage_tree(s, fleet)
-        return Built(tree, release_mod.new_release(s, digest, files, statics))
+        return Built(tree, release_mod.new_release(s, digest, files, statics), env)
 
 
 def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifests=()):
@@ -71,7 +74,8 @@ def start(s, remote, built, steps, dry_run=False):
     rel = built.release
     with steps("facts"):
         facts, locked = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run)
-    plan = plan_mod.deploy_plan(s, rel, facts, record())
+    env_key = (facts.get("state") or {}).get("env_key") or secrets.token_hex(32)
+    plan = plan_mod.deploy_plan(s, rel, facts, record(), built.env, env_key)
 
     def bundle(upload):
         wheels = build_mod.target_wheelhouse(s, upload.python, upload.arch) if upload.python else None
@@ -99,7 +103,7 @@ def deploy(s, remote, dry_run=False, out=print):
     built = build(s, steps)
     run = start(s, remote, built, steps, dry_run)
     if dry_run:
-        return dryrun.report(s, remote, built.release, run.plan, out)
+        return dryrun.report(s, remote, built.release, run.plan, out, built.env)
     executor.prepare(run)
     released = executor.activate(run)
     if not run.plan.nothing_to_do:

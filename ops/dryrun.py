@@ -15,10 +15,14 @@ def mask_secrets(text):
     return SECRET_VALUE.sub(lambda m: m.group(1) + "********", text)
 
 
-def report(s, remote, release, plan, out):
+def report(s, remote, release, plan, out, env=None):
     left_out = tree.select(s.source_dir, s.exclude).excluded
     out("left out of the release (defaults and deploy.exclude): "
         + (", ".join(left_out) if left_out else "nothing"))
+    if env is not None:
+        changes = any(step.name == "env" for step in plan.prepare)
+        out(f"app environment ({', '.join(env.names)}): "
+            + ("would change (values not shown)" if changes else "unchanged"))
     configs = plan_mod.config_files(release.files)
     live = json.loads(remote.run(scripts.command("read_files.py", *[f.path for f in configs]),
                                  "read live configs").stdout)

@@ -39,6 +39,8 @@ class Run:
             self.smoke(step.smoke_static)
         else:
             self.touched = True
+            if step.stdin:
+                return self.remote.run(step.script, step.name, stdin=step.stdin).stdout.strip()
             return self.remote.run(step.script, step.name).stdout.strip()
         return ""
 
@@ -124,5 +126,6 @@ def dry_run_lines(plan):
         elif step.is_smoke:
             lines.append(f"# {step.name}: smoke checks through the front server")
         else:
-            lines.append(f"# {step.name}\n{scripts.readable(step.script)}")
+            secret = " (the app's environment on stdin; values not shown)" if step.stdin else ""
+            lines.append(f"# {step.name}{secret}\n{scripts.readable(step.script)}")
     return lines

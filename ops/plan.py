@@ -39,6 +39,8 @@ class Step:
     detail: str = ""  # printed after `ok`
     upload: Optional[Upload] = None
     smoke_static: Optional[tuple] = None  # smoke step: the (URL, sha256) static files to fetch
+    # Sent on the script's stdin, never shown (--dry-run, repr): the app's env values.
+    stdin: str = field(default="", repr=False)
 
     @property
     def is_smoke(self):
@@ -239,6 +241,25 @@ def check_lines(s, release_id, files):
     return stacks.of(s).check_lines(meta, f"{meta}/candidate", site_files(files))
 
 
+def env_stage_script(s):
+    """The next env file (shared/env.new) from stdin: values never appear in a command."""
+    return script([scripts.command("env_write.py", s.env_file, s.app_user,
+                                   state_dir(s) + "/state.json")])
+
+
+def env_switch_lines(s, digest):
+    """The staged env file goes live (the old one kept for restore) before the reload."""
+    env = q(s.env_file)
+    return [f"if [ -f {env} ]; then cp -p {env} {env}.prev; fi",
+            f"mv -f {env}.new {env}", state_write(s, {"env_digest": digest})]
+
+
+def env_restore_lines(s, digest):
+    env = q(s.env_file)
+    return [f"if [ -f {env}.prev ]; then mv -f {env}.prev {env}; fi",
+            state_write(s, {"env_digest": digest})]
+
+
 def install_lines(s, release_id, files):
     """Install the release's config files over the live ones, each by an atomic rename."""
     rel = release_dir(s, release_id)
@@ -263,12 +284,14 @@ def current_lines(s, release_id):
             f"mv -T {q(s.base)}/current.flask-ops-new {q(s.current)}"]
 
 
-def switch_script(s, release_id, files, todo):
-    """Point `current` at the release, install its configs, reload what changed. The restarts
-    it needs are recorded first: a failure halfway cannot lose them."""
+def switch_script(s, release_id, files, todo, env_digest=None):
+    """Point `current` at the release, install its configs (and the staged env file when
+    env_digest is given), reload what changed. The restarts it needs are recorded first: a
+    failure halfway cannot lose them."""
     pending = [f"restart {unit}" for action, unit in todo if action == "restart"]
+    env = env_switch_lines(s, env_digest) if env_digest else []
     return script([state_write(s, {"pending": pending})] + install_lines(s, release_id, files)
-                  + current_lines(s, release_id) + service_lines(s, todo)
+                  + env + current_lines(s, release_id) + service_lines(s, todo)
                   + [state_write(s, {"pending": []})])
 
 
@@ -279,18 +302,21 @@ def verify_script(s, release_id, timeout):
                            timeout, pids, fail_fast)
 
 
-def restore_script(s, previous_id, previous_files, failed_id, enabled_before=()):
+def restore_script(s, previous_id, previous_files, failed_id, enabled_before=(), env=None):
     """Put the previous release back (configs, current, services); drop the failed one.
     enabled_before: site links that were there before a first deploy (the catch-all another
-    app on the host shares): left in place."""
+    app on the host shares): left in place. env: (the env digest before) when the switch
+    replaced the env file: the previous file goes back too."""
     stack = stacks.of(s)
+    env_lines = env_restore_lines(s, env[0]) if env else []
     if previous_id:
-        lines = (install_lines(s, previous_id, previous_files) + current_lines(s, previous_id)
+        lines = (install_lines(s, previous_id, previous_files) + env_lines
+                 + current_lines(s, previous_id)
                  + service_lines(s, stack.going_back()))
     else:
         # Nothing to go back to: take our site out, so the host serves what it served before.
-        lines = [f"rm -f {q(stack.sites_enabled + '/' + n)}" for n in site_names(previous_files)
-                 if n not in enabled_before]
+        lines = env_lines + [f"rm -f {q(stack.sites_enabled + '/' + n)}"
+                             for n in site_names(previous_files) if n not in enabled_before]
         lines += stack.remove_app() + [f"rm -f {q(s.current)}",
                                        f"systemctl reload {q(stack.front)} 2>/dev/null || true"]
     if failed_id and failed_id != previous_id:
@@ -302,12 +328,14 @@ def discard_script(s, release):
     """Drop an uploaded or staged (never switched) release and release the lock."""
     rel = release_dir(s, release.id)
     return script([f"rm -rf {q(rel)} {q(rel + '.partial')} {q('/tmp/' + release.upload_name)}",
-                   unlock_line(s)])
+                   f"rm -f {q(s.env_file + '.new')}", unlock_line(s)])
 
 
-def finish_script(s, record, keep=None, current=None):
+def finish_script(s, record, keep=None, current=None, env_switched=False):
     """Record the result, prune old releases (never the current one), release the lock."""
     lines = [state_write(s, {"last_deploy": record})]
+    if env_switched:
+        lines.append(f"rm -f {q(s.env_file + '.prev')}")
     if keep:
         lines.append(scripts.command("prune.sh", s.releases, keep, current))
     return script(lines + [unlock_line(s)])
@@ -315,12 +343,19 @@ def finish_script(s, record, keep=None, current=None):
 
 # ----------------------------------------------------------------------------- plans
 
-def deploy_plan(s, release, facts, record):
-    """Everything a deploy of `release` does on a host in state `facts`."""
+def deploy_plan(s, release, facts, record, env=None, env_key=None):
+    """Everything a deploy of `release` does on a host in state `facts`. env: the app's
+    resolved environment (ops.appenv), written when the host's differs; env_key: the host's
+    digest key (a new one when the host has none yet)."""
     previous = facts["current"]
     todo = tuple(actions(s, release.files, facts))
     manifest = facts.get("manifest") or {}
-    nothing = (manifest.get("digest") == release.digest
+    state = facts.get("state") or {}
+    env_digest = env.digest(env_key) if env is not None else None
+    env_changed = env is not None and state.get("env_digest") != env_digest
+    env_steps = (Step("env", env_stage_script(s), f"{len(env.names)} names staged; values not "
+                      "shown", stdin=env.payload(env_key)),) if env_changed else ()
+    nothing = (manifest.get("digest") == release.digest and not env_changed
                and not changed_configs(release.files, facts)
                and all(action == "reload" for action, _ in todo)
                and all(facts["enabled"].values()))
@@ -335,20 +370,22 @@ def deploy_plan(s, release, facts, record):
                                          facts["arch"] if wheels else None)),
             Step("stage", stage_script(s, release, facts),
                  "dependencies installed offline; configs pass the target's checkers"),
-        ),
+        ) + env_steps,
         activate=(
-            Step("switch", switch_script(s, release.id, release.files, todo),
+            Step("switch", switch_script(s, release.id, release.files, todo,
+                                         env_digest if env_changed else None),
                  ", ".join(f"{a} {u}" for a, u in todo)),
             Step("verify", verify_script(s, release.id, s.drain_timeout + 20)),
             Step("smoke", smoke_static=release.statics),
         ),
         restore=Step("restore", restore_script(s, previous, previous_files, release.id,
-                                               [n for n, on in facts["enabled"].items() if on])),
+                                               [n for n, on in facts["enabled"].items() if on],
+                                               (state.get("env_digest"),) if env_changed else None)),
         discard=Step("discard", discard_script(s, release)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,
                                                     result="ok"),
-                                            s.keep_releases, release.id)),
+                                            s.keep_releases, release.id, env_changed)),
     )
 
 

@@ -21,8 +21,7 @@ def provision_script(s):
         scripts.command("ensure_account.sh", s.app_user, s.group, s.base),
         scripts.command("ensure_dirs.sh", *[part for d in dirs for part in d]),
         # Secrets are generated on the host and never leave it: only their names are printed.
-        scripts.command("ensure_secrets.sh", f"{s.shared}/env", s.app_user,
-                        "SECRET_KEY", *s.secrets),
+        scripts.command("ensure_secrets.sh", s.env_file, s.app_user, *s.generated_secrets),
         scripts.command(stack.provision_script),
         scripts.command("ensure_front_marker.sh", stack.front, stacks.FRONT_MARKER),
     ])

@@ -1,5 +1,6 @@
 """Running commands on a target: the one place that talks SSH and decides about sudo."""
 
+import io
 import shlex
 
 from fabric import Config, Connection
@@ -48,12 +49,15 @@ class Remote:
             return script
         return "sudo -n bash -c " + shlex.quote(script)
 
-    def run(self, script, what, check=True, timeout=600):
-        """Run a bash script on the host; RemoteError (with its output) when it fails."""
+    def run(self, script, what, check=True, timeout=600, stdin=None):
+        """Run a bash script on the host; RemoteError (with its output) when it fails.
+        stdin: text the script reads on its standard input (secrets travel this way, never
+        in a command line another user on the host could see in `ps`)."""
         self.commands += 1
         try:
             result = self.c.run(self._wrap("set -o pipefail\n" + script), hide=True, warn=True,
-                                in_stream=False, timeout=timeout)
+                                in_stream=io.StringIO(stdin) if stdin is not None else False,
+                                timeout=timeout)
         except Exception as exc:  # network, auth, timeout: all mean "could not run it"
             raise RemoteError(f"{what}: cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
         if check and result.exited != 0:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import inits, stacks
+from . import inits, stacks, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -21,7 +21,6 @@ _IDENT = re.compile(r"[a-z][a-z0-9_]{0,30}\Z")
 _UNIX_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SERVER_NAME = re.compile(rf"(?:\*\.)?{_HOST_LABEL}(?:\.{_HOST_LABEL})*\Z")
-_WSGI = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
 _ABS_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)+\Z")
 _REL_PATH = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*/?\Z")
 _URL_PREFIX = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*\Z")
@@ -91,7 +90,10 @@ class Settings:
     smoke: Tuple[dict, ...] = ({"path": "/"},)
     smoke_stream: str = ""  # a URL under `streaming` that must arrive in pieces
     templates: Optional[str] = None  # a project directory whose templates override ours
-    secrets: Tuple[str, ...] = ()  # env names generated on the host besides SECRET_KEY
+    # The app's environment (ops.appenv): plain values from this file, and secrets whose values
+    # come from the deploying machine (env var, file, command) or are generated on the host.
+    env: Tuple[Tuple[str, str], ...] = ()  # (NAME, value)
+    secrets: Tuple[Tuple[str, str, str], ...] = ()  # (NAME, kind, reference); see SECRET_KINDS
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
@@ -143,6 +145,25 @@ class Settings:
         return self.static_prefixes if self.static_prefixes is not None else (self.static_url,)
 
     @property
+    def secret_sources(self):
+        """Every secret with its source; SECRET_KEY is generated on the host unless declared."""
+        declared = {name for name, _, _ in self.secrets} | {name for name, _ in self.env}
+        implicit = () if "SECRET_KEY" in declared else (("SECRET_KEY", "generate", ""),)
+        return implicit + self.secrets
+
+    @property
+    def generated_secrets(self):
+        return tuple(name for name, kind, _ in self.secret_sources if kind == "generate")
+
+    @property
+    def env_file(self):
+        return f"{self.shared}/env"
+
+    @property
+    def wsgi_spec(self):
+        return wsgispec.parse(self.wsgi)
+
+    @property
     def wsgi_file(self):
         return f"{self.current}/{self.app_name}.wsgi"
 
@@ -171,7 +192,7 @@ USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in ("project_ro
 REQUIRED = {
     "app_name": "the app's name, e.g. 'shop' (its user, service and site are named after it)",
     "source": "the directory holding the app, relative to the project (e.g. '.' or 'src')",
-    "wsgi": "the app as 'module:callable', e.g. 'app:app' or 'shop.wsgi:application'",
+    "wsgi": "the app as 'module:name' or an app factory 'module:create_app()', e.g. 'app:app'",
     "server_names": "the host names the site answers, e.g. [shop.example.com]",
 }
 
@@ -243,6 +264,98 @@ def _env_names(key, value):
                              "(" + ", ".join(p + "*" for p in RESERVED_ENV_PREFIXES) + ", PATH, "
                              "HOME, ... are reserved)")
     return names
+
+
+def _wsgi(key, value):
+    try:
+        wsgispec.parse(value)
+    except ValueError as exc:
+        _fail(key, value, "the app's own 'module:name' (e.g. 'app:app') or app factory "
+                          f"'module:create_app()' with literal arguments only ({exc})")
+    return value
+
+
+SECRET_KINDS = {
+    "generate": "generated on the host once, never leaves it",
+    "env": "an environment variable on the deploying machine",
+    "file": "a file on the deploying machine, outside the project",
+    "command": "the output of a command run on the deploying machine",
+}
+# Names whose value is a secret: refused in `env:` (the file is in the repository).
+_SECRET_NAME = re.compile(r"(?:SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL)")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+MAX_ENV_VALUE = 8192
+
+
+def env_value_problem(value):
+    """Why a value cannot be one line of the env file (None when it can)."""
+    if any(c in value for c in "\n\r\0"):
+        return "a single line (no newline, carriage return or NUL)"
+    if len(value) > MAX_ENV_VALUE:
+        return f"at most {MAX_ENV_VALUE} characters"
+    return None
+
+
+def _env(key, value):
+    if value in (None, {}):
+        return ()
+    if not isinstance(value, dict):
+        _fail(key, value, "a mapping of NAME: value")
+    pairs = []
+    for name, item in value.items():
+        _env_names(key, [name])
+        if _SECRET_NAME.search(name):
+            _fail(f"{key}.{name}", "********", "a secret's value does not belong in a file in "
+                  "the repository: declare it under secrets: with env, file or command")
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = str(item)
+        if not isinstance(item, str):
+            _fail(f"{key}.{name}", item, "a string, number or true/false")
+        problem = env_value_problem(item)
+        if problem:
+            _fail(f"{key}.{name}", item[:40] + "...", problem)
+        pairs.append((name, item))
+    return tuple(sorted(pairs))
+
+
+def _secrets(key, value):
+    """`secrets:` as a list of names (generated on the host) or a mapping NAME: source."""
+    if value in (None, [], {}, ()):
+        return ()
+    if isinstance(value, (list, tuple, str)):
+        return tuple((name, "generate", "") for name in _env_names(key, value))
+    if not isinstance(value, dict):
+        _fail(key, value, "a list of names to generate, or a mapping NAME: generate | "
+                          "{env: VAR} | {file: PATH} | {command: CMD}")
+    out = []
+    for name, source in value.items():
+        _env_names(key, [name])
+        where = f"{key}.{name}"
+        if source == "generate":
+            out.append((name, "generate", ""))
+            continue
+        if not isinstance(source, dict) or len(source) != 1 or \
+                next(iter(source)) not in ("env", "file", "command"):
+            _fail(where, source, "generate, {env: VAR}, {file: PATH} or {command: CMD}")
+        kind, ref = next(iter(source.items()))
+        if kind == "env":
+            _string(f"{where}.env", ref, _VAR_NAME, "an environment variable name")
+        elif kind == "file":
+            if not isinstance(ref, str) or not ref or "\0" in ref or "\n" in ref:
+                _fail(f"{where}.file", ref, "a path on the deploying machine")
+        else:
+            import shlex
+            try:
+                argv = shlex.split(ref) if isinstance(ref, str) and "\n" not in ref else []
+            except ValueError:
+                argv = []
+            if not argv or len(ref) > 1000:
+                _fail(f"{where}.command", ref, "a command line (run without a shell, e.g. "
+                                               "'pass show shop/stripe')")
+        out.append((name, kind, ref))
+    return tuple(out)
 
 
 def _url_prefix(key, value):
@@ -338,7 +451,7 @@ def _roles(key, value):
 _VALIDATORS = {
     "app_name": lambda k, v: _string(k, v, _IDENT, "a lowercase identifier: [a-z][a-z0-9_]{0,30}"),
     "source": _rel_path,
-    "wsgi": lambda k, v: _string(k, v, _WSGI, "'module:callable', e.g. 'app:app'"),
+    "wsgi": _wsgi,
     "server_names": lambda k, v: _list(k, v, _SERVER_NAME, "host names (letters, digits, '-', '.')"),
     "stack": lambda k, v: _choice(k, v, STACKS),
     "nginx": lambda k, v: _choice(k, v, NGINX_SHAPES),
@@ -366,7 +479,8 @@ _VALIDATORS = {
     "python": _abs_path,
     "smoke": _smoke,
     "roles": _roles,
-    "secrets": lambda k, v: _env_names(k, v) if v else (),
+    "secrets": _secrets,
+    "env": _env,
     "exclude": _exclude,
     "templates": lambda k, v: _rel_path(k, v) if v is not None else None,
     "smoke_stream": lambda k, v: _url_path(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
@@ -421,6 +535,10 @@ def _static_conflict(s, prefix):
 
 def _check_conflicts(s):
     """Keys that are each valid but cannot work together; the error names both."""
+    both = sorted({n for n, _ in s.env} & {n for n, _, _ in s.secrets})
+    if both:
+        _fail(f"env.{both[0]}", "(also under secrets)", f"one place for a name: secrets."
+              f"{both[0]} gives it too")
     conflict = _static_conflict(s, s.static_url)
     if conflict:
         _fail(*conflict, f"a URL outside static_url ({s.static_url}): the front server "
@@ -464,6 +582,10 @@ def _check_files(settings):
     if settings.templates and not (_inside(settings.templates_dir, root)
                                    and settings.templates_dir.is_dir()):
         _fail("templates", settings.templates, f"an existing directory inside the project ({root})")
+    for name, kind, ref in settings.secrets:
+        if kind == "file" and _inside(Path(root, Path(ref).expanduser()), root):
+            _fail(f"secrets.{name}.file", ref, f"a file outside the project ({root}): a secret "
+                  "never comes from the repository")
     req = Path(settings.project_root, settings.source, settings.requirements)
     if not _inside(req, settings.source_dir) or not req.is_file():
         _fail("requirements", settings.requirements,

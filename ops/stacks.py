@@ -96,6 +96,12 @@ class Stack:
         be crash-looping on the failed code), the front server reloaded."""
         return [("restart", u) for u in self.app_units()] + [("reload", self.front)]
 
+    def entry_file(self):
+        """The release's WSGI entry module (ops.wsgispec): env file, then the app."""
+        s = self.s
+        return t.RenderedFile(s.wsgi_file, t.render("wsgi/entry.py.j2", s, spec=s.wsgi_spec),
+                              t.WSGI, in_release=True)
+
     # -- provision
     def provision_dirs(self):
         return []
@@ -138,6 +144,7 @@ class NginxUwsgi(Stack):
             t.RenderedFile(s.uwsgi_ini, t.render("uwsgi/uwsgi.ini.j2", s, plugin=self.UWSGI_PLUGIN),
                            t.UWSGI),
             self.init.unit_file(s),
+            self.entry_file(),
         ]
 
     def check_lines(self, meta, cand, sites):
@@ -178,15 +185,13 @@ class ApacheModWsgi(Stack):
 
     def files(self, fleet=None):
         s = self.s
-        module, callable_ = s.wsgi.split(":")
         return [
             t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
                            t.render("apache/catchall.conf.j2", s), t.APACHE),
             t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
                            t.render("apache/site.conf.j2", s,
                                     body_limit_bytes=t.size_bytes(s.client_max_body_size)), t.APACHE),
-            t.RenderedFile(s.wsgi_file, t.render("apache/app.wsgi.j2", s, module=module,
-                                                 callable=callable_), t.WSGI, in_release=True),
+            self.entry_file(),
         ]
 
     @staticmethod

@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 
 from fabric import Connection
 
-from . import build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
+from . import appenv, build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
 from . import release as release_mod, remote, render, report, settings as settings_mod
 from . import smoke as smoke_mod, staging
 from .errors import OpsError
@@ -64,6 +64,21 @@ def collectstatic(c, out=None):
     path, count, statics = build.collectstatic(s, out)
     print(f"collected {count} files into {path} (served at {', '.join(statics['prefixes'])}; "
           "the tree mirrors their URLs)")
+
+
+@ops_task(name="env", help={"check": "also read every secret now (commands run), to prove "
+                                      "the next deploy can; values are never shown"})
+def env_(c, check=False):
+    """List the app's environment: each name and where its value comes from, never a value."""
+    s = load_settings(c)
+    rows = appenv.sources(s)
+    width = max(len(name) for name, _ in rows)
+    for name, where in rows:
+        print(f"{name:{width}}  {where}")
+    if check:
+        resolved = appenv.resolve(s)
+        print(f"ok  {len(resolved.values)} values read on this machine, "
+              f"{len(resolved.generate)} generated on the host")
 
 
 @ops_task
@@ -230,7 +245,7 @@ def smoke_(c, url=None, junit=None, json=None):
 
 
 staging_ns = Collection("staging", up, down, staging_status)
-ns = Collection(render_, collectstatic, check, provision, deploy_, rollback, releases,
+ns = Collection(render_, collectstatic, check, env_, provision, deploy_, rollback, releases,
                 host_status, unlock, smoke_, staging_ns)
 ns.configure({"deploy": {}})
 

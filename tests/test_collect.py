@@ -67,7 +67,7 @@ def test_collectstatic_reports_an_app_that_does_not_import(tmp_path):
     shutil.copytree(SAMPLE, tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "app/app.py").write_text("import no_such_module\n")
     s = sample_settings(tmp_path, source="app")
-    with pytest.raises(OpsError, match="cannot import app:app: ModuleNotFoundError"):
+    with pytest.raises(OpsError, match="cannot load the app from app:app: ModuleNotFoundError"):
         build.collectstatic(s, tmp_path / "out")
 
 

@@ -83,6 +83,10 @@ def served(tmp_path):
         (rel / "venv").symlink_to(venv)
         Path(s.current).symlink_to(rel)
         subprocess.run(["chmod", "-R", "go+rX", str(stage)], check=True)
+        env_file = Path(s.shared) / "env"  # what provision makes: the entry module needs it
+        env_file.write_text("SECRET_KEY=local-test\n")
+        shutil.chown(env_file, USER)
+        env_file.chmod(0o600)
         run_dir.mkdir(exist_ok=True)
         shutil.chown(run_dir, USER, "www-data")
         run_dir.chmod(0o750)

@@ -427,14 +427,19 @@ def test_every_value_in_remote_scripts_is_quoted(load):
     hostile = "x$(touch /pwned)y"
     base = load()
     s = dataclasses.replace(base, app_name=hostile, base_dir=f"/srv/{hostile}", user=hostile,
-                            group=hostile, secrets=(hostile,))
+                            group=hostile, secrets=((hostile, "generate", ""),))
     rel = release.Release(hostile, "d", "req", tuple(render.render(base)), "up.tar.gz",
                           ((f"/static/{hostile}", hostile),))
     facts = {"wheelhouse": False, "venv": False, "current": hostile, "python": "3.11",
              "arch": "x86_64", "live": {}, "active": {}, "state": {}, "enabled": {},
              "manifest": release.manifest(base, rel), "manifests": {hostile: release.manifest(base, rel)}}
     from ops import provision
-    deploy = plan.deploy_plan(s, rel, facts, {"by": hostile})
+    from ops import appenv
+    env = appenv.Resolved(((hostile, "s3cret-" + hostile),), (hostile,))
+    deploy = plan.deploy_plan(s, rel, facts, {"by": hostile}, env, hostile)
+    assert [step.name for step in deploy.prepare][-1] == "env"
+    assert all("s3cret-" not in step.script for step in deploy.steps())
+    assert "s3cret-" in deploy.prepare[-1].stdin and "s3cret-" not in repr(deploy)
     back = plan.rollback_plan(s, hostile, facts, {"by": hostile})
     first = plan.deploy_plan(s, rel, dict(facts, current=None, manifest=None), {})
     scripts = [step.script for p in (deploy, back, first)
@@ -456,5 +461,5 @@ def test_apache_check_leaves_nothing_in_tmp(load):
     tmp = Path(tempfile.gettempdir())
     before = set(tmp.iterdir())
     s = load(stack="apache-modwsgi", user="flaskops_checkuser")
-    assert checks.check_local(render.render(s), s) == [render.APACHE, render.WSGI]
+    assert checks.check_local(render.render(s), s) == [render.APACHE, render.WSGI, "app environment"]
     assert set(tmp.iterdir()) - before == set()

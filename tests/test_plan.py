@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import dryrun, fleet, locks, plan, provision, release, render, scripts, stacks
+from ops import appenv, dryrun, fleet, locks, plan, provision, release, render, scripts, stacks
 
 PLANS = Path(__file__).parent / "plans"
 RID = "20260101T000000Z-abcd1234"
@@ -125,6 +125,43 @@ def test_provision_nginx_and_apache(load):
     assert matches_golden("provision", text)
 
 
+def test_a_changed_environment_is_staged_switched_with_the_release_and_restored(load):
+    s = load()
+    env = appenv.Resolved((("DATABASE_URL", "postgres://db/shop"), ("STRIPE_KEY", "sk_live_x")),
+                          ("SECRET_KEY",))
+    previous = built(s, OLD)
+    p = plan.deploy_plan(s, built(s), facts(current=OLD, manifest=release.manifest(s, previous),
+                                            live=live_for(previous.files),
+                                            state={"env_key": "k", "env_digest": "before"}),
+                         RECORD, env, "k")
+    assert [step.name for step in p.steps()] == ["upload", "stage", "env", "switch", "verify",
+                                                 "smoke"]
+    switch = p.activate[0].script
+    # the new env file is in place before the reload that makes the app read it
+    assert switch.index("mv -f /srv/sample/shared/env.new") < switch.index("systemctl reload")
+    assert "/srv/sample/shared/env.prev /srv/sample/shared/env" in p.restore.script
+    assert '"env_digest": "before"' in p.restore.script
+    text = show(p)
+    assert "sk_live_x" not in text and "postgres://" not in text
+    assert json.loads(p.prepare[-1].stdin)["set"]["STRIPE_KEY"] == "sk_live_x"
+    assert matches_golden("deploy-env-change", text)
+
+
+def test_the_same_environment_is_not_sent_again(load):
+    s = load()
+    rel = built(s)
+    env = appenv.Resolved((("DATABASE_URL", "postgres://db/shop"),), ("SECRET_KEY",))
+    f = facts(current=RID, manifest=release.manifest(s, rel), live=live_for(rel.files),
+              enabled={n: True for n in plan.site_names(rel.files)},
+              state={"env_key": "k", "env_digest": env.digest("k")})
+    assert plan.deploy_plan(s, rel, f, RECORD, env, "k").nothing_to_do
+    changed = appenv.Resolved((("DATABASE_URL", "postgres://db/other"),), ("SECRET_KEY",))
+    p = plan.deploy_plan(s, rel, f, RECORD, changed, "k")
+    assert not p.nothing_to_do and "env" in [step.name for step in p.prepare]
+    assert ("reload", "sample-uwsgi") in p.todo  # a reload re-reads the env file: graceful
+    assert env.digest("k") != env.digest("other key")  # keyed: the host's key, root-only
+
+
 # ------------------------------------------------------------------------- decisions
 
 def test_unchanged_build_on_a_host_that_serves_it_is_nothing_to_do(load):
@@ -176,6 +213,25 @@ def test_no_template_is_rendered_while_planning(load, monkeypatch):
 def run_script(name, *args, check=True):
     return subprocess.run(scripts.command(name, *args), shell=True, executable="/bin/bash",
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=check)
+
+
+def test_env_write_keeps_generated_values_sets_the_rest_and_drops_the_undeclared(tmp_path):
+    env, state = tmp_path / "env", tmp_path / "state.json"
+    env.write_text("SECRET_KEY=kept\nOLD_NAME=gone\nDATABASE_URL=old\n")
+    payload = json.dumps({"set": {"DATABASE_URL": "a=b $(x) 'q' \\ #", "TOKEN": "t"},
+                          "generate": ["SECRET_KEY", "NEW_SECRET"], "key": "k1"})
+    proc = subprocess.run(scripts.command("env_write.py", env, "root", state), shell=True,
+                          executable="/bin/bash", input=payload, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    assert env.read_text().startswith("SECRET_KEY=kept")  # live file untouched until switch
+    lines = (tmp_path / "env.new").read_text().splitlines()
+    assert [line.split("=")[0] for line in lines] == ["DATABASE_URL", "NEW_SECRET", "SECRET_KEY",
+                                                      "TOKEN"]
+    assert lines[0] == "DATABASE_URL=a=b $(x) 'q' \\ #" and lines[2] == "SECRET_KEY=kept"
+    assert len(lines[1]) == len("NEW_SECRET=") + 64
+    assert (tmp_path / "env.new").stat().st_mode & 0o777 == 0o600
+    assert json.loads(state.read_text()) == {"env_key": "k1"}
 
 
 def test_prune_keeps_the_newest_and_never_the_current(tmp_path):

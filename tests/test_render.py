@@ -27,8 +27,9 @@ def site(files):
 def test_every_combination_passes_the_real_checkers(load, stack, shape, init):
     s = load(stack=stack, nginx=shape, init=init)
     files = render.render(s)
-    expected = ({"apache", "wsgi"} if stack == "apache-modwsgi"
-                else {"nginx", "uwsgi", "systemd" if init == "systemd" else "upstart"})
+    expected = ({"apache", "wsgi", "app environment"} if stack == "apache-modwsgi"
+                else {"nginx", "wsgi", "uwsgi", "systemd" if init == "systemd" else "upstart",
+                      "app environment"})
     assert set(checks.check_local(files, s)) == expected
     for f in files:
         assert f.content.startswith(("# " + render.MANAGED, "; " + render.MANAGED))
@@ -52,7 +53,7 @@ def test_uwsgi_ini_production_baseline(load):
     for line in ["strict = true", "master = true", "need-app = true", "vacuum = true",
                  "die-on-term = true", "enable-threads = true", "harakiri = 60",
                  "max-requests = 1000", "chmod-socket = 660", "uid = sample",
-                 "gid = www-data", "chown-socket = sample:www-data", "module = app:app",
+                 "gid = www-data", "chown-socket = sample:www-data", "wsgi-file = /srv/sample/current/sample.wsgi",
                  "socket = /run/sample/uwsgi.sock"]:
         assert line in ini.splitlines(), line
     assert "\ndaemonize" not in ini and "uid = root" not in ini
@@ -132,7 +133,7 @@ def test_apache_site_daemon_mode(load):
         assert line in conf, line
     assert "Order allow,deny" not in conf
     wsgi = by_kind(files, "wsgi")[0].content
-    assert "from app import app as application" in wsgi
+    assert "from app import app as app_target" in wsgi and "\napplication = app_target\n" in wsgi
 
 
 def test_rendering_is_deterministic(load):
@@ -189,7 +190,8 @@ def test_fab_check_task_reports_each_checker():
     out = subprocess.run([str(ROOT / ".venv/bin/fab"), "check"], cwd=ROOT, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert out.returncode == 0, out.stdout
-    assert out.stdout.split() == ["ok", "nginx", "ok", "uwsgi", "ok", "systemd"]
+    assert out.stdout.splitlines() == ["ok  nginx", "ok  wsgi", "ok  uwsgi", "ok  systemd",
+                                       "ok  app environment"]
 
 
 @pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
