@@ -2,13 +2,16 @@
 url_prefix with its own static folder, a JSON API, a stream, no health route, described by
 the four required keys only. On every nginx shape and on Apache, on real staging hosts."""
 
+import hashlib
 import json
+import secrets
 import shutil
 from pathlib import Path
 
 import pytest
 
 from ops import deploy, provision, settings, smoke, staging
+from ops.errors import OpsError
 
 pytestmark = pytest.mark.e2e
 
@@ -80,5 +83,71 @@ def test_own_app_on_each_nginx_shape(nginx_host, tmp_path, shape):
         assert results["cache"].detail.startswith("repeat GET /: HIT"), results["cache"].detail
 
 
-def test_own_app_on_apache(apache_host, tmp_path):
-    deployed_and_served(shop(tmp_path, stack="apache-modwsgi"), apache_host)
+def test_own_app_on_apache(apache_host, tmp_path, monkeypatch):
+    token = "tok-" + secrets.token_hex(12)
+    monkeypatch.setenv("SHOP_DEPLOY_TOKEN", token)
+    s = shop(tmp_path, stack="apache-modwsgi", env={"SHOP_GREETING": "hello from apache"},
+             secrets={"SHOP_TOKEN": {"env": "SHOP_DEPLOY_TOKEN"}})
+    deployed_and_served(s, apache_host)
+    # mod_wsgi has no EnvironmentFile=: the release's entry module loaded it
+    assert app_config(s, apache_host) == {"greeting": "hello from apache",
+                                          "token_sha256": sha256(token)}
+
+
+def sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sh(host, command):
+    return host.run(command, "test").stdout.strip()
+
+
+def app_config(s, host):
+    return json.loads(smoke.request(deploy.target_for(s, host), "/api/config").body)
+
+
+def test_env_and_a_secret_from_this_machine_reach_the_app_and_nothing_else(nginx_host, tmp_path,
+                                                                            monkeypatch):
+    token = "tok-" + secrets.token_hex(12)
+    monkeypatch.setenv("SHOP_DEPLOY_TOKEN", token)
+    s = shop(tmp_path, env={"SHOP_GREETING": "hello from staging"},
+             secrets={"SHOP_TOKEN": {"env": "SHOP_DEPLOY_TOKEN"}})
+    output = []
+    deploy.deploy(s, nginx_host, dry_run=True, out=output.append)
+    deploy.deploy(s, nginx_host, out=output.append)
+    assert app_config(s, nginx_host) == {"greeting": "hello from staging",
+                                         "token_sha256": sha256(token)}
+    assert not [line for line in output if token in line]
+    # Only in the app's 0600 env file: not in a release, a config, the state or /tmp.
+    assert sh(nginx_host, f"grep -rl {token} /srv/shop /etc /tmp /var/log 2>/dev/null || true") \
+        == "/srv/shop/shared/env"
+    assert sh(nginx_host, "stat -c '%a %U' /srv/shop/shared/env") == "600 shop"
+
+    # Only the environment changes: deployed (not "no change"), and a graceful reload makes
+    # the app see the new value and lose the removed secret.
+    changed = shop(tmp_path, env={"SHOP_GREETING": "hello again"})
+    output = []
+    deploy.deploy(changed, nginx_host, out=output.append)
+    assert any(line.split()[:2] == ["env", "ok"] for line in output), output
+    assert any("reload shop-uwsgi" in line for line in output), output
+    assert app_config(changed, nginx_host) == {"greeting": "hello again", "token_sha256": None}
+
+    # A deploy whose smoke test fails puts the previous environment back with the release.
+    failing = shop(tmp_path, env={"SHOP_GREETING": "never served"},
+                   smoke=[{"path": "/", "status": 201}])
+    with pytest.raises(OpsError, match="step 'smoke' failed"):
+        deploy.deploy(failing, nginx_host, out=lambda m: None)
+    assert app_config(changed, nginx_host)["greeting"] == "hello again"
+    assert sh(nginx_host, "ls /srv/shop/shared/ | grep -c '^env' || true") == "1"
+
+
+def test_a_secret_missing_on_this_machine_refuses_before_the_host_is_touched(nginx_host,
+                                                                             tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.delenv("SHOP_DEPLOY_TOKEN", raising=False)
+    s = shop(tmp_path, secrets={"SHOP_TOKEN": {"env": "SHOP_DEPLOY_TOKEN"}})
+    before = nginx_host.commands
+    with pytest.raises(OpsError, match=r"deploy.secrets.SHOP_TOKEN: environment variable "
+                                       r"SHOP_DEPLOY_TOKEN is not set on this machine"):
+        deploy.deploy(s, nginx_host, out=lambda m: None)
+    assert nginx_host.commands == before

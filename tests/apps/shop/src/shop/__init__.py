@@ -2,6 +2,7 @@
 under a url_prefix with its own static folder (Flask's documented pattern), a JSON API, a
 streaming response, and no health route."""
 
+import hashlib
 import os
 import time
 
@@ -22,6 +23,13 @@ def create_app():
     @app.get("/api/items")
     def items():
         return jsonify(items=["tea", "cake"], secret_key_set=bool(os.environ.get("SECRET_KEY")))
+
+    @app.get("/api/config")
+    def config():
+        # What the deploy gave the app: a plain value, and a secret's digest (never the secret).
+        token = os.environ.get("SHOP_TOKEN")
+        return jsonify(greeting=os.environ.get("SHOP_GREETING"),
+                       token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None)
 
     @app.get("/feed")
     def feed():
