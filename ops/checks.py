@@ -50,20 +50,38 @@ def isolated(argv, isolate=(), users=(), workdir=None):
 
     isolate: directories covered by an empty tmpfs, each with an empty nginx/ inside (nginx
     creates log files and cache directories even for -t). users: (user, group) accounts that
-    exist only on the target, added to a private copy of /etc/passwd (written in workdir, which
-    the caller removes) so the checker resolves them exactly as the target will.
+    exist only on the target, added to private copies of /etc/passwd and /etc/group (written in
+    workdir, which the caller removes) so the checker resolves them exactly as the target will.
     """
     if not (isolate or users) or os.geteuid() != 0 or not shutil.which("unshare"):
         return list(argv)
     steps = [f"mount -t tmpfs flask-ops-check {q(p)} && mkdir -p {q(p + '/nginx')}"
              for p in isolate if os.path.isdir(p)]
-    passwd = _passwd_with(users)
-    if passwd is not None and workdir is not None:
-        copy = Path(workdir, "passwd")
-        copy.write_text(passwd)
-        steps.append(f"mount --bind {q(str(copy))} /etc/passwd")
+    for name, text in (("group", _group_with(users)), ("passwd", _passwd_with(users))):
+        if text is not None and workdir is not None:
+            copy = Path(workdir, name)
+            copy.write_text(text)
+            steps.append(f"mount --bind {q(str(copy))} /etc/{name}")
     script = " && ".join(steps + ['exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
+
+
+FAKE_GID = 64999
+
+
+def _group_with(users):
+    """/etc/group plus the app groups it lacks (they exist only on the target); None when it
+    lacks none."""
+    import grp
+    lines = []
+    for _, group in users:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            lines.append(f"{group}:x:{FAKE_GID}:")
+    if not lines:
+        return None
+    return Path("/etc/group").read_text().rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
 
 def _passwd_with(users):
@@ -80,7 +98,7 @@ def _passwd_with(users):
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
-            gid = 65534
+            gid = FAKE_GID  # added to the private /etc/group by _group_with
         lines.append(f"{user}:x:64999:{gid}::/nonexistent:/usr/sbin/nologin")
     if not lines:
         return None
@@ -223,7 +241,7 @@ def check_local(files, settings=None):
                 sub = Path(workdir, kind)
                 sub.mkdir()
                 if kind == templating.APACHE and settings is not None:
-                    checker(mine, sub, users=[(settings.app_user, settings.group)])
+                    checker(mine, sub, users=[(settings.app_user, settings.app_group)])
                 else:
                     checker(mine, sub)
                 passed.append(kind)

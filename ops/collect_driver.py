@@ -93,24 +93,29 @@ def verify(app, owners, out):
     return files, wrong, samples
 
 
+class Refused(Exception):
+    """The app cannot be loaded as WSGI names it; the message says why."""
+
+
 def load_app(spec, source):
     """The app as the release's entry module gets it: the object, or the factory's result.
-    The module must be the app's own (inside SOURCE), not one the venv happens to have."""
+    The module must be the app's own (inside SOURCE), not one the venv happens to have.
+    Raises Refused."""
     where = f"{spec['module']}:{spec['name']}"
     try:
         module = importlib.import_module(spec["module"])
         target = getattr(module, spec["name"])
         app = target(*spec["args"], **spec["kwargs"]) if spec["call"] else target
     except Exception as exc:  # the app's own import error, reported as such
-        fail(f"cannot load the app from {where}: {type(exc).__name__}: {exc}")
+        raise Refused(f"cannot load the app from {where}: {type(exc).__name__}: {exc}") from None
     path = os.path.realpath(getattr(module, "__file__", None) or "")
     if not path.startswith(os.path.realpath(source) + os.sep):
-        fail(f"{spec['module']} is not a module of the app's source ({source}): "
-             "wsgi must name the app's own module")
+        raise Refused(f"{spec['module']} is not a module of the app's source ({source}): "
+                      "wsgi must name the app's own module")
     if not (hasattr(app, "test_client") and hasattr(app, "blueprints")):
-        fail(f"{where} is {type(app).__name__}, not a Flask app"
-             + ("" if spec["call"] else " (if it is an app factory, write it as a call: "
-                f"{where}())"))
+        raise Refused(f"{where} is {type(app).__name__}, not a Flask app"
+                      + ("" if spec["call"] else " (if it is an app factory, write it as a "
+                         f"call: {where}())"))
     return app
 
 
@@ -121,7 +126,10 @@ def main(source, wsgi, out):
         importlib.import_module("flask_collect")
     except ImportError as exc:
         fail(f"Flask-Collect is not importable ({exc}); install flask-collect-invenio")
-    app = load_app(json.loads(wsgi), source)
+    try:
+        app = load_app(json.loads(wsgi), source)
+    except Refused as exc:
+        fail(str(exc))
     owners = static_owners(app)
     prefixes = collect(app, owners, out)
     files, wrong, samples = verify(app, owners, out)

@@ -226,7 +226,7 @@ def stage_script(s, release, facts):
         # Release files belong to root: the app's group can read them, nobody else can change
         # them, and files keep their other bits (a 0600 file never becomes world-readable).
         # Collected static files are public by nature: the front server reads them.
-        f"chown -R root:{q(s.group)} {q(tmp)} && chmod -R ug-s,g+rX,g-w,o-w {q(tmp)}",
+        f"chown -R root:{q(s.app_group)} {q(tmp)} && chmod -R ug-s,g+rX,g-w,o-w {q(tmp)}",
         f"chmod -R a+rX {q(tmp + '/collected_static')}",
         f"rm -rf {q(rel)} && mv {q(tmp)} {q(rel)}",
         "trap - EXIT",
@@ -317,8 +317,10 @@ def restore_script(s, previous_id, previous_files, failed_id, enabled_before=(),
         # Nothing to go back to: take our site out, so the host serves what it served before.
         lines = env_lines + [f"rm -f {q(stack.sites_enabled + '/' + n)}"
                              for n in site_names(previous_files) if n not in enabled_before]
-        lines += stack.remove_app() + [f"rm -f {q(s.current)}",
-                                       f"systemctl reload {q(stack.front)} 2>/dev/null || true"]
+        # The front server's own reload (nginx: waits until no old worker still answers with
+        # the failed site), so the restore is over when this step returns.
+        lines += stack.remove_app() + [f"rm -f {q(s.current)}"] + [
+            f"{line} || true" for line in stack.reload(stack.front)]
     if failed_id and failed_id != previous_id:
         lines.append(f"rm -rf {q(release_dir(s, failed_id))}")
     return script(lines)

@@ -14,11 +14,14 @@ def provision_script(s):
             (s.shared, "root", "root", "755"), (f"{s.shared}/venvs", "root", "root", "755"),
             (f"{s.shared}/wheelhouse", "root", "root", "755"),
             (plan.state_dir(s), "root", "root", "700"),
-            (f"{s.shared}/data", s.app_user, s.group, "750"),
-            (f"{s.shared}/run", s.app_user, s.group, "750")] + stack.provision_dirs()
+            # The app's own: no other app's user can read or enter them.
+            (f"{s.shared}/data", s.app_user, s.app_group, "750"),
+            # upstart's socket directory (systemd makes /run/APP): the socket in it is
+            # app:www-data 0660, so only root and the web server's group may enter it.
+            (f"{s.shared}/run", "root", s.web_group, "750")] + stack.provision_dirs()
     return plan.script([
         scripts.command("ensure_packages.sh", *stack.packages),
-        scripts.command("ensure_account.sh", s.app_user, s.group, s.base),
+        scripts.command("ensure_account.sh", s.app_user, s.app_group, s.base),
         scripts.command("ensure_dirs.sh", *[part for d in dirs for part in d]),
         # Secrets are generated on the host and never leave it: only their names are printed.
         scripts.command("ensure_secrets.sh", s.env_file, s.app_user, *s.generated_secrets),

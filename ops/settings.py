@@ -5,6 +5,7 @@ template never has to escape anything (a `;` or newline in a server name would
 otherwise be config injection).
 """
 
+import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -70,7 +71,7 @@ class Settings:
     # hanging until drain_timeout, stalling requests mid-deploy (seen under load in tests).
     threads: int = 1
     user: Optional[str] = None  # default: app_name
-    group: str = "www-data"
+    group: Optional[str] = None  # default: the user's name (a group of the app's own)
     base_dir: Optional[str] = None  # default: /srv/<app_name>
     static_url: str = "/static/"
     streaming: Tuple[str, ...] = ()  # URL prefixes whose responses stream (never buffered)
@@ -95,11 +96,13 @@ class Settings:
     env: Tuple[Tuple[str, str], ...] = ()  # (NAME, value)
     secrets: Tuple[Tuple[str, str, str], ...] = ()  # (NAME, kind, reference); see SECRET_KINDS
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
+    hosts: Tuple[str, ...] = ()  # app hosts without a load balancer: roles {app: hosts}
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
     # Not a user key: the URL prefixes where the app serves static files (its own and every
     # blueprint's), found by the build; None before a build (then: static_url alone).
     static_prefixes: Optional[Tuple[str, ...]] = None
+    stage: Optional[str] = None  # not a user key: the stage chosen from `stages` (None: no stages)
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
     @property
@@ -109,6 +112,15 @@ class Settings:
     @property
     def app_user(self):
         return self.user or self.app_name
+
+    @property
+    def app_group(self):
+        return self.group or self.app_user
+
+    @property
+    def web_group(self):
+        """The front server's group (Debian and Ubuntu): it alone reaches the app's socket."""
+        return "www-data"
 
     @property
     def current(self):
@@ -188,7 +200,10 @@ class Settings:
         return stacks.of(self).two_tier
 
 
-USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in ("project_root", "static_prefixes"))
+NOT_USER_KEYS = ("project_root", "static_prefixes", "stage")
+USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in NOT_USER_KEYS) + ("stages",)
+# Keys a stage may not set: they name the app itself, the same on every stage.
+STAGE_FIXED = ("app_name", "source", "wsgi", "stages")
 REQUIRED = {
     "app_name": "the app's name, e.g. 'shop' (its user, service and site are named after it)",
     "source": "the directory holding the app, relative to the project (e.g. '.' or 'src')",
@@ -251,8 +266,11 @@ def _account(key, value):
 
 def _group(key, value):
     _string(key, value, _UNIX_NAME, "a Unix group name")
-    if value in RESERVED_USERS - {"www-data"}:
-        _fail(key, value, "the web server's group (www-data) or a group of the app's own")
+    if value in RESERVED_USERS:
+        _fail(key, value, "a group of the app's own (the default is the app user's name): "
+                          "a shared group (www-data, ...) would let other apps on the host "
+                          "read this one's data and socket; the web server reaches the socket "
+                          "through its directory")
     return value
 
 
@@ -459,7 +477,7 @@ _VALIDATORS = {
     "processes": lambda k, v: _int(k, v, 1, 64),
     "threads": lambda k, v: _int(k, v, 1, 64),
     "user": lambda k, v: _account(k, v) if v is not None else None,
-    "group": _group,
+    "group": lambda k, v: _group(k, v) if v is not None else None,
     "base_dir": lambda k, v: _base_dir(k, v) if v is not None else None,
     "static_url": _url_prefix,
     "streaming": lambda k, v: _list(k, v, _URL_PATH, "URL paths starting with '/'",
@@ -479,6 +497,7 @@ _VALIDATORS = {
     "python": _abs_path,
     "smoke": _smoke,
     "roles": _roles,
+    "hosts": lambda k, v: _list(k, v, _SSH_HOST, "SSH hosts ([user@]host[:port])", check=_ssh_host),
     "secrets": _secrets,
     "env": _env,
     "exclude": _exclude,
@@ -488,19 +507,27 @@ _VALIDATORS = {
 }
 
 
-def load(raw=None, project_root=".", check_files=True):
-    """Validate a raw `deploy:` mapping into Settings; raise SettingsError on the first bad key."""
+def load(raw=None, project_root=".", check_files=True, stage=None):
+    """Validate a raw `deploy:` mapping into Settings; raise SettingsError on the first bad key.
+    stage: one of its `stages`, laid over the shared keys (required when it has stages)."""
     if raw is not None and not isinstance(raw, dict):
         raise SettingsError("", raw, "a mapping of keys under 'deploy:'")
     raw = dict(raw or {})
     unknown = sorted((k for k in raw if k not in USER_KEYS), key=str)
     if unknown:
         _fail(unknown[0], raw[unknown[0]], "one of the documented keys: " + ", ".join(USER_KEYS))
+    raw, stage = with_stage(raw, stage)
     for key, allowed in REQUIRED.items():
         if raw.get(key) is None:
             raise SettingsError.missing(key, allowed)
     values = {key: _VALIDATORS[key](key, value) for key, value in raw.items()}
-    settings = Settings(project_root=str(project_root), **values)
+    if values.get("hosts"):
+        if values.get("roles"):
+            _fail("hosts", raw["hosts"], "either hosts (app hosts, no load balancer) or roles, "
+                  "not both")
+        values["roles"] = {"lb": (), "app": values["hosts"]}
+        _roles("hosts", {"app": list(values["hosts"])})  # each machine once
+    settings = Settings(project_root=str(project_root), stage=stage, **values)
     if settings.user is None and settings.app_name in RESERVED_USERS:
         _fail("app_name", settings.app_name, "a name that is not a system account (it is also "
               "the app's user unless 'user' is set)")
@@ -514,6 +541,47 @@ def load(raw=None, project_root=".", check_files=True):
     if check_files:
         _check_files(settings)
     return settings
+
+
+def with_stage(raw, stage):
+    """(the keys of `stage` laid over the shared ones, the stage's name).
+
+    A stage replaces a shared key, except `env` and `secrets`, whose names it adds to or
+    overrides one by one. Its keys are validated under their own names
+    (stages.production.server_names), so an error points at the line to fix.
+    """
+    stages = raw.pop("stages", None)
+    if stages in (None, {}):
+        if stage:
+            raise OpsError(f"stage {stage!r}: the app description has no stages (deploy.stages)")
+        return raw, None
+    if not isinstance(stages, dict):
+        _fail("stages", stages, "a mapping of stage names to the keys that differ, e.g. "
+              "{staging: {hosts: [...]}, production: {hosts: [...]}}")
+    for name, keys in stages.items():
+        _string("stages", name, _IDENT, "stage names: lowercase identifiers")
+        if not isinstance(keys, dict):
+            _fail(f"stages.{name}", keys, "a mapping of the keys that differ on this stage")
+        for key in keys:
+            if key not in USER_KEYS or key in STAGE_FIXED:
+                _fail(f"stages.{name}.{key}", keys[key], "a key a stage may set: any documented "
+                      "key except " + ", ".join(STAGE_FIXED))
+    names = ", ".join(stages)
+    if not stage:
+        raise OpsError(f"deploy.stages defines {names}: choose one, e.g. `fab stage "
+                       f"{next(iter(stages))} deploy` (or FLASK_OPS_STAGE={next(iter(stages))})")
+    if stage not in stages:
+        raise OpsError(f"stage {stage!r} does not exist: deploy.stages defines {names}")
+    merged = dict(raw)
+    for key, value in stages[stage].items():
+        where = f"stages.{stage}.{key}"
+        if value is not None:
+            _VALIDATORS[key](where, value)
+        if key in ("env", "secrets") and isinstance(value, dict) and isinstance(raw.get(key), dict):
+            merged[key] = {**raw[key], **value}
+        else:
+            merged[key] = value
+    return merged, stage
 
 
 def url_under(path, prefix):
@@ -592,7 +660,7 @@ def _check_files(settings):
               f"a file inside source (looked for {req})")
 
 
-def from_config(config):
+def from_config(config, stage=None):
     """Settings from a Fabric/Invoke config: its `deploy` section, relative to the fabfile's dir.
 
     A `-f FILE` that does not exist, or no `deploy:` section at all, is an error: deploying
@@ -611,7 +679,16 @@ def from_config(config):
         raise SettingsError("", _plain(section), "a mapping of keys under 'deploy:'")
     raw = {key: _plain(section[key]) for key in section.keys()}
     root = getattr(config, "_project_prefix", None) or "."
-    return load(raw, project_root=root)
+    return load(raw, project_root=root, stage=stage or chosen_stage(config))
+
+
+STAGE_ENV = "FLASK_OPS_STAGE"
+
+
+def chosen_stage(config):
+    """The stage named by `fab stage NAME ...` (kept in the session's config), else by
+    $FLASK_OPS_STAGE; None when neither names one."""
+    return config.get("flask_ops_stage", None) or os.environ.get(STAGE_ENV) or None
 
 
 def _plain(value):

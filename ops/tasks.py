@@ -16,7 +16,7 @@ from fabric import Connection
 
 from . import appenv, build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
 from . import release as release_mod, remote, render, report, settings as settings_mod
-from . import smoke as smoke_mod, staging
+from . import scaffold, smoke as smoke_mod, staging
 from .errors import OpsError
 
 # Project and -f config files are read from here on; read them exactly or refuse them.
@@ -44,7 +44,25 @@ def ops_task(*args, **kwargs):
 
 
 def load_settings(c):
-    return settings_mod.from_config(c.config)
+    """The app description, once per task; with stages, the task first says which it acts on."""
+    s = settings_mod.from_config(c.config)
+    if s.stage:
+        print(f"stage {s.stage}")
+    return s
+
+
+@ops_task(name="stage")
+def stage_(c, name):
+    """Choose the stage the following tasks act on: fab stage production deploy."""
+    settings_mod.from_config(c.config.clone(), stage=name)  # an unknown stage stops here
+    c.config.flask_ops_stage = name  # kept in the session's config for the next tasks
+
+
+@ops_task
+def init(c):
+    """Write a commented fabric.yaml and the two-line fabfile.py here, from importing the app;
+    never overwrites (without a fabfile yet: python -m ops init)."""
+    scaffold.write(Path.cwd(), scaffold.plan(Path.cwd()))
 
 
 @ops_task(name="render", help={"out": "directory to write into, mirroring the host's paths (default: rendered)"})
@@ -128,6 +146,13 @@ def connect(c):
     return remote.connect(c, staging.ssh_config_for(getattr(c, "original_host", None)))
 
 
+def app_hosts(c, s):
+    """The task's host (fab -H), else every app host the description names (hosts, roles)."""
+    if isinstance(c, Connection) or not s.roles:
+        return [connect(c)]
+    return role_hosts(c, s)[1]
+
+
 def role_hosts(c, s):
     """(load balancers, app hosts) from `roles`, when no -H was given."""
     if isinstance(c, Connection) or not s.roles:
@@ -164,7 +189,9 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0):
         if dry_run:
             raise OpsError("--dry-run works per host: fab -H HOST deploy --dry-run")
         lbs, apps = roles
-        print(f"rolling {s.app_name} over {len(apps)} app hosts behind {len(lbs)} load balancers")
+        names = ", ".join(a.name for a in apps)
+        print(f"rolling {s.app_name} over {len(apps)} app hosts behind {len(lbs)} load balancers"
+              if lbs else f"deploying {s.app_name} to {names}, {batch_size} at a time")
         fleet.rolling_deploy(s, lbs, apps, int(batch_size), int(max_fail))
         if lbs:
             print(f"serving through http://{lbs[0].address}:{s.listen_port}/ (Host: {s.server_names[0]})")
@@ -183,35 +210,43 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0):
 def rollback(c, release=None):
     """Go back to an earlier release: its configs, services reloaded, verified, smoke-tested."""
     s = load_settings(c)
-    deploy_mod.rollback(s, connect(c), release)
+    for host in app_hosts(c, s):
+        deploy_mod.rollback(s, host, release)
 
 
 @ops_task
 def releases(c):
     """List the releases on the host that can be rolled back to (* = current)."""
     s = load_settings(c)
-    current, names = deploy_mod.releases(s, connect(c))
-    for name in names:
-        print(f"{'*' if name == current else ' '} {name}")
-    if not names:
-        print("no releases")
+    hosts = app_hosts(c, s)
+    for host in hosts:
+        current, names = deploy_mod.releases(s, host)
+        lead = f"{host.name}: " if len(hosts) > 1 else ""
+        for name in names:
+            print(f"{lead}{'*' if name == current else ' '} {name}")
+        if not names:
+            print(f"{lead}no releases")
 
 
 @ops_task(name="status")
 def host_status(c):
     """Current release, service states, last deploy, lock."""
     s = load_settings(c)
-    info = deploy_mod.status(s, connect(c))
-    for key, value in info.items():
-        print(f"{key:12} {value}")
+    hosts = app_hosts(c, s)
+    for host in hosts:
+        if len(hosts) > 1:
+            print(f"{host.name}:")
+        for key, value in deploy_mod.status(s, host).items():
+            print(f"{key:12} {value}")
 
 
 @ops_task
 def unlock(c):
     """Clear the host's deploy lock (use when `deploy` reports it STALE); says whose it was."""
     s = load_settings(c)
-    text = deploy_mod.unlock(s, connect(c))
-    print(f"cleared: {text}" if text else "no lock held")
+    for host in app_hosts(c, s):
+        text = deploy_mod.unlock(s, host)
+        print(f"{host.name}: " + (f"cleared: {text}" if text else "no lock held"))
 
 
 @ops_task(name="smoke", help={
@@ -228,9 +263,11 @@ def smoke_(c, url=None, junit=None, json=None):
             raise OpsError(str(exc)) from None
         statics = release_mod.static_pairs(build.collectstatic(s)[2]["samples"])
     else:
-        host = connect(c)
-        target = deploy_mod.target_for(s, host)
-        statics = deploy_mod.current_statics(s, host)
+        hosts = app_hosts(c, s)
+        if len(hosts) > 1:
+            raise OpsError("smoke checks one host: fab -H HOST smoke (or --url for the site)")
+        target = deploy_mod.target_for(s, hosts[0])
+        statics = deploy_mod.current_statics(s, hosts[0])
     results = smoke_mod.run(s, target, statics)
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:32} {r.seconds:5.2f}s  {r.detail}")
@@ -245,7 +282,7 @@ def smoke_(c, url=None, junit=None, json=None):
 
 
 staging_ns = Collection("staging", up, down, staging_status)
-ns = Collection(render_, collectstatic, check, env_, provision, deploy_, rollback, releases,
+ns = Collection(init, stage_, render_, collectstatic, check, env_, provision, deploy_, rollback, releases,
                 host_status, unlock, smoke_, staging_ns)
 ns.configure({"deploy": {}})
 

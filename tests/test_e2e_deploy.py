@@ -68,6 +68,7 @@ def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
     s = project()
     ship(s, host)
     assert sh(host, "stat -c '%a %U:%G' /run/sample/uwsgi.sock") == "660 sample:www-data"
+    assert sh(host, "id -Gn sample") == "sample"  # not in the web server's group
     users = sh(host, "ps -o user= -p $(systemctl show -p MainPID --value sample-uwsgi) "
                      "--ppid $(systemctl show -p MainPID --value sample-uwsgi)").split()
     assert users and set(users) == {"sample"}

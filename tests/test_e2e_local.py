@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import build, checks, release, render, smoke, staging
+from ops import build, checks, release, render, scripts, smoke, staging
 from ops.errors import OpsError
 
 from conftest import make_project
@@ -62,10 +62,9 @@ def served(tmp_path):
     parent.mkdir(mode=0o755, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix="local-", dir=parent))
     stage.chmod(0o755)  # nginx (www-data) and the app (its own user) read from here
-    if subprocess.run(["id", "-u", USER], stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL).returncode != 0:
-        subprocess.run(["useradd", "--system", "--gid", "www-data", "--no-create-home",
-                        "--shell", "/usr/sbin/nologin", USER], check=True)
+    # The app's account as provision makes it (its own group, not the web server's).
+    subprocess.run(scripts.command("ensure_account.sh", USER, USER, "/nonexistent"), shell=True,
+                   executable="/bin/bash", check=True, stdout=subprocess.DEVNULL)
     run_dir = Path(f"/run/{APP}")
     procs = []
     try:
@@ -88,8 +87,7 @@ def served(tmp_path):
         shutil.chown(env_file, USER)
         env_file.chmod(0o600)
         run_dir.mkdir(exist_ok=True)
-        shutil.chown(run_dir, USER, "www-data")
-        run_dir.chmod(0o750)
+        run_dir.chmod(0o755)  # as systemd's RuntimeDirectory= makes it
 
         for f in files:
             (stage / Path(f.path).name).write_text(f.content)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sample_settings
 from ops import deploy, provision, settings, smoke, staging
 from ops.errors import OpsError
 
@@ -27,11 +28,12 @@ def shop(root, **extra):
 
 
 def remove_shop(host, s):
-    """Leave the host to the other tests as it was: no shop site, unit, user or files."""
+    """Leave the host to the other tests as it was: no site, unit, user or files of this app."""
+    name = s.app_name
     host.run(f"systemctl disable --now {s.service} 2>/dev/null; "
-             f"rm -f /etc/nginx/sites-*/shop.conf /etc/apache2/sites-*/shop.conf "
-             f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/shop; "
-             "userdel shop 2>/dev/null; systemctl daemon-reload; "
+             f"rm -f /etc/nginx/sites-*/{name}.conf /etc/apache2/sites-*/{name}.conf "
+             f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "
+             f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; systemctl daemon-reload; "
              "systemctl reload nginx 2>/dev/null; systemctl reload apache2 2>/dev/null; true",
              "remove shop", check=False)
 
@@ -151,3 +153,47 @@ def test_a_secret_missing_on_this_machine_refuses_before_the_host_is_touched(ngi
                                        r"SHOP_DEPLOY_TOKEN is not set on this machine"):
         deploy.deploy(s, nginx_host, out=lambda m: None)
     assert nginx_host.commands == before
+
+
+def denied(host, user, command):
+    """Whether `command` run as `user` on the host fails (exit status), with its output."""
+    result = host.run(f"runuser -u {user} -- {command}", "as " + user, check=False)
+    return result.exited != 0
+
+
+CONNECT = "python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('{}')\""
+
+
+def test_two_apps_on_one_host_cannot_reach_each_other_and_a_failed_first_deploy_of_a_third_harms_neither(
+        nginx_host, tmp_path):
+    sample = sample_settings()
+    provision.provision(sample, nginx_host)
+    deploy.deploy(sample, nginx_host, out=lambda m: None)
+    s = shop(tmp_path / "shop")
+    deploy.deploy(s, nginx_host, out=lambda m: None)
+
+    for me, other in ((s, sample), (sample, s)):
+        # Its own env, data and socket: yes (the checks below can fail).
+        assert not denied(nginx_host, me.app_user, f"cat {me.env_file}")
+        assert not denied(nginx_host, me.app_user, f"ls {me.shared}/data")
+        # The other app's: no.
+        assert denied(nginx_host, me.app_user, f"cat {other.env_file}")
+        assert denied(nginx_host, me.app_user, f"ls {other.shared}/data")
+        assert denied(nginx_host, me.app_user, CONNECT.format(other.socket))
+        # The front server reaches both sockets.
+        assert not denied(nginx_host, "www-data", CONNECT.format(other.socket))
+
+    # A third app whose first deploy fails (its smoke test) leaves both serving only their names.
+    broken = shop(tmp_path / "broken", app_name="broken", server_names=["broken.test"],
+                  smoke=[{"path": "/", "status": 201}])
+    provision.provision(broken, nginx_host)
+    try:
+        with pytest.raises(OpsError, match="step 'smoke' failed"):
+            deploy.deploy(broken, nginx_host, out=lambda m: None)
+        target = deploy.target_for(s, nginx_host)
+        assert b"The shop" in smoke.request(target, "/").body
+        assert b"Hello from the sample app" in smoke.request(target, "/", host="sample.test").body
+        for name in ("broken.test", "unknown.test"):
+            assert smoke.request(target, "/", host=name) is None  # the catch-all: no answer
+    finally:
+        remove_shop(nginx_host, broken)

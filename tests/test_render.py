@@ -53,15 +53,17 @@ def test_uwsgi_ini_production_baseline(load):
     for line in ["strict = true", "master = true", "need-app = true", "vacuum = true",
                  "die-on-term = true", "enable-threads = true", "harakiri = 60",
                  "max-requests = 1000", "chmod-socket = 660", "uid = sample",
-                 "gid = www-data", "chown-socket = sample:www-data", "wsgi-file = /srv/sample/current/sample.wsgi",
+                 "gid = sample", "chown-socket = sample:www-data", "chmod-socket = 660", "wsgi-file = /srv/sample/current/sample.wsgi",
                  "socket = /run/sample/uwsgi.sock"]:
         assert line in ini.splitlines(), line
     assert "\ndaemonize" not in ini and "uid = root" not in ini
 
 
-def test_systemd_unit_runs_unprivileged_and_notifies(load):
+def test_systemd_unit_notifies_and_leaves_the_privilege_drop_to_uwsgi(load):
     unit = by_kind(render.render(load()), "systemd")[0].content
-    for line in ["Type=notify", "NotifyAccess=all", "User=sample", "Group=www-data",
+    # uid/gid are in the ini: uWSGI makes its socket first, then drops to the app's user
+    assert not [line for line in unit.splitlines() if line.startswith(("User=", "Group="))]
+    for line in ["Type=notify", "NotifyAccess=all",
                  "RuntimeDirectory=sample", "KillSignal=SIGTERM", "Restart=on-failure",
                  "ExecStart=/usr/bin/uwsgi --ini /etc/flask-ops/sample/uwsgi.ini"]:
         assert line in unit.splitlines(), line
@@ -70,7 +72,7 @@ def test_systemd_unit_runs_unprivileged_and_notifies(load):
 def test_upstart_job_uses_its_own_socket_dir(load):
     files = render.render(load(init="upstart"))
     job = by_kind(files, "upstart")[0].content
-    assert "setuid sample" in job and "exec /usr/bin/uwsgi --ini" in job
+    assert "exec /usr/bin/uwsgi --ini" in job
     assert "socket = /srv/sample/shared/run/uwsgi.sock" in by_kind(files, "uwsgi")[0].content
     assert "unix:/srv/sample/shared/run/uwsgi.sock" in site(files)
 
@@ -125,7 +127,7 @@ def test_apache_site_daemon_mode(load):
     conf = site(files)
     assert ("WSGIDaemonProcess sample python-home=/srv/sample/current/venv "
             "home=/srv/sample/current processes=4 threads=1 display-name=%{GROUP} "
-            "user=sample group=www-data") in conf
+            "user=sample group=sample") in conf
     for line in ["WSGIProcessGroup sample", "WSGIApplicationGroup %{GLOBAL}",
                  "WSGIRestrictEmbedded On", "Require all granted",
                  "Alias /static/ /srv/sample/current/collected_static/static/",

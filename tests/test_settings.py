@@ -15,7 +15,7 @@ def test_the_repository_fabric_yaml_describes_the_sample_app(load):
     s = load()
     assert (s.app_name, s.wsgi, s.stack, s.nginx, s.init) == (
         "sample", "app:app", "nginx-uwsgi", "default", "systemd")
-    assert s.base == "/srv/sample" and s.app_user == "sample" and s.group == "www-data"
+    assert s.base == "/srv/sample" and s.app_user == "sample" and s.app_group == "sample"
     assert s.source_dir == ROOT / "sample_app"
     assert s.requirements_file.is_file()
     assert s.healthz == "/healthz" and s.smoke_stream.startswith("/time")

@@ -10,12 +10,14 @@ def job(load):
 def test_rendered_job_parses(load):
     stanzas = upstart.check(job(load))
     assert stanzas["start on"] == ["runlevel [2345]"]
-    assert stanzas["setuid"] == ["sample"] and "respawn" in stanzas
+    # uWSGI drops to the app's user itself (uid/gid in the ini), after making its socket
+    assert "setuid" not in stanzas and "respawn" in stanzas
+    assert stanzas["exec"] == ["/usr/bin/uwsgi --ini /etc/flask-ops/sample/uwsgi.ini"]
 
 
 @pytest.mark.parametrize("mutation, message", [
     (("respawn\n", "respwan\n"), "unknown stanza"),
-    (("setuid sample", "setuid sample\nsetuid root"), "given twice"),
+    (("chdir /srv", "chdir /srv\nchdir /tmp"), "given twice"),
     (("start on runlevel [2345]\n", ""), "never starts"),
     (("exec /usr/bin/uwsgi", "# exec"), "runs nothing"),
     (("respawn limit 10 5", "respawn limit ten"), "bad arguments"),

@@ -1,0 +1,277 @@
+"""`fab init`: a commented fabric.yaml and the two-line fabfile for a project with a Flask app.
+
+What can be found is found by importing the app in a build venv (ops.inspect_driver), as
+`flask routes` does: the WSGI entry point or app factory, every static URL prefix, a likely
+health route, routes that stream. The code is read first (never run) to know what to import.
+Existing files are never overwritten.
+"""
+
+import ast
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import build, settings as settings_mod
+from .errors import OpsError
+
+DRIVER = Path(__file__).with_name("inspect_driver.py")
+ENTRY_MODULES = ("wsgi", "app", "application", "main", "server", "run", "asgi")
+FACTORIES = ("create_app", "make_app", "build_app", "app_factory", "get_app")
+HEALTH_ROUTES = ("/healthz", "/health", "/_health", "/healthcheck", "/health-check", "/livez",
+                 "/readyz", "/ping", "/status", "/_status", "/api/health", "/api/healthz")
+SKIP_DIRS = {"__pycache__", "node_modules", "venv", "env", "site-packages", "tests", "test",
+             "build", "dist", "migrations", "docs"}
+FABFILE = '"""Deploy tasks: fab --list (flask-ops)."""\nfrom ops.tasks import ns  # noqa: F401\n'
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str  # the `wsgi` value, e.g. "wsgi:app" or "shop:create_app()"
+    why: str  # where it was found, for the comment in fabric.yaml
+    rank: tuple
+
+
+def modules(source):
+    """(module name, path) of every Python module under source the app could be imported
+    from: not in hidden, test, build or virtualenv directories."""
+    found = []
+    for path in sorted(Path(source).rglob("*.py")):
+        rel = path.relative_to(source)
+        if len(rel.parts) > 5 or any(p.startswith(".") or p in SKIP_DIRS for p in rel.parts[:-1]):
+            continue
+        parts = list(rel.with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        if parts and all(p.isidentifier() for p in parts):
+            found.append((".".join(parts), path))
+    return found
+
+
+def _call_name(node):
+    func = node.func if isinstance(node, ast.Call) else None
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def candidates(source):
+    """WSGI specs the code suggests, best first: an app object in an entry module (wsgi.py,
+    app.py, ...), any module-level Flask(...) object, then argument-less app factories."""
+    found = {}
+    for module, path in modules(source):
+        try:
+            tree = ast.parse(path.read_text(errors="replace"))
+        except (SyntaxError, ValueError):
+            continue
+        entry = module.rsplit(".", 1)[-1] in ENTRY_MODULES
+        where = str(path.relative_to(source))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                    and isinstance(node.targets[0], ast.Name):
+                name, called = node.targets[0].id, _call_name(node.value)
+                if called == "Flask" or (called in FACTORIES and name in ("app", "application")):
+                    rank = (0 if entry and name in ("app", "application") else 1, module.count("."))
+                    found.setdefault(f"{module}:{name}", Candidate(
+                        f"{module}:{name}", f"the app object {name} in {where}", rank))
+            elif isinstance(node, ast.FunctionDef) and node.name in FACTORIES:
+                a = node.args  # callable without arguments: every parameter has a default
+                if len(a.defaults) == len(a.posonlyargs) + len(a.args) \
+                        and all(d is not None for d in a.kw_defaults):
+                    text = f"{module}:{node.name}()"
+                    found.setdefault(text, Candidate(
+                        text, f"the app factory {node.name}() in {where}", (2, module.count("."))))
+    return sorted(found.values(), key=lambda c: c.rank)
+
+
+def find_source(root):
+    """(source directory relative to root, candidates): the first of src/, the project
+    itself, app/ and the other top-level directories that holds requirements.txt and a
+    Flask app. Raises OpsError saying what is missing."""
+    root = Path(root)
+    dirs = [root / "src", root, root / "app"] + sorted(
+        d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+        and d.name not in SKIP_DIRS | {"src", "app"})
+    with_reqs = [d for d in dirs if (d / "requirements.txt").is_file()]
+    for d in with_reqs:
+        found = candidates(d)
+        if found:
+            return str(d.relative_to(root)) if d != root else ".", found
+    apps = [d for d in dirs if d.is_dir() and candidates(d)]
+    if apps and not with_reqs:
+        raise OpsError(f"{apps[0]} holds a Flask app but no requirements.txt: flask-ops builds "
+                       "the app's dependencies from it (e.g. `pip freeze > "
+                       f"{apps[0] / 'requirements.txt'}`)")
+    if apps:
+        raise OpsError(f"the Flask app is in {apps[0]} but requirements.txt is in "
+                       f"{with_reqs[0]}: put requirements.txt next to the app's code (the "
+                       "release ships that directory)")
+    raise OpsError(f"no Flask app found under {root}: no module creates Flask(...) or defines "
+                   f"{', '.join(FACTORIES)} (run fab init in the project's directory)")
+
+
+def app_name(root, found):
+    """A name for the app: its package's, else the project directory's, as an identifier."""
+    for c in found:
+        module = c.text.split(":")[0].split(".")[0]
+        if module not in ENTRY_MODULES:
+            return _identifier(module)
+    return _identifier(Path(root).resolve().name)
+
+
+def _identifier(text):
+    name = re.sub(r"[^a-z0-9_]", "_", text.lower()).lstrip("0123456789_")[:31] or "app"
+    return name if name not in settings_mod.RESERVED_USERS else f"{name}_app"
+
+
+def inspect_app(root, source, found):
+    """Import the app in a build venv made from its requirements: what the driver reports."""
+    raw = {"app_name": app_name(root, found), "source": source, "wsgi": found[0].text,
+           "server_names": ["init.invalid"]}
+    s = settings_mod.load(raw, project_root=root)
+    python = build.venv(s) / "bin" / "python"
+    specs = []
+    for c in found:
+        try:
+            specs.append({"text": c.text,
+                          "spec": settings_mod.load({**raw, "wsgi": c.text}, project_root=root,
+                                                    check_files=False).wsgi_spec.as_json()})
+        except OpsError:
+            continue
+    proc = subprocess.run([str(python), str(DRIVER), str(s.source_dir), json.dumps(specs)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise OpsError(f"importing the app failed:\n{proc.stderr.strip()[-3000:]}") from None
+    if "error" in result:
+        raise OpsError(f"importing the app failed: {result['error']}")
+    return result
+
+
+def plain_get(route):
+    return "GET" in route["methods"] and not route["arguments"]
+
+
+def findings(app):
+    """What the description can say about the app: health URL, streaming paths, the stream
+    the smoke test times, the pages it fetches."""
+    routes = app["routes"]
+    statics = app["static_prefixes"]
+    gets = [r["rule"] for r in routes if plain_get(r)
+            and not any(settings_mod.url_under(r["rule"], p) for p in statics)]
+    health = next((h for h in HEALTH_ROUTES if h in gets), None)
+    streaming = []
+    for r in routes:
+        if not r["streams"] or "GET" not in r["methods"]:
+            continue
+        path = r["rule"].split("<")[0]
+        path = path if not r["arguments"] else path.rsplit("/", 1)[0] + "/"
+        if len(path) > 1 and not any(settings_mod.url_under(path, p) or
+                                     settings_mod.url_under(p, path) for p in statics):
+            streaming.append(path)
+    streaming = sorted(set(streaming))
+    stream = next((r["rule"] for r in routes if r["streams"] and plain_get(r)
+                   and r["rule"] in streaming), "")
+    if "/" in gets:
+        smoke = "/"
+    else:
+        smoke = health or next((g for g in gets if g not in streaming), None)
+    return {"healthz": health, "streaming": streaming, "smoke_stream": stream, "smoke": smoke}
+
+
+def _y(value):
+    """A YAML scalar or flow list (JSON is valid YAML)."""
+    return json.dumps(value)
+
+
+def _line(text, comment=""):
+    """One line of the deploy section, its comment aligned."""
+    return f"  {text:30} # {comment}" if comment else f"  {text}"
+
+
+def fabric_yaml(name, source, wsgi_why, app):
+    """The commented fabric.yaml text: found values set, the rest commented with defaults."""
+    f = findings(app)
+    prefixes = ", ".join(app["static_prefixes"]) or "none"
+    lines = [
+        "# flask-ops: how this app is deployed. Written by `fab init` from importing the app;",
+        "# review it, fill in server_names and hosts (or name a host: fab -H HOST ...), then",
+        "#   fab provision deploy        (fab --list: every task; the README: every key)",
+        "deploy:",
+        _line(f"app_name: {name}", "names its user, group, service and site"),
+        _line(f"source: {_y(source)}", "shipped as each release (requirements.txt inside)"),
+        _line(f"wsgi: {_y(app['wsgi'])}", f"found: {wsgi_why}"),
+        _line("server_names:", "REQUIRED: the names the site answers, e.g. [shop.example.com]"),
+        _line("# hosts: [web1.example.com]", "where fab deploy goes without -H (SSH hosts)"),
+    ]
+    if app["static_url"] and app["static_url"] != "/static/":
+        lines.append(_line(f"static_url: {_y(app['static_url'])}", "found: the app's static_url_path"))
+    lines.append(_line(f"# static files found at {prefixes}: the front server serves each"))
+    if f["healthz"]:
+        lines.append(_line(f"healthz: {_y(f['healthz'])}", "found: a health route, smoke checks it first"))
+    else:
+        lines.append(_line("# healthz: /healthz", "none found (" + ", ".join(HEALTH_ROUTES[:3]) + ", ...)"))
+    if f["streaming"]:
+        lines.append(_line(f"streaming: {_y(f['streaming'])}", "found: these views stream"))
+        if f["smoke_stream"]:
+            lines.append(_line(f"smoke_stream: {_y(f['smoke_stream'])}", "smoke checks it arrives in pieces"))
+    else:
+        lines.append(_line("# streaming: [/feed]", "none found: paths whose responses stream"))
+    if f["smoke"] and f["smoke"] != "/":
+        lines += [_line("smoke:", "no GET / found: a page that must answer below 400"),
+                  f"    - {{path: {_y(f['smoke'])}}}"]
+    elif not f["smoke"]:
+        lines.append(_line("# smoke: [{path: /}]", "no plain GET route found: name the pages to check"))
+    lines += [
+        _line("# stack: nginx-uwsgi", "or apache-modwsgi"),
+        _line("# nginx: default", "or proxy, cache"),
+        _line("# env:", "plain values for the app's environment"),
+        _line("#   LOG_LEVEL: info"),
+        _line("# secrets:", "read here at deploy time, never from the repository"),
+        _line("#   API_TOKEN: {env: MY_API_TOKEN}", "or {file: ~/path}, {command: pass show x}"),
+        _line("# stages:", "one file for several: fab stage production deploy"),
+        _line("#   staging: {hosts: [staging1], server_names: [staging.example.com]}"),
+        _line("#   production: {hosts: [web1.example.com], server_names: [example.com]}"),
+        "#",
+        "# Routes found (as `flask routes` lists them):",
+    ]
+    for r in app["routes"][:40]:
+        mark = "  (streams)" if r["streams"] else ""
+        lines.append(f"#   {','.join(r['methods']):12} {r['rule']}{mark}")
+    if len(app["routes"]) > 40:
+        lines.append(f"#   ... and {len(app['routes']) - 40} more")
+    return "\n".join(lines) + "\n"
+
+
+def plan(root):
+    """{file name: text} that fab init would write in root (existing files included)."""
+    root = Path(root)
+    source, found = find_source(root)
+    app = inspect_app(root, source, found)
+    why = next(c.why for c in found if c.text == app["wsgi"])
+    text = fabric_yaml(app_name(root, found), source, why, app)
+    _check(text, root)
+    return {"fabric.yaml": text, "fabfile.py": FABFILE}
+
+
+def _check(text, root):
+    """What init writes loads as settings once server_names is filled in."""
+    import yaml
+    raw = yaml.safe_load(text)["deploy"]
+    raw["server_names"] = ["example.com"]
+    settings_mod.load(raw, project_root=root)
+
+
+def write(root, files, out=print):
+    """Write each file that does not exist yet; say which were kept."""
+    for name, text in files.items():
+        path = Path(root, name)
+        if path.exists() or path.is_symlink():
+            out(f"kept     {name} (exists; not overwritten)")
+            continue
+        path.write_text(text)
+        out(f"wrote    {name}")
