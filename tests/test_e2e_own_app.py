@@ -1,17 +1,20 @@
 """End to end with an app that is not the sample: an app factory, a blueprint under a
 url_prefix with its own static folder, a JSON API, a stream, no health route, described by
-the four required keys only. On every nginx shape and on Apache, on real staging hosts."""
+what `fab init` wrote with only the server name and host filled in. On every nginx shape
+and on Apache, on real staging hosts; with another app on the same host."""
 
 import hashlib
 import json
+import re
 import secrets
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import sample_settings
-from ops import deploy, provision, settings, smoke, staging
+from conftest import fab, sample_settings
+from ops import deploy, provision, scaffold, settings, smoke, staging
 from ops.errors import OpsError
 
 pytestmark = pytest.mark.e2e
@@ -21,10 +24,23 @@ STATICS = {"/static/shop.css": "h1 { color: teal; }\n",
            "/admin/admin-static/admin.js": 'console.log("shop admin");\n'}
 
 
-def shop(root, **extra):
+def shop_project(root, host="staging1"):
+    """The shop as a new user deploys it: `fab init` wrote its fabric.yaml, then only the
+    server name and the host were filled in."""
     shutil.copytree(SHOP, root, dirs_exist_ok=True)
-    return settings.load({"app_name": "shop", "source": "src", "wsgi": "wsgi:app",
-                          "server_names": ["shop.test"], **extra}, project_root=root)
+    if not (root / "fabric.yaml").exists():
+        scaffold.write(root, scaffold.plan(root), out=lambda m: None)
+        text = (root / "fabric.yaml").read_text()
+        text = re.sub(r"^  server_names: *", "  server_names: [shop.test] ", text, count=1, flags=re.M)
+        text = re.sub(r"^  # hosts: \[[^]]*\]", f"  hosts: [{host}]", text, count=1, flags=re.M)
+        (root / "fabric.yaml").write_text(text)
+    return root
+
+
+def shop(root, **extra):
+    """Settings from the project's fabric.yaml, with the keys a test varies on top."""
+    raw = yaml.safe_load((shop_project(root) / "fabric.yaml").read_text())["deploy"]
+    return settings.load({**raw, **extra}, project_root=root)
 
 
 def remove_shop(host, s):
@@ -64,7 +80,8 @@ def deployed_and_served(s, host):
     target = deploy.target_for(s, host)
     results = {r.name: r for r in smoke.run(s, target, deploy.current_statics(s, host))}
     assert [r.detail for r in results.values() if not r.ok] == []
-    assert "healthz" not in results and "streaming" not in results  # none configured
+    assert "healthz" not in results  # the shop has none, and fab init found none
+    assert results["streaming"].ok  # fab init found /feed and made it the stream check
     for url, body in STATICS.items():
         assert results[f"static {url}"].ok  # the front server's, not Flask's, with Flask's bytes
         resp = smoke.request(target, url)
@@ -94,6 +111,18 @@ def test_own_app_on_apache(apache_host, tmp_path, monkeypatch):
     # mod_wsgi has no EnvironmentFile=: the release's entry module loaded it
     assert app_config(s, apache_host) == {"greeting": "hello from apache",
                                           "token_sha256": sha256(token)}
+
+
+def test_a_project_made_by_fab_init_deploys_with_fab_and_no_host_flag(nginx_host, tmp_path):
+    root = shop_project(tmp_path, host="staging1")
+    result = fab("provision", "deploy", cwd=root)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "deploying shop to staging1, 1 at a time" in result.stdout
+    assert "staging1     ok: " in result.stdout
+    target = deploy.target_for(shop(tmp_path), nginx_host)
+    assert b"The shop" in smoke.request(target, "/").body
+    status = fab("status", cwd=root)
+    assert status.returncode == 0 and "current" in status.stdout, status.stdout
 
 
 def sha256(text):

@@ -1,0 +1,140 @@
+"""fab init: the app description and fabfile for a project that has neither, from importing
+the app as a user's project holds it; never overwriting, never a traceback."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ops import scaffold, settings
+from ops.errors import OpsError
+
+from conftest import ROOT, fab
+
+SHOP = ROOT / "tests" / "apps" / "shop"
+
+
+def init(cwd):
+    return subprocess.run([sys.executable, "-m", "ops", "init"], cwd=cwd, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def described(root, **filled):
+    raw = yaml.safe_load((root / "fabric.yaml").read_text())["deploy"]
+    return settings.load({**raw, **filled}, project_root=root)
+
+
+@pytest.fixture
+def shop(tmp_path):
+    shutil.copytree(SHOP, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_init_describes_an_app_factory_project_with_a_blueprint_and_a_stream(shop):
+    result = init(shop)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines() == ["wrote    fabric.yaml", "wrote    fabfile.py"]
+    text = (shop / "fabric.yaml").read_text()
+    assert "/admin/admin-static/, /static/" in text  # every static prefix it found
+    assert "GET          /feed  (streams)" in text
+    s = described(shop, server_names=["shop.test"])
+    assert (s.app_name, s.source, s.wsgi) == ("shop", "src", "wsgi:app")
+    assert s.streaming == ("/feed",) and s.smoke_stream == "/feed"
+    assert s.healthz is None and s.smoke == ({"path": "/"},)
+    # Until the server name is filled in, every task refuses, naming the key.
+    with pytest.raises(OpsError, match=r"deploy\.server_names is required"):
+        described(shop)
+    # The fabfile makes the tasks available.
+    listed = fab("--list", cwd=shop)
+    assert "deploy" in listed.stdout and "init" in listed.stdout, listed.stdout
+
+
+def test_init_never_overwrites(shop):
+    (shop / "fabfile.py").write_text("# mine\n")
+    assert init(shop).returncode == 0
+    first = (shop / "fabric.yaml").read_text()
+    (shop / "fabric.yaml").write_text(first + "# edited\n")
+    result = init(shop)
+    assert result.returncode == 0
+    assert "kept     fabric.yaml (exists; not overwritten)" in result.stdout
+    assert (shop / "fabfile.py").read_text() == "# mine\n"
+    assert (shop / "fabric.yaml").read_text() == first + "# edited\n"
+
+
+def test_a_symlinked_fabric_yaml_is_never_written_through(shop, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "target"
+    (shop / "fabric.yaml").symlink_to(elsewhere)
+    assert init(shop).returncode == 0
+    assert not elsewhere.exists()
+
+
+FACTORY_ONLY = '''
+from flask import Flask, Response
+
+def create_app(config=None):
+    app = Flask(__name__, static_url_path="/assets")
+
+    @app.get("/health")
+    def health():
+        return "ok"
+
+    @app.get("/api/items/<int:n>")
+    def item(n):
+        return {"n": n}
+
+    @app.get("/events/<topic>")
+    def events(topic):
+        def gen():
+            yield "data: 1\\n\\n"
+        return Response(gen(), mimetype="text/event-stream")
+
+    return app
+'''
+
+
+def test_init_finds_a_factory_a_health_route_and_a_stream_under_a_variable_path(tmp_path):
+    pkg = tmp_path / "inventory"
+    (pkg / "static").mkdir(parents=True)
+    (pkg / "static" / "site.css").write_text("body {}\n")
+    (pkg / "__init__.py").write_text(FACTORY_ONLY)
+    (tmp_path / "requirements.txt").write_text("flask>=3.0,<4\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "conftest.py").write_text("from flask import Flask\napp = Flask('t')\n")
+    result = init(tmp_path)
+    assert result.returncode == 0, result.stdout
+    s = described(tmp_path, server_names=["inventory.test"])
+    assert (s.app_name, s.source, s.wsgi) == ("inventory", ".", "inventory:create_app()")
+    assert s.static_url == "/assets/" and s.healthz == "/health"
+    assert s.streaming == ("/events/",) and s.smoke_stream == ""  # no plain URL to time
+    assert s.smoke == ({"path": "/health"},)  # there is no GET /
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"README.md": "hello\n"}, "no Flask app found under"),
+    ({"app.py": "from flask import Flask\napp = Flask(__name__)\n"}, "but no requirements.txt"),
+    ({"app.py": "import nosuchmodule\nfrom flask import Flask\napp = Flask(__name__)\n",
+      "requirements.txt": "flask>=3.0,<4\n"},
+     "importing the app failed: cannot load the app from app:app: ModuleNotFoundError"),
+])
+def test_a_project_init_cannot_describe_is_one_line_and_nothing_written(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = init(tmp_path)
+    assert result.returncode == 1 and message in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout
+    assert not (tmp_path / "fabric.yaml").exists() and not (tmp_path / "fabfile.py").exists()
+
+
+def test_candidates_prefer_the_entry_module_then_any_app_object_then_factories(tmp_path):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text("def create_app():\n    pass\n")
+    (tmp_path / "shop" / "other.py").write_text("from flask import Flask\nweb = Flask('x')\n")
+    (tmp_path / "wsgi.py").write_text("from shop import create_app\napp = create_app()\n")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "app.py").write_text("from flask import Flask\napp = Flask('x')\n")
+    found = [c.text for c in scaffold.candidates(tmp_path)]
+    assert found == ["wsgi:app", "shop.other:web", "shop:create_app()"]
