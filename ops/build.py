@@ -4,6 +4,8 @@ The target has no internet, so every dependency travels as a wheel built here. B
 cached by content hash, so an unchanged requirements file costs nothing the second time.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -59,12 +61,29 @@ def _run(argv, what, **kwargs):
     return proc.stdout
 
 
+@contextlib.contextmanager
+def building(path):
+    """Held while `path` (a cache entry) is built: two fab processes on this machine (two
+    projects, a fleet, CI jobs) wait for each other instead of deleting each other's work."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def wheelhouse(settings):
     """Wheels for the app's requirements (and Flask-Collect), built once per requirements."""
     reqs = requirements(settings)
     path = cache_root() / "wheelhouse" / reqs.digest
     if (path / ".complete").exists():
         return path
+    with building(path):
+        if not (path / ".complete").exists():
+            _build_wheelhouse(settings, reqs, path)
+    return path
+
+
+def _build_wheelhouse(settings, reqs, path):
     path.mkdir(parents=True, exist_ok=True)
     spec = cache_root() / "requirements" / reqs.digest
     flat = write_requirements(reqs, spec)
@@ -81,7 +100,6 @@ def wheelhouse(settings):
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(path),
               "-r", str(flat), COLLECT_REQUIREMENT], what)
     (path / ".complete").write_text("")
-    return path
 
 
 LOCAL_PYTHON = "%d.%d" % sys.version_info[:2]
@@ -102,6 +120,13 @@ def target_wheelhouse(settings, python, arch):
     path = cache_root() / "wheelhouse" / f"{local.name}-cp{python.replace('.', '')}-{arch}"
     if (path / ".complete").exists():
         return path
+    with building(path):
+        if not (path / ".complete").exists():
+            _download_wheels(local, path, python, arch)
+    return path
+
+
+def _download_wheels(local, path, python, arch):
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     binary = []
@@ -121,7 +146,6 @@ def target_wheelhouse(settings, python, arch):
              f"downloading wheels for Python {python} on {arch} ({', '.join(binary)}); "
              "a package without such a wheel needs a build on a machine like the host")
     (path / ".complete").write_text("")
-    return path
 
 
 def venv(settings, python=None):
@@ -132,6 +156,13 @@ def venv(settings, python=None):
     path = cache_root() / "venvs" / f"{wheels.name}-{tag}"
     if (path / ".complete").exists():
         return path
+    with building(path):
+        if not (path / ".complete").exists():
+            _make_venv(settings, python, wheels, path)
+    return path
+
+
+def _make_venv(settings, python, wheels, path):
     shutil.rmtree(path, ignore_errors=True)
     flat = write_requirements(requirements(settings), path.with_name(path.name + ".req"),
                               hashes=False)
@@ -140,7 +171,6 @@ def venv(settings, python=None):
           "--find-links", str(wheels), "-r", str(flat),
           COLLECT_REQUIREMENT], "installing requirements into the build venv")
     (path / ".complete").write_text("")
-    return path
 
 
 def collectstatic(settings, out=None, source=None):

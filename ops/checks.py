@@ -5,6 +5,7 @@ the target: the new site files are checked inside the host's whole server config
 place of the live ones, without touching what is live.
 """
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -18,7 +19,12 @@ from .errors import CheckError, OpsError
 
 q = shlex.quote
 
-APACHE_MODULES = (("wsgi_module", "mod_wsgi.so"), ("headers_module", "mod_headers.so"))
+APACHE_MODULES = (("wsgi_module", "mod_wsgi.so"), ("headers_module", "mod_headers.so"),
+                  ("socache_shmcb_module", "mod_socache_shmcb.so"), ("ssl_module", "mod_ssl.so"),
+                  ("http2_module", "mod_http2.so"), ("rewrite_module", "mod_rewrite.so"))
+# Certificates the configs name that exist only on a target: the host's self-signed one
+# (Apache's catch-all on 443) and the site's own (settings.tls_cert, tls_key).
+SNAKEOIL = ("/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key")
 
 
 def nginx_candidate_main(live_main, site_dir):
@@ -228,6 +234,46 @@ CHECKERS = {
 }
 
 
+def self_signed(directory):
+    """(cert path, key path) of a throwaway self-signed certificate written in directory."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flask-ops-check.invalid")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = Path(directory, "check-cert.pem"), Path(directory, "check-key.pem")
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return str(cert_path), str(key_path)
+
+
+def with_local_certs(files, settings, workdir):
+    """The front servers' configs with every certificate path that exists only on a target
+    pointed at a throwaway certificate here: the checkers need a file to load."""
+    pairs = [SNAKEOIL] + ([(settings.tls_cert, settings.tls_key)] if settings and settings.tls else [])
+    cert, key = self_signed(workdir)
+    out = []
+    for f in files:
+        content = f.content
+        if f.kind in (templating.NGINX, templating.APACHE):
+            for cert_path, key_path in pairs:
+                content = content.replace(cert_path, cert).replace(key_path, key)
+        out.append(dataclasses.replace(f, content=content))
+    return out
+
+
 def check_local(files, settings=None):
     """Run every file's checker on this machine; raise CheckError on the first refusal.
 
@@ -235,6 +281,7 @@ def check_local(files, settings=None):
     """
     passed = []
     with tempfile.TemporaryDirectory(prefix="flask-ops-check-") as workdir:
+        files = with_local_certs(files, settings, workdir)
         for kind, checker in CHECKERS.items():
             mine = [f for f in files if f.kind == kind]
             if mine:

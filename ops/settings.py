@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import inits, stacks, wsgispec
+from . import inits, stacks, tlsconf, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -97,6 +97,7 @@ class Settings:
     secrets: Tuple[Tuple[str, str, str], ...] = ()  # (NAME, kind, reference); see SECRET_KINDS
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
     hosts: Tuple[str, ...] = ()  # app hosts without a load balancer: roles {app: hosts}
+    tls: Optional[tlsconf.Tls] = None  # HTTPS (ops.tlsconf); None: plain HTTP only
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
     # Not a user key: the URL prefixes where the app serves static files (its own and every
@@ -166,6 +167,25 @@ class Settings:
     @property
     def generated_secrets(self):
         return tuple(name for name, kind, _ in self.secret_sources if kind == "generate")
+
+    @property
+    def tls_dir(self):
+        """Where the certificate lives on the host: certbot's lineage, or ours for files."""
+        if self.tls and self.tls.acme:
+            return f"/etc/letsencrypt/live/{self.app_name}"
+        return f"/etc/flask-ops/{self.app_name}/tls"
+
+    @property
+    def tls_cert(self):
+        return f"{self.tls_dir}/fullchain.pem"
+
+    @property
+    def tls_key(self):
+        return f"{self.tls_dir}/privkey.pem"
+
+    @property
+    def acme_webroot(self):
+        return tlsconf.ACME_WEBROOT
 
     @property
     def env_file(self):
@@ -497,6 +517,7 @@ _VALIDATORS = {
     "python": _abs_path,
     "smoke": _smoke,
     "roles": _roles,
+    "tls": tlsconf.parse,
     "hosts": lambda k, v: _list(k, v, _SSH_HOST, "SSH hosts ([user@]host[:port])", check=_ssh_host),
     "secrets": _secrets,
     "env": _env,
@@ -531,10 +552,13 @@ def load(raw=None, project_root=".", check_files=True, stage=None):
     if settings.user is None and settings.app_name in RESERVED_USERS:
         _fail("app_name", settings.app_name, "a name that is not a system account (it is also "
               "the app's user unless 'user' is set)")
-    if settings.listen_port == 22:
-        _fail("listen_port", 22, "a port other than 22, where sshd listens")
+    if settings.listen_port in (22, 443):
+        _fail("listen_port", settings.listen_port, "a port other than 22 (sshd) and 443 (HTTPS: "
+              "see tls)")
     if settings.listen_port == settings.upstream_port and settings.two_tier:
         _fail("upstream_port", settings.upstream_port, "a port other than listen_port")
+    if settings.tls:
+        _check_tls(settings)
     if settings.static_url == "/":
         _fail("static_url", settings.static_url, "a sub-path such as '/static/'")
     _check_conflicts(settings)
@@ -582,6 +606,20 @@ def with_stage(raw, stage):
         else:
             merged[key] = value
     return merged, stage
+
+
+_IP_LIKE = re.compile(r"[0-9.]+\Z")
+
+
+def _check_tls(s):
+    tls = s.tls
+    for name in s.server_names:
+        if _IP_LIKE.match(name) or "." not in name or name.endswith((".localhost", ".local")):
+            _fail("server_names", name, "DNS names under a public suffix when tls is on: a "
+                  "certificate names domains, not addresses or localhost")
+        if tls.acme and name.startswith("*."):
+            _fail("server_names", name, "names without '*' with tls.acme: HTTP-01 cannot "
+                  "prove a wildcard (use tls.certificate)")
 
 
 def url_under(path, prefix):
@@ -654,6 +692,9 @@ def _check_files(settings):
         if kind == "file" and _inside(Path(root, Path(ref).expanduser()), root):
             _fail(f"secrets.{name}.file", ref, f"a file outside the project ({root}): a secret "
                   "never comes from the repository")
+    if settings.tls and settings.tls.key and _inside(Path(root, Path(settings.tls.key).expanduser()), root):
+        _fail("tls.certificate.key", settings.tls.key, f"a file outside the project ({root}): a "
+              "private key never comes from the repository")
     req = Path(settings.project_root, settings.source, settings.requirements)
     if not _inside(req, settings.source_dir) or not req.is_file():
         _fail("requirements", settings.requirements,

@@ -1,0 +1,95 @@
+"""HTTPS as rendered: every stack and shape with TLS passes the real nginx -t / apache2ctl -t
+(mod_ssl, mod_http2 loaded), with the Mozilla intermediate profile, HTTP -> HTTPS except ACME
+challenges, HSTS everywhere a header is set; bad TLS input is one clear line."""
+
+import re
+
+import pytest
+
+from ops import checks, render, settings
+from ops.errors import SettingsError
+
+from conftest import ROOT
+
+ACME = {"acme": {"email": "ops@example.com"}}
+FILES = {"certificate": {"chain": "/etc/certs/sample.pem", "key": "/etc/certs/sample.key"}}
+NAMES = ["sample.test", "www.sample.test"]
+
+
+def tls_settings(load, tls=ACME, **raw):
+    return load(tls=tls, server_names=NAMES, **raw)
+
+
+def content(files, suffix):
+    return next(f.content for f in files if f.path.endswith(suffix))
+
+
+@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+@pytest.mark.parametrize("tls", [ACME, FILES], ids=["acme", "files"])
+def test_nginx_with_tls_passes_nginx_t_in_every_shape(load, shape, tls):
+    s = tls_settings(load, tls, nginx=shape)
+    files = render.render(s)
+    assert "nginx" in checks.check_local(files, s)
+    site = content(files, "/sample.conf")
+    assert "listen 443 ssl http2;" in site and "ssl_protocols TLSv1.2 TLSv1.3;" in site
+    assert f"ssl_certificate {s.tls_cert};" in site and "ssl_session_tickets off;" in site
+    assert s.tls_cert == ("/etc/letsencrypt/live/sample/fullchain.pem" if tls is ACME
+                          else "/etc/flask-ops/sample/tls/fullchain.pem")
+    # Port 80: challenges from the webroot, everything else 301 to the same name over HTTPS.
+    http = re.search(r"server \{\n    listen 80;.*?\n\}", site, re.S).group(0)
+    assert "location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/flask-ops/acme;" in http
+    assert "return 301 https://$host$request_uri;" in http and "uwsgi_pass" not in http
+    # HSTS wherever the security headers are set (an add_header in a location drops them).
+    hsts = 'add_header Strict-Transport-Security "max-age=63072000" always;'
+    assert site.count(hsts) == site.count('add_header X-Frame-Options "SAMEORIGIN" always;') >= 1
+    # Unknown names on 443: the handshake is refused, no certificate shown.
+    assert "ssl_reject_handshake on;" in content(files, "catchall-80.conf")
+
+
+@pytest.mark.parametrize("tls", [ACME, FILES], ids=["acme", "files"])
+def test_apache_with_tls_passes_apache2ctl_t(load, tls):
+    s = tls_settings(load, tls, stack="apache-modwsgi")
+    files = render.render(s)
+    assert "apache" in checks.check_local(files, s)
+    site = content(files, "/sample.conf")
+    assert "<VirtualHost *:443>" in site and "SSLEngine on" in site
+    assert "SSLProtocol -all +TLSv1.2 +TLSv1.3" in site and "Protocols h2 http/1.1" in site
+    assert 'Header always set Strict-Transport-Security "max-age=63072000"' in site
+    assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in site
+    assert 'RequestHeader set X-Forwarded-Proto "https"' in site
+
+
+def test_without_tls_every_site_still_answers_acme_challenges(load):
+    for stack in settings.STACKS:
+        files = render.render(load(stack=stack))
+        site = content(files, "/sample.conf")
+        assert "/.well-known/acme-challenge/" in site and "443" not in site.replace(
+            "ssl_reject_handshake", "")
+
+
+def test_hsts_zero_sends_no_hsts(load):
+    s = tls_settings(load, {**ACME, "hsts": 0})
+    assert "Strict-Transport-Security" not in content(render.render(s), "/sample.conf")
+
+
+BASE = {"app_name": "shop", "source": "sample_app", "wsgi": "app:app", "server_names": NAMES}
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"tls": ACME, "server_names": ["198.18.0.11"]}, "server_names"),
+    ({"tls": ACME, "server_names": ["localhost"]}, "server_names"),
+    ({"tls": ACME, "server_names": ["*.sample.test"]}, "server_names"),
+    ({"tls": {"acme": {"email": "not an address"}}}, "tls.acme.email"),
+    ({"tls": {"acme": {"email": "a@b.test", "directory": "http://acme.test/dir"}}},
+     "tls.acme.directory"),
+    ({"tls": {**ACME, **FILES}}, "tls"),
+    ({"tls": {"certificate": {"chain": "x.pem"}}}, "tls.certificate"),
+    ({"tls": {"certificate": {"chain": "/x.pem", "key": "sample_app/app.py"}}},
+     "tls.certificate.key"),
+    ({"tls": {**ACME, "hsts": "long"}}, "tls.hsts"),
+    ({"listen_port": 443}, "listen_port"),
+])
+def test_bad_tls_input_is_refused_naming_the_key(raw, key):
+    with pytest.raises(SettingsError) as err:
+        settings.load({**BASE, **raw}, project_root=ROOT)
+    assert err.value.key == key and "\n" not in str(err.value)
