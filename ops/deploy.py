@@ -5,8 +5,9 @@ the plan, hand it to the executor. Also the read-only views: releases, status, u
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Optional
 
-from . import appenv, build as build_mod, dryrun, executor, inits, locks, plan as plan_mod
+from . import appenv, build as build_mod, certs, dryrun, executor, inits, locks, plan as plan_mod
 from . import release as release_mod, smoke, stacks
 from .errors import OpsError, SmokeError
 from .steps import Steps
@@ -19,13 +20,20 @@ class Built:
     tree: object
     release: release_mod.Release
     env: appenv.Resolved  # read on this machine once, before any host is touched
+    cert_files: object = None  # ops.certs.CertFiles (tls.certificate), checked here
+    acme_ca: Optional[bytes] = None  # tls.acme's private CA bundle
 
 
 def build(s, steps, fleet=None):
     with steps("build"):
-        env = appenv.resolve(s)  # a missing secret refuses the deploy before anything else
+        # What can refuse the deploy on this machine comes first: a missing secret, a key
+        # that does not match its certificate, an expired one.
+        env = appenv.resolve(s)
+        cert_files = certs.load_files(s, warn=steps.out) if s.tls and not s.tls.acme else None
+        acme_ca = certs.acme_ca(s)
         tree, digest, files, statics = release_mod.stage_tree(s, fleet)
-        return Built(tree, release_mod.new_release(s, digest, files, statics), env)
+        return Built(tree, release_mod.new_release(s, digest, files, statics), env,
+                     cert_files, acme_ca)
 
 
 def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifests=()):
@@ -58,6 +66,11 @@ def record():
 
 
 def target_for(s, remote):
+    """Where a visitor reaches the site on this host: HTTPS (checked against the configured CA
+    bundle, HTTP redirecting) when tls is on."""
+    if s.tls:
+        return smoke.Target(remote.address, s.tls.port, s.server_names[0], tls=True,
+                            ca_file=s.tls.ca_bundle or None, plain_port=s.listen_port)
     return smoke.Target(remote.address, s.listen_port, s.server_names[0])
 
 
@@ -75,7 +88,8 @@ def start(s, remote, built, steps, dry_run=False):
     with steps("facts"):
         facts, locked = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run)
     env_key = (facts.get("state") or {}).get("env_key") or secrets.token_hex(32)
-    plan = plan_mod.deploy_plan(s, rel, facts, record(), built.env, env_key)
+    plan = plan_mod.deploy_plan(s, rel, facts, record(), built.env, env_key, built.cert_files,
+                                built.acme_ca)
 
     def bundle(upload):
         wheels = build_mod.target_wheelhouse(s, upload.python, upload.arch) if upload.python else None
@@ -156,9 +170,12 @@ def current_statics(s, remote):
 def status(s, remote):
     facts, _ = gather(s, remote)
     lock = locks.describe(facts["lock"], facts["now"])[0] if facts["lock"] else "unlocked"
-    return {"host": remote.name, "current": facts["current"], "releases": len(facts["releases"]),
+    info = {"host": remote.name, "current": facts["current"], "releases": len(facts["releases"]),
             "services": facts["active"], "last_deploy": facts["state"].get("last_deploy"),
             "pending": facts["state"].get("pending", []), "lock": lock}
+    if s.tls:
+        info["certificate"] = certs.describe(facts.get("tls"), facts["now"])
+    return info
 
 
 def unlock(s, remote):

@@ -157,6 +157,7 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
         "venv": venv_dir(s, requirements_digest) if requirements_digest else "",
         "main_conf": stack.main_conf, "units": stack.units(), "front_marker": stacks.FRONT_MARKER,
         "manifests": manifests if manifests == "*" else list(manifests),
+        "tls_cert": s.tls_cert if s.tls else "",
     }
     facts = scripts.command("facts.py", json.dumps(args))
     if not acquire:
@@ -260,6 +261,39 @@ def env_restore_lines(s, digest):
             state_write(s, {"env_digest": digest})]
 
 
+RENEW_BEFORE = 30 * 86400  # certbot's own renewal window
+
+
+def certificate_steps(s, facts, cert_files=None, acme_ca=None):
+    """The certificate step, when the host's certificate is not the one the settings call
+    for: before `stage`, whose checks load it (nginx needs the file to start)."""
+    if not s.tls:
+        return ()
+    have = facts.get("tls")
+    if s.tls.acme:
+        if have and set(have["names"]) == set(s.server_names) \
+                and have["not_after"] - facts["now"] > RENEW_BEFORE:
+            return ()
+        ca_file = f"/etc/flask-ops/{s.app_name}/acme-ca.pem" if acme_ca else ""
+        lines = [write_line(ca_file, acme_ca.decode())] if acme_ca else []
+        lines.append(scripts.command("acme_issue.sh", s.app_name, s.acme_webroot, s.tls.email,
+                                     s.tls.directory, ca_file, stacks.of(s).front,
+                                     *s.server_names))
+        return (Step("certificate", script(lines),
+                     f"certbot: {', '.join(s.server_names)} from {s.tls.directory}"),)
+    if have and have.get("sha256") == cert_files.sha256:
+        return ()
+    return (Step("certificate", script([scripts.command("tls_files.py", s.tls_dir)]),
+                 "certificate and key installed (root, 0600); the key is not shown",
+                 stdin=cert_files.payload()),)
+
+
+def tls_restore_lines(s):
+    """The certificate files a failed deploy replaced go back (files mode)."""
+    return [f"for f in {q(s.tls_dir)}/fullchain.pem {q(s.tls_dir)}/privkey.pem; do "
+            'if [ -f "$f.prev" ]; then mv -f "$f.prev" "$f"; fi; done']
+
+
 def install_lines(s, release_id, files):
     """Install the release's config files over the live ones, each by an atomic rename."""
     rel = release_dir(s, release_id)
@@ -302,13 +336,16 @@ def verify_script(s, release_id, timeout):
                            timeout, pids, fail_fast)
 
 
-def restore_script(s, previous_id, previous_files, failed_id, enabled_before=(), env=None):
+def restore_script(s, previous_id, previous_files, failed_id, enabled_before=(), env=None,
+                   cert_files=False):
     """Put the previous release back (configs, current, services); drop the failed one.
     enabled_before: site links that were there before a first deploy (the catch-all another
     app on the host shares): left in place. env: (the env digest before) when the switch
-    replaced the env file: the previous file goes back too."""
+    replaced the env file: the previous file goes back too; cert_files: so do the
+    certificate files the deploy replaced."""
     stack = stacks.of(s)
-    env_lines = env_restore_lines(s, env[0]) if env else []
+    env_lines = (env_restore_lines(s, env[0]) if env else []) + (
+        tls_restore_lines(s) if cert_files else [])
     if previous_id:
         lines = (install_lines(s, previous_id, previous_files) + env_lines
                  + current_lines(s, previous_id)
@@ -326,18 +363,21 @@ def restore_script(s, previous_id, previous_files, failed_id, enabled_before=(),
     return script(lines)
 
 
-def discard_script(s, release):
+def discard_script(s, release, cert_files=False):
     """Drop an uploaded or staged (never switched) release and release the lock."""
     rel = release_dir(s, release.id)
     return script([f"rm -rf {q(rel)} {q(rel + '.partial')} {q('/tmp/' + release.upload_name)}",
-                   f"rm -f {q(s.env_file + '.new')}", unlock_line(s)])
+                   f"rm -f {q(s.env_file + '.new')}"]
+                  + (tls_restore_lines(s) if cert_files else []) + [unlock_line(s)])
 
 
-def finish_script(s, record, keep=None, current=None, env_switched=False):
+def finish_script(s, record, keep=None, current=None, env_switched=False, cert_files=False):
     """Record the result, prune old releases (never the current one), release the lock."""
     lines = [state_write(s, {"last_deploy": record})]
     if env_switched:
         lines.append(f"rm -f {q(s.env_file + '.prev')}")
+    if cert_files:
+        lines.append(f"rm -f {q(s.tls_dir)}/fullchain.pem.prev {q(s.tls_dir)}/privkey.pem.prev")
     if keep:
         lines.append(scripts.command("prune.sh", s.releases, keep, current))
     return script(lines + [unlock_line(s)])
@@ -345,10 +385,11 @@ def finish_script(s, record, keep=None, current=None, env_switched=False):
 
 # ----------------------------------------------------------------------------- plans
 
-def deploy_plan(s, release, facts, record, env=None, env_key=None):
+def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=None, acme_ca=None):
     """Everything a deploy of `release` does on a host in state `facts`. env: the app's
     resolved environment (ops.appenv), written when the host's differs; env_key: the host's
-    digest key (a new one when the host has none yet)."""
+    digest key (a new one when the host has none yet). cert_files (ops.certs, tls.certificate)
+    or acme_ca (tls.acme's private CA): what the certificate step needs."""
     previous = facts["current"]
     todo = tuple(actions(s, release.files, facts))
     manifest = facts.get("manifest") or {}
@@ -357,7 +398,9 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None):
     env_changed = env is not None and state.get("env_digest") != env_digest
     env_steps = (Step("env", env_stage_script(s), f"{len(env.names)} names staged; values not "
                       "shown", stdin=env.payload(env_key)),) if env_changed else ()
-    nothing = (manifest.get("digest") == release.digest and not env_changed
+    cert_steps = certificate_steps(s, facts, cert_files, acme_ca)
+    cert_files_step = bool(cert_steps) and not s.tls.acme
+    nothing = (manifest.get("digest") == release.digest and not env_changed and not cert_steps
                and not changed_configs(release.files, facts)
                and all(action == "reload" for action, _ in todo)
                and all(facts["enabled"].values()))
@@ -366,7 +409,7 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None):
     return Plan(
         host_action="deploy", target=release.id, previous=previous, nothing_to_do=nothing,
         todo=todo,
-        prepare=(
+        prepare=cert_steps + (
             Step("upload", upload=Upload(f"/tmp/{release.upload_name}",
                                          facts["python"] if wheels else None,
                                          facts["arch"] if wheels else None)),
@@ -382,12 +425,14 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None):
         ),
         restore=Step("restore", restore_script(s, previous, previous_files, release.id,
                                                [n for n, on in facts["enabled"].items() if on],
-                                               (state.get("env_digest"),) if env_changed else None)),
-        discard=Step("discard", discard_script(s, release)),
+                                               (state.get("env_digest"),) if env_changed else None,
+                                               cert_files_step)),
+        discard=Step("discard", discard_script(s, release, cert_files_step)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,
                                                     result="ok"),
-                                            s.keep_releases, release.id, env_changed)),
+                                            s.keep_releases, release.id, env_changed,
+                                            cert_files_step)),
     )
 
 

@@ -18,16 +18,38 @@ def provision_script(s):
             (f"{s.shared}/data", s.app_user, s.app_group, "750"),
             # upstart's socket directory (systemd makes /run/APP): the socket in it is
             # app:www-data 0660, so only root and the web server's group may enter it.
-            (f"{s.shared}/run", "root", s.web_group, "750")] + stack.provision_dirs()
+            (f"{s.shared}/run", "root", s.web_group, "750"),
+            # ACME challenges (certbot --webroot) for every app on the host.
+            ("/var/lib/flask-ops", "root", "root", "755"), (s.acme_webroot, "root", "root", "755"),
+            (f"{s.acme_webroot}/.well-known", "root", "root", "755"),
+            (f"{s.acme_webroot}/.well-known/acme-challenge", "root", "root", "755"),
+            ] + stack.provision_dirs()
+    # openssl: the deploy's facts read the served certificate with it.
+    tls_packages = ("openssl",) + (("certbot",) if s.tls and s.tls.acme else ()) if s.tls else ()
     return plan.script([
-        scripts.command("ensure_packages.sh", *stack.packages),
+        scripts.command("ensure_packages.sh", *stack.packages, *tls_packages),
         scripts.command("ensure_account.sh", s.app_user, s.app_group, s.base),
         scripts.command("ensure_dirs.sh", *[part for d in dirs for part in d]),
         # Secrets are generated on the host and never leave it: only their names are printed.
         scripts.command("ensure_secrets.sh", s.env_file, s.app_user, *s.generated_secrets),
         scripts.command(stack.provision_script),
         scripts.command("ensure_front_marker.sh", stack.front, stacks.FRONT_MARKER),
-    ])
+    ] + catchall_lines(stack))
+
+
+def catchall_lines(stack):
+    """The host's default site, when it has none yet: before the first deploy, a certificate's
+    ACME challenge for a name no site serves must reach the webroot, not a closed port."""
+    f = stack.catchall_file()
+    name = f.path.rsplit("/", 1)[1]
+    enabled = plan.q(f"{stack.sites_enabled}/{name}")
+    return [f"if [ ! -e {enabled} ]; then",
+            "  " + plan.write_line(f.path, f.content),
+            "  " + plan.enable_line(stack.sites_enabled, f.path),
+            "  " + " ".join(plan.q(a) for a in stack.test_command(stack.main_conf)) + " >/dev/null",
+            *["  " + line for line in stack.reload(stack.front)],
+            f"  echo 'changed: installed the default site {name}'",
+            "fi"]
 
 
 def provision(s, remote):

@@ -5,9 +5,12 @@ Each check is a small function returning (ok, detail); `run` gives one result pe
 
 import hashlib
 import http.client
+import os
 import socket
+import ssl
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 from . import stacks
 from .settings import url_under
@@ -24,6 +27,19 @@ class Result:
     seconds: float
 
 
+class _SiteHTTPS(http.client.HTTPSConnection):
+    """HTTPS to an address, with the site's name for SNI and certificate verification (the
+    name need not resolve here: staging hosts and hosts behind a balancer are reached by IP)."""
+
+    def __init__(self, address, port, site, context, timeout):
+        super().__init__(address, port, timeout=timeout, context=context)
+        self._site = site
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._site)
+
+
 @dataclass(frozen=True)
 class Target:
     address: str
@@ -31,10 +47,18 @@ class Target:
     host: str  # Host header: the site's first server name
     timeout: float = 10.0
     tls: bool = False
+    ca_file: Optional[str] = None  # CA bundle to verify the chain with (None: the system's)
+    plain_port: Optional[int] = None  # with tls: the HTTP port that must redirect
+
+    def context(self):
+        ctx = ssl.create_default_context(cafile=os.path.expanduser(self.ca_file)
+                                         if self.ca_file else None)
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
 
     def connection(self):
         if self.tls:
-            return http.client.HTTPSConnection(self.address, self.port, timeout=self.timeout)
+            return _SiteHTTPS(self.address, self.port, self.host, self.context(), self.timeout)
         return http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
 
     def describe(self):
@@ -50,7 +74,8 @@ def target_from_url(url):
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
     tls = parts.scheme == "https"
-    return Target(parts.hostname, parts.port or (443 if tls else 80), parts.hostname, tls=tls)
+    return Target(parts.hostname, parts.port or (443 if tls else 80), parts.hostname, tls=tls,
+                  plain_port=80 if tls else None)
 
 
 class Response:
@@ -186,6 +211,42 @@ def why_not_cached(resp):
     return None
 
 
+def check_redirect(target, path="/flask-ops-probe?x=1"):
+    """Plain HTTP answers with a permanent redirect to the same URL over HTTPS."""
+    plain = Target(target.address, target.plain_port, target.host, target.timeout)
+    resp = request(plain, path)
+    want = f"https://{target.host}{'' if target.port == 443 else f':{target.port}'}{path}"
+    if resp is None or resp.status != 301 or resp.header("Location") != want:
+        return False, (f"http://{target.host}{path} answered {resp and resp.status} "
+                       f"{resp and resp.header('Location')!r}, not 301 to {want}")
+    return True, f"HTTP 301 to {want}"
+
+
+def check_hsts(target, max_age):
+    resp = request(target, "/")
+    value = resp and resp.header("Strict-Transport-Security")
+    if value != f"max-age={max_age}":
+        return False, f"Strict-Transport-Security is {value!r}, not max-age={max_age}"
+    return True, value
+
+
+def certificate_days(target):
+    """(days until the served certificate expires, its subject names), verified chain."""
+    with socket.create_connection((target.address, target.port), timeout=target.timeout) as raw:
+        with target.context().wrap_socket(raw, server_hostname=target.host) as tls:
+            cert = tls.getpeercert()
+    days = (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400
+    return days, [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+
+
+def check_certificate(target, warn_days=14):
+    """A chain valid for the name (verified against the CA bundle); under warn_days to
+    expiry is a warning, not a failure: the site works, someone must renew."""
+    days, names = certificate_days(target)
+    detail = f"valid for {target.host}, {days:.0f} days left ({', '.join(names)})"
+    return True, (f"WARNING: {detail}" if days < warn_days else detail)
+
+
 def check_cache(target, paths, cookie):
     """The first of `paths` that the cache may store: a repeat is a HIT, a request with the
     session cookie is not. No such page: skipped, saying why for each."""
@@ -237,6 +298,12 @@ def checks_for(s, target, statics=()):
     ]
     if stacks.of(s).caches:
         items.append(("cache", lambda: check_cache(target, cache_candidates(s), s.session_cookie)))
+    if target is not None and target.tls:
+        items.append(("certificate", lambda: check_certificate(target)))
+        if target.plain_port:
+            items.append(("http redirects to https", lambda: check_redirect(target)))
+        if s.tls and s.tls.hsts:
+            items.append(("hsts", lambda: check_hsts(target, s.tls.hsts)))
     return items
 
 
@@ -246,7 +313,7 @@ def run(s, target, statics=()):
         start = time.monotonic()
         try:
             ok, detail = thunk()
-        except (OSError, socket.timeout, http.client.HTTPException) as exc:
+        except (OSError, socket.timeout, http.client.HTTPException, ssl.SSLError) as exc:
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         results.append(Result(name, ok, detail, time.monotonic() - start))
     return results

@@ -40,6 +40,13 @@ class Stack:
     def catchall_name(self):
         return f"000-flask-ops-catchall-{self.s.listen_port}.conf"
 
+    def catchall_file(self):
+        """The host's default site (shared by every app): unknown names refused, ACME
+        challenges answered."""
+        return t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
+                              t.render(f"{self.candidate_kind}/catchall.conf.j2", self.s),
+                              self.candidate_kind)
+
     # -- what the host runs
     def app_units(self):
         """Units of the app's own processes (restarted when their unit file changes)."""
@@ -135,8 +142,7 @@ class NginxUwsgi(Stack):
         """fleet: for an app host behind load balancers, their addresses (trusted for X-Real-IP)."""
         s = self.s
         return [
-            t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
-                           t.render("nginx/catchall.conf.j2", s), t.NGINX),
+            self.catchall_file(),
             t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
                            t.render("nginx/site.conf.j2", s, lb=None,
                                     trusted_proxies=list(fleet.lb_addresses) if fleet else []),
@@ -180,14 +186,14 @@ class NginxUwsgi(Stack):
 class ApacheModWsgi(Stack):
     name, front, etc, main_conf, candidate_kind = (
         "apache-modwsgi", "apache2", "/etc/apache2", "/etc/apache2/apache2.conf", "apache")
-    packages = ("apache2", "libapache2-mod-wsgi-py3", "python3-venv")
+    # ssl-cert: the self-signed certificate of the catch-all's 443 virtual host.
+    packages = ("apache2", "libapache2-mod-wsgi-py3", "python3-venv", "ssl-cert")
     provision_script = "front_apache.sh"
 
     def files(self, fleet=None):
         s = self.s
         return [
-            t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
-                           t.render("apache/catchall.conf.j2", s), t.APACHE),
+            self.catchall_file(),
             t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
                            t.render("apache/site.conf.j2", s,
                                     body_limit_bytes=t.size_bytes(s.client_max_body_size)), t.APACHE),
@@ -225,8 +231,7 @@ class LoadBalancer(NginxUwsgi):
     def files(self, upstreams=()):
         s = self.s
         return [
-            t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
-                           t.render("nginx/catchall.conf.j2", s), t.NGINX),
+            self.catchall_file(),
             t.RenderedFile(f"{self.sites_available}/{self.site_name()}",
                            t.render("nginx/site.conf.j2", s, lb=list(upstreams), trusted_proxies=[],
                                     lb_max_fails=self.MAX_FAILS, lb_fail_timeout=self.FAIL_TIMEOUT),

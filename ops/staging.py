@@ -27,7 +27,7 @@ SUITE = "bookworm"
 IMAGE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps", "curl",
     "nginx", "apache2", "libapache2-mod-wsgi-py3", "uwsgi-core", "uwsgi-plugin-python3",
-    "python3-venv", "ca-certificates",
+    "python3-venv", "ca-certificates", "certbot", "openssl", "ssl-cert",
 )
 IMAGE_VERSION = "1"  # bump when the customisation below changes
 BRIDGE, BRIDGE_ADDR, PREFIX = "fo-br0", "198.18.0.1", 24
@@ -313,9 +313,16 @@ def _stop(h):
     shutil.rmtree(h.dir, ignore_errors=True)
 
 
+def bridge_is_up():
+    return _sh("ip", "link", "show", BRIDGE, check=False).returncode == 0
+
+
 def down(log=print):
-    """Remove every staging host, namespace, veth and process; the image cache stays."""
+    """Remove every staging host, namespace, veth and process (the staging ACME server's
+    too); the image cache stays."""
     _require_root()
+    from . import pebble  # it runs on the bridge: stopped before the bridge goes
+    pebble.down()
     for h in existing_hosts():
         log(f"removing {h.name}")
         _stop(h)

@@ -27,7 +27,9 @@ class Tls:
     mode: str  # "acme" | "files"
     email: str = ""
     directory: str = LETSENCRYPT
-    ca_bundle: str = ""  # on the deploying machine: the private ACME server's CA (PEM)
+    # On the deploying machine: the CA (PEM) of a private ACME server (its API and what it
+    # issues), or of the user's own certificate; smoke checks verify the chain against it.
+    ca_bundle: str = ""
     chain: str = ""  # files: the certificate chain (PEM) on the deploying machine
     key: str = ""  # files: its private key (PEM) on the deploying machine; never printed
     hsts: int = HSTS_DEFAULT
@@ -75,7 +77,9 @@ def parse(key, value):
         return Tls("acme", email=acme["email"], directory=directory, ca_bundle=bundle,
                    hsts=hsts)
     cert = value["certificate"]
-    if not isinstance(cert, dict) or set(cert) != {"chain", "key"}:
-        _fail(f"{key}.certificate", cert, "{chain: PATH, key: PATH} on the deploying machine")
+    if not isinstance(cert, dict) or not {"chain", "key"} <= set(cert) <= {"chain", "key", "ca_bundle"}:
+        _fail(f"{key}.certificate", cert, "{chain: PATH, key: PATH} on the deploying machine, "
+              "and ca_bundle: PATH when its CA is not a public one")
+    bundle = _path(f"{key}.certificate.ca_bundle", cert["ca_bundle"]) if "ca_bundle" in cert else ""
     return Tls("files", chain=_path(f"{key}.certificate.chain", cert["chain"]),
-               key=_path(f"{key}.certificate.key", cert["key"]), hsts=hsts)
+               key=_path(f"{key}.certificate.key", cert["key"]), ca_bundle=bundle, hsts=hsts)

@@ -4,7 +4,8 @@
 # Idempotent; installs nothing when everything is present. Services are not started.
 set -euo pipefail
 PACKAGES=(nginx apache2 libapache2-mod-wsgi-py3 uwsgi-core uwsgi-plugin-python3 shellcheck
-          debootstrap systemd-container iproute2 openssh-client python3-venv curl)
+          debootstrap systemd-container iproute2 openssh-client python3-venv curl
+          pebble)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

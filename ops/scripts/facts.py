@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -64,6 +65,27 @@ def user_exists(name):
         return False
 
 
+def certificate(path):
+    """The served certificate: issuer, names, expiry (epoch), sha256 of the file; None."""
+    if not path or not os.path.isfile(path) or not shutil.which("openssl"):
+        return None
+    out = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-enddate", "-ext",
+                          "subjectAltName", "-in", path], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    if out.returncode != 0:
+        return None
+    info = {"issuer": None, "not_after": 0, "names": [], "sha256": sha(path)}
+    for line in out.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("issuer="):
+            info["issuer"] = line[len("issuer="):].strip()
+        elif line.startswith("notAfter="):
+            info["not_after"] = ssl.cert_time_to_seconds(line[len("notAfter="):].strip())
+        elif line.startswith("DNS:"):
+            info["names"] = [p.strip()[4:] for p in line.split(",") if p.strip().startswith("DNS:")]
+    return info
+
+
 def main(args):
     base = args["base"]
     releases_dir = base + "/releases"
@@ -94,6 +116,7 @@ def main(args):
         "active": {u: active(u) for u in args["units"]},
         "state": read_json(args["state"] + "/state.json", {}),
         "lock": read_json(lock + "/info.json", {}) if os.path.isdir(lock) else None,
+        "tls": certificate(args.get("tls_cert")),
         "now": time.time(),
     }
 

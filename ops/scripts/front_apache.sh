@@ -1,5 +1,5 @@
 #!/bin/bash
-# Apache serves port 80: the stock site off, mod_wsgi and mod_headers on, nginx off, Apache
+# Apache serves port 80 (and 443): the stock site off, its modules on, nginx off, Apache
 # enabled and running (restarted when a module changed: a reload does not load modules).
 set -eu
 changed=
@@ -8,7 +8,12 @@ changed=
   changed=1
   echo 'changed: disabled the stock apache site'
 }
-for m in wsgi headers; do
+# ssl, http2, rewrite: HTTPS (tls), and the catch-all's 443 virtual host on every host.
+[ -e /etc/ssl/private/ssl-cert-snakeoil.key ] || {
+  make-ssl-cert generate-default-snakeoil
+  echo 'changed: made the self-signed certificate of the default TLS site'
+}
+for m in wsgi headers ssl http2 rewrite; do
   [ -e "/etc/apache2/mods-enabled/$m.load" ] || {
     a2enmod -q "$m" >/dev/null
     changed=1

@@ -1,0 +1,35 @@
+#!/bin/bash
+# The app's certificate from an ACME server: certbot certonly --webroot (our configs stay
+# ours; certbot's --nginx/--apache installers would edit files the next deploy overwrites).
+# Issued when missing, re-issued when the names changed, else left alone; certbot's timer
+# renews it and the deploy hook reloads the front server gracefully. A private ACME server's
+# CA (CA_FILE, may be empty) is trusted by this run and by the timer's runs.
+# Usage: acme_issue.sh CERT_NAME WEBROOT EMAIL DIRECTORY CA_FILE FRONT_UNIT NAME...
+set -eu
+cert_name=$1 webroot=$2 email=$3 directory=$4 ca_file=$5 front=$6
+shift 6
+command -v certbot >/dev/null || { echo "certbot is not installed: run provision (tls.acme)" >&2; exit 1; }
+mkdir -p "$webroot/.well-known/acme-challenge"
+chmod 755 "$webroot" "$webroot/.well-known" "$webroot/.well-known/acme-challenge"
+if [ -n "$ca_file" ]; then
+  bundle=/etc/flask-ops/acme-ca-bundle.pem
+  cat /etc/ssl/certs/ca-certificates.crt /etc/flask-ops/*/acme-ca.pem > "$bundle.new"
+  mv -f "$bundle.new" "$bundle"
+  dropin=/etc/systemd/system/certbot.service.d/flask-ops.conf
+  want=$(printf '[Service]\nEnvironment=REQUESTS_CA_BUNDLE=%s\n' "$bundle")
+  if [ "$(cat "$dropin" 2>/dev/null)" != "$want" ]; then
+    mkdir -p "$(dirname "$dropin")"
+    printf '%s\n' "$want" > "$dropin"
+    systemctl daemon-reload
+  fi
+  export REQUESTS_CA_BUNDLE=$bundle
+fi
+domains=()
+for name in "$@"; do domains+=(-d "$name"); done
+if ! out=$(certbot certonly --non-interactive --agree-tos --no-eff-email --email "$email" \
+    --server "$directory" --cert-name "$cert_name" --webroot -w "$webroot" "${domains[@]}" \
+    --keep-until-expiring --deploy-hook "systemctl reload $front" 2>&1); then
+  printf '%s\n' "$out" | grep -v '^Saving debug log' | tail -n 12 >&2
+  exit 1
+fi
+printf '%s\n' "$out" | grep -E '^(Successfully|Certificate not yet due|Renewing)' || true
