@@ -66,7 +66,7 @@ def direct_uwsgi(host, s):
              f"cd {s.current} && timeout 600 /usr/bin/uwsgi --plugins python3,http "
              f"--http {host.address}:{DIRECT_PORT} --chdir {s.current} --virtualenv {s.current}/venv "
              f"--module {s.wsgi} --master --processes {s.processes} --uid {s.app_user} "
-             f"--gid {s.group} --need-app --daemonize2 {RUN}/uwsgi.log "
+             f"--gid {s.app_group} --need-app --daemonize2 {RUN}/uwsgi.log "
              f"--pidfile2 {RUN}/uwsgi.pid", "direct uwsgi")
     staging.wait_until(lambda: _answers(host.address, DIRECT_PORT), 20, "uWSGI's HTTP server")
 

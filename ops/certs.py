@@ -25,7 +25,7 @@ class CertFiles:
     not_after: float = 0.0
 
     def payload(self):
-        return json.dumps({"chain": self.chain.decode(), "key": self.key.decode()}).encode()
+        return json.dumps({"chain": self.chain.decode(), "key": self.key.decode()})
 
 
 def _read(key, path):

@@ -206,9 +206,10 @@ class ApacheModWsgi(Stack):
         return ["apache2ctl", "-t", "-f", main_conf]
 
     def app_processes(self):
-        # mod_wsgi daemon processes are named after the app (display-name in the site).
-        pattern = "^[(]wsgi:" + self.s.app_name + "[)]"
-        return f"pgrep -f {q(pattern)}", self.s.processes, "true"
+        # mod_wsgi daemon processes: "(wsgi:APP)" (display-name), run as the app's user.
+        # mod_wsgi cuts the name to the length of Apache's own argv[0] (17 characters for
+        # /usr/sbin/apache2), so an app name over 10 characters never matched in full.
+        return (f"pgrep -u {q(self.s.app_user)} -f {q('^[(]wsgi:')}", self.s.processes, "true")
 
     def remove_app(self):
         return []  # the app lives inside Apache: taking the site out stops it

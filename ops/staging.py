@@ -28,6 +28,9 @@ IMAGE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps", "curl",
     "nginx", "apache2", "libapache2-mod-wsgi-py3", "uwsgi-core", "uwsgi-plugin-python3",
     "python3-venv", "ca-certificates", "certbot", "openssl", "ssl-cert",
+    # debootstrap resolves no virtual packages: python3-cryptography (certbot) needs the
+    # cffi backend it provides named outright.
+    "python3-cffi-backend",
 )
 IMAGE_VERSION = "1"  # bump when the customisation below changes
 BRIDGE, BRIDGE_ADDR, PREFIX = "fo-br0", "198.18.0.1", 24

@@ -280,7 +280,22 @@ def smoke_(c, url=None, junit=None, json=None):
         raise Exit(code=1)
 
 
-staging_ns = Collection("staging", up, down, staging_status)
+@ops_task(name="acme", help={"stop": "stop it instead"})
+def staging_acme(c, stop=False):
+    """Start a local ACME server (Pebble + its DNS) for the staging hosts; print the tls: to use."""
+    from . import pebble
+    if stop:
+        pebble.down()
+        print("staging ACME server stopped")
+        return
+    server = pebble.up()
+    print(f"ACME directory {server.directory} (names resolve to staging1 unless pointed "
+          "elsewhere)\nin the app description:\n"
+          f"  tls:\n    acme: {{email: ops@example.com, directory: \"{server.directory}\", "
+          f"ca_bundle: {server.ca_bundle}}}")
+
+
+staging_ns = Collection("staging", up, down, staging_status, staging_acme)
 ns = Collection(init, stage_, render_, collectstatic, check, env_, provision, deploy_, rollback, releases,
                 host_status, unlock, smoke_, staging_ns)
 ns.configure({"deploy": {}})

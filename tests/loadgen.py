@@ -27,8 +27,10 @@ class Load:
     """Keeps `concurrency` clients sending GETs until stop(), max_requests or max_seconds."""
 
     def __init__(self, address, port, host, path="/hello", concurrency=4,
-                 max_requests=20000, max_seconds=120, expect=b""):
+                 max_requests=20000, max_seconds=120, expect=b"", connect=None):
+        """connect: makes each request's connection (HTTPS: ops.smoke.Target.connection)."""
         self.args = (address, port, host, path)
+        self.connect = connect
         self.concurrency, self.max_requests, self.max_seconds = concurrency, max_requests, max_seconds
         self.expect = expect
         self.result = LoadResult()
@@ -52,7 +54,8 @@ class Load:
         deadline = time.monotonic() + self.max_seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
             start = time.monotonic()
-            conn = http.client.HTTPConnection(address, port, timeout=10)
+            conn = self.connect() if self.connect else http.client.HTTPConnection(
+                address, port, timeout=10)
             try:
                 conn.request("GET", path, headers={"Host": host})
                 resp = conn.getresponse()

@@ -114,7 +114,7 @@ def test_app_that_cannot_import_here_fails_the_build_before_the_host(host, proje
     s = project()
     before, _ = ship(s, host)
     host.commands = 0
-    with pytest.raises(OpsError, match="cannot import app:app: ModuleNotFoundError"):
+    with pytest.raises(OpsError, match="cannot load the app from app:app: ModuleNotFoundError"):
         ship(project({"app.py": ("import datetime", "import no_such_module\nimport datetime")}), host)
     assert host.commands == 0
     assert current(host, s) == before
@@ -270,8 +270,8 @@ def test_release_on_the_host_holds_no_secrets_and_keeps_modes(host, project):
     assert ".env" not in found and "id_rsa" not in found and "hunter2" not in found
     assert "No such file or directory" in found  # instance/ was not shipped
     mode = sh(host, f"stat -c '%a %U:%G' {rel}/private_settings.py")
-    assert mode == f"640 root:{s.group}", mode
-    assert sh(host, f"setpriv --reuid={s.app_user} --regid={s.group} --init-groups "
+    assert mode == f"640 root:{s.app_group}", mode
+    assert sh(host, f"setpriv --reuid={s.app_user} --regid={s.app_group} --init-groups "
                     f"cat {rel}/private_settings.py") == "TOKEN = 'not-secret-but-private'"
     for path in ("/static/../.env", "/.env", "/static/.env", "/instance/config.py"):
         response = get(host, s, path)

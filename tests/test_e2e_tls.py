@@ -1,0 +1,197 @@
+"""HTTPS end to end: certificates from a real ACME server (Pebble, on the staging bridge)
+through certbot on the staging hosts, served by nginx and Apache with HTTP/2, HTTP redirecting,
+HSTS; renewed under load without a failed request; kept across deploys and rollbacks; a second
+site's first certificate costs the first site nothing; and the user's own certificate files."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import ROOT, sample_settings
+from certfiles import own_certificate
+from loadgen import Load
+from ops import deploy, pebble, provision, smoke, staging
+from ops.errors import OpsError
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def acme(staging_hosts):
+    server = pebble.up()
+    yield server
+    pebble.down()
+
+
+def secure(acme, app_name="secure", names=("secure.test", "www.secure.test"), **raw):
+    return sample_settings(ROOT, app_name=app_name, server_names=list(names),
+                           tls=acme.settings(), **raw)
+
+
+def remove_app(host, s):
+    name = s.app_name
+    host.run(f"systemctl disable --now {s.service} 2>/dev/null; "
+             f"rm -f /etc/nginx/sites-*/{name}.conf /etc/apache2/sites-*/{name}.conf "
+             f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "
+             f"certbot delete --non-interactive --cert-name {name} >/dev/null 2>&1; "
+             f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; systemctl daemon-reload; "
+             "systemctl reload nginx 2>/dev/null; systemctl reload apache2 2>/dev/null; true",
+             "remove " + name, check=False)
+
+
+def curl(*args):
+    """curl on this machine: (exit status, stdout)."""
+    proc = subprocess.run(["curl", "-sS", "--max-time", "10", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    return proc.returncode, proc.stdout
+
+
+def serial(target):
+    import socket
+    with socket.create_connection((target.address, target.port), timeout=10) as raw:
+        with target.context().wrap_socket(raw, server_hostname=target.host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    from cryptography import x509
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+@pytest.fixture(scope="module")
+def nginx_site(acme):
+    host = staging.remote("staging1")
+    s = secure(acme)
+    provision.provision(s, host)
+    yield host, s
+    remove_app(host, s)
+    host.close()
+
+
+def test_an_acme_certificate_serves_https_with_http2_hsts_and_a_redirect(acme, nginx_site):
+    host, s = nginx_site
+    deploy.deploy(s, host, out=lambda m: None)  # smoke: chain, 301, HSTS, every page over TLS
+    resolve = ["--resolve", f"secure.test:443:{host.address}", "--resolve",
+               f"secure.test:80:{host.address}"]
+    code, out = curl("--http2", "--cacert", acme.ca_bundle, *resolve, "-o", "/dev/null",
+                     "-w", "%{http_code} %{http_version}", "https://secure.test/hello")
+    assert (code, out) == (0, "200 2"), out
+    code, out = curl(*resolve, "-D", "-", "-o", "/dev/null", "http://secure.test/a?b=1")
+    assert " 301" in out.splitlines()[0] and "location: https://secure.test/a?b=1" in out.lower()
+    code, out = curl("--cacert", acme.ca_bundle, *resolve, "-D", "-", "-o", "/dev/null",
+                     "https://secure.test/")
+    assert "strict-transport-security: max-age=63072000" in out.lower()
+    # The app knows it is served over HTTPS (url_for, secure cookies).
+    whoami = json.loads(smoke.request(deploy.target_for(s, host), "/whoami").body)
+    assert whoami["scheme"] == "https"
+    # Certificates are not served for names no site has; a name must match.
+    code, out = curl("--cacert", acme.ca_bundle, "--resolve", f"other.test:443:{host.address}",
+                     "https://other.test/")
+    assert code != 0
+    status = deploy.status(s, host)["certificate"]
+    assert "Pebble" in status and "secure.test" in status and "days left" in status
+
+
+def test_forced_renewal_under_load_serves_a_new_serial_without_a_failed_request(nginx_site):
+    host, s = nginx_site
+    target = deploy.target_for(s, host)
+    before = serial(target)
+    with Load(host.address, 443, "secure.test", path="/hello", concurrency=4,
+              max_requests=20000, max_seconds=60, connect=target.connection) as load:
+        load.wait_for(50)
+        # As the renewal timer runs it (with the private CA the drop-in gives it); the
+        # deploy hook certbot recorded reloads nginx gracefully.
+        host.run("REQUESTS_CA_BUNDLE=/etc/flask-ops/acme-ca-bundle.pem certbot renew "
+                 "--force-renewal --cert-name secure --no-random-sleep-on-renew -q", "renew")
+        staging.wait_until(lambda: serial(target) != before, 30, "the renewed certificate")
+        sent = load.result.sent
+        load.wait_for(sent + 50)
+    assert load.result.failed == 0, load.result.errors
+    assert load.result.sent > 100
+
+
+def test_a_second_sites_first_certificate_costs_the_first_nothing(acme, nginx_site):
+    host, s = nginx_site
+    other = secure(acme, app_name="second", names=("second.test",))
+    target = deploy.target_for(s, host)
+    provision.provision(other, host)
+    try:
+        with Load(host.address, 443, "secure.test", path="/hello", concurrency=4,
+                  max_requests=20000, max_seconds=120, connect=target.connection) as load:
+            load.wait_for(50)
+            deploy.deploy(other, host, out=lambda m: None)
+            load.wait_for(load.result.sent + 50)
+        assert load.result.failed == 0, load.result.errors
+        assert b"Hello" in smoke.request(deploy.target_for(other, host), "/hello").body
+    finally:
+        remove_app(host, other)
+
+
+def test_a_redeploy_and_a_rollback_keep_the_certificate(acme, nginx_site, tmp_path):
+    from conftest import make_project
+    host, s = nginx_site
+    target = deploy.target_for(s, host)
+    before = serial(target)
+    changed = make_project(tmp_path, {"app.py": ("Hello", "Howdy")},
+                           config={"app_name": "secure", "server_names": list(s.server_names),
+                                   "tls": acme.settings(),
+                                   "smoke": [{"path": "/", "status": 200}]})
+    deploy.deploy(changed, host, out=lambda m: None)
+    assert b"Howdy" in smoke.request(target, "/hello").body and serial(target) == before
+    deploy.rollback(s, host, out=lambda m: None)
+    assert b"Hello" in smoke.request(target, "/hello").body and serial(target) == before
+
+
+def test_an_acme_server_that_refuses_the_challenge_leaves_the_live_site_serving(acme,
+                                                                                 nginx_site):
+    host, s = nginx_site
+    pebble.point("refused.test", "198.18.0.99")  # no host there: the challenge cannot pass
+    bad = secure(acme, app_name="refused", names=("refused.test",))
+    provision.provision(bad, host)
+    try:
+        with pytest.raises(OpsError, match="step 'certificate' failed"):
+            deploy.deploy(bad, host, out=lambda m: None)
+        assert smoke.request(deploy.target_for(s, host), "/hello").status == 200
+    finally:
+        remove_app(host, bad)
+
+
+def test_apache_serves_an_acme_certificate_with_http2(acme, staging_hosts):
+    host = staging.remote("staging2")
+    s = secure(acme, app_name="secureapache", names=("apache.secure.test",),
+               stack="apache-modwsgi")
+    pebble.point("apache.secure.test", host.address)
+    provision.provision(s, host)
+    try:
+        deploy.deploy(s, host, out=lambda m: None)
+        code, out = curl("--http2", "--cacert", acme.ca_bundle, "--resolve",
+                         f"apache.secure.test:443:{host.address}", "-o", "/dev/null", "-w",
+                         "%{http_code} %{http_version}", "https://apache.secure.test/hello")
+        assert (code, out) == (0, "200 2"), out
+        whoami = json.loads(smoke.request(deploy.target_for(s, host), "/whoami").body)
+        assert whoami["scheme"] == "https"
+    finally:
+        remove_app(host, s)
+        host.close()
+
+
+def test_the_users_own_certificate_files_are_installed_0600_and_served(staging_hosts,
+                                                                        tmp_path_factory):
+    host = staging.remote("staging1")
+    files = tmp_path_factory.mktemp("own-cert")
+    s = sample_settings(ROOT, app_name="owncert", server_names=["own.test"],
+                        tls=own_certificate(files, ["own.test"]))
+    provision.provision(s, host)
+    try:
+        output = []
+        deploy.deploy(s, host, out=output.append)
+        key = (files / "key.pem").read_text()
+        assert not [line for line in output if "PRIVATE KEY" in line]
+        assert host.run(f"stat -c '%a %U' {s.tls_key}; stat -c '%a' {s.tls_dir}",
+                        "stat").stdout.split() == ["600", "root", "700"]
+        assert host.run(f"cat {s.tls_key}", "key").stdout.strip() == key.strip()
+        assert host.run(f"grep -rl 'PRIVATE KEY' {s.base} 2>/dev/null || true",
+                        "grep").stdout.strip() == ""  # never in a release
+        assert smoke.request(deploy.target_for(s, host), "/hello").status == 200
+    finally:
+        remove_app(host, s)
+        host.run(f"rm -rf {s.tls_dir}", "cleanup", check=False)
+        host.close()
