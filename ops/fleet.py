@@ -7,9 +7,10 @@ the roll: its hosts are restored, hosts not yet switched drop their staged relea
 summary names every host's outcome.
 """
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
-from . import deploy, executor, plan, render, smoke, stacks
+from . import certs, deploy, executor, plan, render, smoke, stacks
 from .errors import DeployError, OpsError
 from .steps import Prefixed, Steps
 
@@ -47,10 +48,36 @@ class LoadBalancers:
             self.out(f"  lb         {state}")
 
 
+def app_settings(s, lbs):
+    """What app hosts serve: behind load balancers, TLS ends at the balancers and the app
+    hosts stay plain on the private network (the balancers tell them the scheme)."""
+    return dataclasses.replace(s, tls=None) if lbs and s.tls else s
+
+
+def lb_certificates(s, lbs, out):
+    """Each balancer's certificate (ACME through its own certbot, or the user's files) before
+    its TLS config is checked against it."""
+    if not (s.tls and lbs):
+        return
+    cert_files = None if s.tls.acme else certs.load_files(s, warn=out)
+    facts = {"tls": None, "now": 0}  # certbot keeps a valid certificate; files are rewritten
+    steps = plan.certificate_steps(s, facts, cert_files, certs.acme_ca(s))
+    for lb in lbs:
+        for step in steps:
+            lb.run(step.script, f"load balancer {step.name}", stdin=step.stdin)
+            if cert_files:
+                lb.run(plan.script([f"rm -f {plan.q(s.tls_dir)}/*.prev"]), "certificate")
+    if steps:
+        out(f"  lb         certificate for {', '.join(s.server_names)} on "
+            f"{', '.join(lb.name for lb in lbs)}")
+
+
 def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print):
     """Deploy to every app host in batches behind the load balancers. Returns {host: outcome};
     raises DeployError with the per-host summary when more than max_fail hosts failed."""
     fleet = render.Fleet(tuple(lb.address for lb in lbs))
+    lb_s, s = s, app_settings(s, lbs)
+    lb_certificates(lb_s, lbs, out)
     built = deploy.build(s, Steps(out), fleet)
     outcome, prepared = {}, {}
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:
@@ -61,7 +88,7 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print):
             prepared[name] = future.result()
         except OpsError as exc:
             outcome[name] = f"FAILED before switching: {exc}"
-    balancers = LoadBalancers(s, lbs, apps, out)
+    balancers = LoadBalancers(lb_s, lbs, apps, out)
     if len(outcome) > max_fail:
         for p in prepared.values():
             executor.discard(p)
@@ -88,8 +115,8 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print):
                 outcome[p.remote.name] = "untouched (old release kept)"
             break
     for lb in lbs:  # the visitor's view: the whole stack through each load balancer
-        failed = [r for r in smoke.run(s, smoke.Target(lb.address, s.listen_port, s.server_names[0]),
-                                       built.release.statics) if not r.ok]
+        failed = [r for r in smoke.run(lb_s, deploy.target_for(lb_s, lb), built.release.statics)
+                  if not r.ok]
         outcome[f"{lb.name} (lb)"] = ("smoke ok" if not failed else "FAILED smoke: " +
                                       "; ".join(f"{r.name}: {r.detail}" for r in failed))
     return _finish(outcome, max_fail, out)

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, sample_settings
 from certfiles import own_certificate
 from loadgen import Load
-from ops import deploy, pebble, provision, smoke, staging
+from ops import deploy, fleet, pebble, provision, smoke, staging
 from ops.errors import OpsError
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,8 @@ def secure(acme, app_name="secure", names=("secure.test", "www.secure.test"), **
 def remove_app(host, s):
     name = s.app_name
     host.run(f"systemctl disable --now {s.service} 2>/dev/null; "
-             f"rm -f /etc/nginx/sites-*/{name}.conf /etc/apache2/sites-*/{name}.conf "
+             f"rm -f /etc/nginx/sites-*/{name}.conf /etc/nginx/sites-*/{name}-lb.conf "
+             f"/etc/apache2/sites-*/{name}.conf "
              f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "
              f"certbot delete --non-interactive --cert-name {name} >/dev/null 2>&1; "
              f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; systemctl daemon-reload; "
@@ -195,3 +196,32 @@ def test_the_users_own_certificate_files_are_installed_0600_and_served(staging_h
         remove_app(host, s)
         host.run(f"rm -rf {s.tls_dir}", "cleanup", check=False)
         host.close()
+
+
+def test_the_fleet_load_balancer_terminates_tls_for_plain_app_hosts(acme, staging_hosts):
+    staging.up(3, log=lambda m: None)
+    lb, apps = staging.remote("staging3"), [staging.remote("staging1"), staging.remote("staging2")]
+    s = secure(acme, app_name="edge", names=("edge.test",),
+               roles={"lb": ["staging3"], "app": ["staging1", "staging2"]})
+    pebble.point("edge.test", lb.address)
+    for host in [lb] + apps:
+        provision.provision(s, host)
+    try:
+        fleet.rolling_deploy(s, [lb], apps, out=lambda m: None)  # smoke through the lb: TLS
+        code, out = curl("--http2", "--cacert", acme.ca_bundle, "--resolve",
+                         f"edge.test:443:{lb.address}", "-o", "/dev/null", "-w",
+                         "%{http_code} %{http_version}", "https://edge.test/hello")
+        assert (code, out) == (0, "200 2"), out
+        through = json.loads(smoke.request(deploy.target_for(s, lb), "/whoami").body)
+        assert through["scheme"] == "https"
+        # App hosts: plain HTTP on the private network, no certificate, no redirect; a forged
+        # X-Forwarded-Proto from anyone but the balancer changes nothing.
+        direct = smoke.Target(apps[0].address, 80, "edge.test")
+        assert smoke.request(direct, "/hello").status == 200
+        forged = json.loads(smoke.request(direct, "/whoami",
+                                          headers={"X-Forwarded-Proto": "https"}).body)
+        assert forged["scheme"] == "http" and forged["forwarded_proto"] == "http"
+    finally:
+        for host in [lb] + apps:
+            remove_app(host, s)
+            host.close()
