@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 GIXY_VENV := .venv-gixy
+SSLYZE_VENV := .venv-sslyze
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
@@ -23,7 +24,13 @@ $(GIXY_VENV)/.installed:
 	$(GIXY_VENV)/bin/python -m pip install --quiet gixy-next
 	touch $@
 
-python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed
+# sslyze grades the TLS the staging hosts serve; it pins its own cryptography and nassl.
+$(SSLYZE_VENV)/.installed:
+	$(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/python -m pip install --quiet sslyze
+	touch $@
+
+python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed $(SSLYZE_VENV)/.installed
 
 ## Every test, the end-to-end tier against real servers and staging hosts included.
 test: system-deps python-deps bench-deps
@@ -46,6 +53,7 @@ demo-down: python-deps
 ## Benchmarks: flask-ops vs. Ansible, and what the configs serve (wrk); writes docs/benchmarks.md.
 bench-deps: system-deps python-deps
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
 	test -x .venv-ansible/bin/ansible-playbook || ($(PYTHON) -m venv .venv-ansible && .venv-ansible/bin/python -m pip install --quiet ansible-core)
 	$(PY) -m pip install --quiet matplotlib
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import deploy_vs_ansible  # noqa: E402
 import serve  # noqa: E402
+import tls as tls_bench  # noqa: E402
 
 
 def plot(ratios, path):
@@ -40,6 +41,8 @@ def main():
                f"Python {platform.python_version()}, targets: systemd-nspawn staging hosts here")
     speed = deploy_vs_ansible.main()
     served, ratios = serve.main()
+    tls_report, tls_ratios = tls_bench.main()
+    ratios.update(tls_ratios)
     import json
     runs = json.loads((ROOT / "build/deploy_vs_ansible.json").read_text())
     import statistics
@@ -66,7 +69,7 @@ def main():
     text = doc.read_text()
     marker = "<!-- make bench: generated below -->"
     text = text.split(marker)[0].rstrip() + f"\n\n{marker}\n\n## `make bench` ({machine})\n\n" \
-        f"Reproduce: `make bench`.\n\n{speed}\n{served}\n![ratios](benchmarks.png)\n"
+        f"Reproduce: `make bench`.\n\n{speed}\n{served}\n{tls_report}\n![ratios](benchmarks.png)\n"
     doc.write_text(text)
     print(f"wrote {doc} and docs/benchmarks.png")
 

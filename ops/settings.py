@@ -98,6 +98,9 @@ class Settings:
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
     hosts: Tuple[str, ...] = ()  # app hosts without a load balancer: roles {app: hosts}
     tls: Optional[tlsconf.Tls] = None  # HTTPS (ops.tlsconf); None: plain HTTP only
+    # Proxies or TLS terminators in front of this host (addresses, networks) whose
+    # X-Forwarded-Proto (and, on nginx, X-Real-IP) are believed; nobody else's are.
+    trusted_proxies: Tuple[str, ...] = ()
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
     # Not a user key: the URL prefixes where the app serves static files (its own and every
@@ -518,6 +521,7 @@ _VALIDATORS = {
     "smoke": _smoke,
     "roles": _roles,
     "tls": tlsconf.parse,
+    "trusted_proxies": lambda k, v: _networks(k, v) if v else (),
     "hosts": lambda k, v: _list(k, v, _SSH_HOST, "SSH hosts ([user@]host[:port])", check=_ssh_host),
     "secrets": _secrets,
     "env": _env,
@@ -609,6 +613,21 @@ def with_stage(raw, stage):
 
 
 _IP_LIKE = re.compile(r"[0-9.]+\Z")
+
+
+def _networks(key, value):
+    import ipaddress
+    items = _list(key, value, re.compile(r"[0-9a-fA-F.:/]+\Z"), "IP addresses or networks")
+    out = []
+    for item in items:
+        try:
+            net = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            _fail(key, item, "IP addresses or networks (10.0.0.5, 10.0.0.0/24)")
+        if net.prefixlen == 0:
+            _fail(key, item, "the proxies' own addresses: a /0 network trusts every client")
+        out.append(str(net) if net.num_addresses > 1 else str(net.network_address))
+    return tuple(out)
 
 
 def _check_tls(s):

@@ -145,7 +145,8 @@ class NginxUwsgi(Stack):
             self.catchall_file(),
             t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
                            t.render("nginx/site.conf.j2", s, lb=None,
-                                    trusted_proxies=list(fleet.lb_addresses) if fleet else []),
+                                    trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
+                                    + list(s.trusted_proxies)),
                            t.NGINX),
             t.RenderedFile(s.uwsgi_ini, t.render("uwsgi/uwsgi.ini.j2", s, plugin=self.UWSGI_PLUGIN),
                            t.UWSGI),

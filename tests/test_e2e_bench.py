@@ -19,6 +19,7 @@ def test_deploy_benchmark_runs(staging_hosts):
 
 def test_serve_and_ansible_benchmarks_run(staging_hosts):
     for script, args in [("serve.py", ["--seconds", "1", "--reps", "1"]),
+                         ("tls.py", ["--seconds", "1", "--reps", "1"]),
                          ("deploy_vs_ansible.py", ["--reps", "1"])]:
         out = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
                              text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -91,6 +91,51 @@ def test_an_acme_certificate_serves_https_with_http2_hsts_and_a_redirect(acme, n
     assert "Pebble" in status and "secure.test" in status and "days left" in status
 
 
+@pytest.mark.parametrize("shape", ["proxy", "cache"])
+def test_the_two_tier_shapes_serve_the_certificate_and_tell_the_app(acme, nginx_site, shape):
+    host, s = nginx_site
+    shaped = secure(acme, nginx=shape)
+    deploy.deploy(shaped, host, out=lambda m: None)  # smoke over HTTPS, the cache check too
+    target = deploy.target_for(shaped, host)
+    whoami = json.loads(smoke.request(target, "/whoami").body)
+    assert whoami["scheme"] == "https" and whoami["forwarded_proto"] == "https"
+    if shape == "cache":
+        smoke.request(target, "/hello")
+        assert smoke.request(target, "/hello").header("X-Cache-Status") == "HIT"
+    deploy.deploy(s, host, out=lambda m: None)  # back to the default shape for the others
+
+
+def test_a_tls_scanner_finds_nothing_weak(acme, nginx_site, tmp_path):
+    """sslyze, as an auditor would run it: no protocol below TLS 1.2, only forward-secret AEAD
+    ciphers, no compression, a chain valid for the name against the ACME server's root."""
+    host, s = nginx_site
+    report = tmp_path / "sslyze.json"
+    proc = subprocess.run(
+        [str(ROOT / ".venv-sslyze/bin/python"), "-m", "sslyze", "--json_out", str(report),
+         "--sslv2", "--sslv3", "--tlsv1", "--tlsv1_1", "--tlsv1_2", "--tlsv1_3",
+         "--compression", "--certinfo", "--certinfo_ca_file", acme.ca_bundle,
+         "--mozilla_config", "disable", f"secure.test:443{{{host.address}}}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert report.exists(), proc.stdout
+    scan = json.loads(report.read_text())["server_scan_results"][0]["scan_result"]
+
+    def accepted(command):
+        return [c["cipher_suite"]["name"] for c in scan[command]["result"]["accepted_cipher_suites"]]
+
+    for old in ("ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites", "tls_1_0_cipher_suites",
+                "tls_1_1_cipher_suites"):
+        assert accepted(old) == [], old
+    tls12 = accepted("tls_1_2_cipher_suites")
+    assert tls12 and all("ECDHE" in c and ("GCM" in c or "CHACHA20" in c) for c in tls12), tls12
+    assert accepted("tls_1_3_cipher_suites")
+    assert scan["tls_compression"]["result"]["supports_compression"] is False
+    deployment = scan["certificate_info"]["result"]["certificate_deployments"][0]
+    custom = [r for r in deployment["path_validation_results"]
+              if r["trust_store"]["path"] == acme.ca_bundle]
+    assert custom and custom[0]["was_validation_successful"], deployment["path_validation_results"]
+    assert deployment["leaf_certificate_subject_matches_hostname"]
+
+
 def test_forced_renewal_under_load_serves_a_new_serial_without_a_failed_request(nginx_site):
     host, s = nginx_site
     target = deploy.target_for(s, host)
@@ -225,3 +270,25 @@ def test_the_fleet_load_balancer_terminates_tls_for_plain_app_hosts(acme, stagin
         for host in [lb] + apps:
             remove_app(host, s)
             host.close()
+
+
+def test_behind_a_tls_terminator_only_its_scheme_is_believed(staging_hosts):
+    host, other = staging.remote("staging1"), staging.remote("staging2")
+    # This machine (198.18.0.1 on the staging bridge) plays the terminator.
+    s = sample_settings(ROOT, app_name="behind", server_names=["behind.test"],
+                        trusted_proxies=[staging.BRIDGE_ADDR])
+    provision.provision(s, host)
+    try:
+        deploy.deploy(s, host, out=lambda m: None)
+        target = deploy.target_for(s, host)
+        trusted = json.loads(smoke.request(target, "/whoami",
+                                           headers={"X-Forwarded-Proto": "https"}).body)
+        assert trusted["scheme"] == "https"
+        forged = json.loads(other.run(
+            f"curl -sS -H 'Host: behind.test' -H 'X-Forwarded-Proto: https' "
+            f"http://{host.address}/whoami", "forged").stdout)
+        assert forged["scheme"] == "http" and forged["forwarded_proto"] == "http"
+    finally:
+        remove_app(host, s)
+        host.close()
+        other.close()

@@ -93,3 +93,26 @@ def test_bad_tls_input_is_refused_naming_the_key(raw, key):
     with pytest.raises(SettingsError) as err:
         settings.load({**BASE, **raw}, project_root=ROOT)
     assert err.value.key == key and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("stack", settings.STACKS)
+def test_behind_a_tls_terminator_its_scheme_is_believed_from_it_alone(load, stack):
+    s = load(stack=stack, trusted_proxies=["10.0.0.5", "10.1.0.0/16"])
+    files = render.render(s)
+    assert checks.check_local(files, s)
+    site = content(files, "/sample.conf")
+    if stack == "nginx-uwsgi":
+        assert "geo $realip_remote_addr $sample_from_lb {" in site
+        assert "    10.0.0.5 1;\n    10.1.0.0/16 1;" in site
+        assert "uwsgi_param HTTPS $sample_lb_https if_not_empty;" in site
+        assert "set_real_ip_from 10.1.0.0/16;" in site
+    else:
+        assert "<If \"! -R '10.0.0.5' && ! -R '10.1.0.0/16'\">" in site
+        assert "SetEnvIfExpr \"(-R '10.0.0.5' || -R '10.1.0.0/16') && req('X-Forwarded-Proto') == 'https'\" HTTPS=on" in site
+
+
+@pytest.mark.parametrize("value", [["0.0.0.0/0"], ["10.0.0.5; allow all"], ["not-an-ip"], "::/0"])
+def test_trusted_proxies_are_addresses_and_never_everyone(value):
+    with pytest.raises(SettingsError) as err:
+        settings.load({**BASE, "trusted_proxies": value}, project_root=ROOT)
+    assert err.value.key == "trusted_proxies"
