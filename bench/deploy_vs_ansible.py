@@ -59,12 +59,13 @@ def ansible(s, work):
     shutil.rmtree(rendered, ignore_errors=True)
     render.write_tree(render.render(s), rendered)
     variables = {
-        "app": s.app_name, "base": s.base, "source": str(s.source_dir), "wsgi": s.wsgi,
+        "app": s.app_name, "base": s.base, "source": str(s.source_dir), "wsgi": "@" + str(work / "wsgi.json"),
         "release_id": tree_id(s.source_dir), "rendered": str(rendered),
         "collected": str(work / "collected"), "wheelhouse": str(build.wheelhouse(s)),
         "build_python": str(build.venv(s) / "bin/python"), "collect_driver": str(build.DRIVER),
         "server_name": s.server_names[0],
     }
+    (work / "wsgi.json").write_text(json.dumps(s.wsgi_spec.as_json()))
     (work / "vars.json").write_text(json.dumps(variables))
     (work / "inventory.ini").write_text(
         f"[app]\n{HOST} ansible_user=root ansible_python_interpreter=/usr/bin/python3 "

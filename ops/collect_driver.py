@@ -1,4 +1,5 @@
-"""Runs inside the app's build environment: `python collect_driver.py SOURCE WSGI_JSON OUT`.
+"""Runs inside the app's build environment: `python collect_driver.py SOURCE WSGI_JSON OUT`
+(WSGI_JSON: ops.wsgispec's JSON, or @FILE holding it).
 
 Imports the app and collects every static folder (the app's and each blueprint's, under any
 `url_prefix`) with Flask-Collect into OUT, laid out as Flask's URLs: the file Flask serves at
@@ -126,6 +127,9 @@ def main(source, wsgi, out):
         importlib.import_module("flask_collect")
     except ImportError as exc:
         fail(f"Flask-Collect is not importable ({exc}); install flask-collect-invenio")
+    if wsgi.startswith("@"):  # the spec in a file (from tools that template argv: Ansible)
+        with open(wsgi[1:]) as f:
+            wsgi = f.read()
     try:
         app = load_app(json.loads(wsgi), source)
     except Refused as exc:

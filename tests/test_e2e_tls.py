@@ -184,6 +184,8 @@ def test_a_redeploy_and_a_rollback_keep_the_certificate(acme, nginx_site, tmp_pa
     assert b"Howdy" in smoke.request(target, "/hello").body and serial(target) == before
     deploy.rollback(s, host, out=lambda m: None)
     assert b"Hello" in smoke.request(target, "/hello").body and serial(target) == before
+    provision.provision(s, host)  # re-provisioning leaves certbot's certificates alone
+    assert serial(target) == before
 
 
 def test_an_acme_server_that_refuses_the_challenge_leaves_the_live_site_serving(acme,
@@ -192,10 +194,14 @@ def test_an_acme_server_that_refuses_the_challenge_leaves_the_live_site_serving(
     pebble.point("refused.test", "198.18.0.99")  # no host there: the challenge cannot pass
     bad = secure(acme, app_name="refused", names=("refused.test",))
     provision.provision(bad, host)
+    unreachable = sample_settings(ROOT, app_name="refused", server_names=["refused.test"],
+                                  tls={"acme": {**acme.settings()["acme"],
+                                                "directory": "https://198.18.0.1:14999/dir"}})
     try:
-        with pytest.raises(OpsError, match="step 'certificate' failed"):
-            deploy.deploy(bad, host, out=lambda m: None)
-        assert smoke.request(deploy.target_for(s, host), "/hello").status == 200
+        for app in (bad, unreachable):
+            with pytest.raises(OpsError, match="step 'certificate' failed"):
+                deploy.deploy(app, host, out=lambda m: None)
+            assert smoke.request(deploy.target_for(s, host), "/hello").status == 200
     finally:
         remove_app(host, bad)
 
