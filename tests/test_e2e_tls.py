@@ -133,7 +133,7 @@ def test_a_tls_scanner_finds_nothing_weak(acme, nginx_site, tmp_path):
     custom = [r for r in deployment["path_validation_results"]
               if r["trust_store"]["path"] == acme.ca_bundle]
     assert custom and custom[0]["was_validation_successful"], deployment["path_validation_results"]
-    assert deployment["leaf_certificate_subject_matches_hostname"]
+    assert deployment["received_chain_has_valid_order"]
 
 
 def test_forced_renewal_under_load_serves_a_new_serial_without_a_failed_request(nginx_site):

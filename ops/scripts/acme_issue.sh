@@ -26,10 +26,22 @@ if [ -n "$ca_file" ]; then
 fi
 domains=()
 for name in "$@"; do domains+=(-d "$name"); done
-if ! out=$(certbot certonly --non-interactive --agree-tos --no-eff-email --email "$email" \
+issue() {
+  certbot certonly --non-interactive --agree-tos --no-eff-email --email "$email" \
     --server "$directory" --cert-name "$cert_name" --webroot -w "$webroot" "${domains[@]}" \
-    --keep-until-expiring --deploy-hook "systemctl reload $front" 2>&1); then
-  printf '%s\n' "$out" | grep -v '^Saving debug log' | tail -n 12 >&2
-  exit 1
+    --keep-until-expiring --deploy-hook "systemctl reload $front" 2>&1
+}
+if ! out=$(issue); then
+  # The ACME server no longer knows this host's account (a test CA restarted, an account
+  # deactivated): certbot 2.x then fails with an unrelated AttributeError. Register anew once.
+  if tail -n 300 /var/log/letsencrypt/letsencrypt.log 2>/dev/null | grep -q accountDoesNotExist; then
+    rm -rf "/etc/letsencrypt/accounts/${directory#https://}"
+    echo "the ACME server had forgotten this host's account: registered a new one"
+    out=$(issue) && ok=1 || ok=
+  fi
+  if [ -z "${ok:-}" ]; then
+    printf '%s\n' "$out" | grep -v '^Saving debug log' | tail -n 12 >&2
+    exit 1
+  fi
 fi
 printf '%s\n' "$out" | grep -E '^(Successfully|Certificate not yet due|Renewing)' || true
