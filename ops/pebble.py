@@ -15,6 +15,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from . import staging
 from .errors import OpsError
 
 HOST = staging.BRIDGE_ADDR
-ACME_PORT, MANAGEMENT_PORT, DNS_PORT, DNS_MANAGEMENT_PORT = 14000, 15000, 8053, 8055
-PROCESSES = ("pebble-challtestsrv", "pebble")
+ACME_PORT, MANAGEMENT_PORT, DNS_PORT, DNS_MANAGEMENT_PORT, OCSP_PORT = 14000, 15000, 8053, 8055, 4002
+PROCESSES = ("pebble-challtestsrv", "pebble", "ocsp")
 
 
 def state_dir():
@@ -85,10 +86,12 @@ def _running(name):
     pid_file = state_dir() / f"{name}.pid"
     try:
         pid = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
     except (OSError, ValueError):
         return None
-    return pid if os.path.basename(cmdline.decode()) == name else None
+    if name == "ocsp":
+        return pid if "ops.ocsp_responder" in argv else None
+    return pid if os.path.basename(argv[0]) == name else None
 
 
 def _start(name, argv, env=None):
@@ -135,7 +138,9 @@ def up(default_address=None):
             "listenAddress": f"{HOST}:{ACME_PORT}",
             "managementListenAddress": f"{HOST}:{MANAGEMENT_PORT}",
             "certificate": str(d / "api-cert.pem"), "privateKey": str(d / "api-key.pem"),
-            "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
+            "httpPort": 80, "tlsPort": 443,
+            # Certificates name our responder (ops.ocsp_responder), so stapling can be proven.
+            "ocspResponderURL": f"http://{HOST}:{OCSP_PORT}/",
             "externalAccountBindingRequired": False}}))
         # No artificial delays, no randomly rejected nonces: tests wait on conditions.
         _start("pebble", ["pebble", "-config", str(d / "pebble.json"),
@@ -147,6 +152,14 @@ def up(default_address=None):
     root = _get(f"https://{HOST}:{MANAGEMENT_PORT}/roots/0", api)
     bundle = d / "ca-bundle.pem"
     bundle.write_bytes((d / "api-ca.pem").read_bytes() + root)
+    if not _running("ocsp"):
+        (d / "issuer.pem").write_bytes(_get(f"https://{HOST}:{MANAGEMENT_PORT}/intermediates/0", api))
+        key = d / "issuer-key.pem"
+        key.write_bytes(_get(f"https://{HOST}:{MANAGEMENT_PORT}/intermediate-keys/0", api))
+        key.chmod(0o600)
+        _start("ocsp", [sys.executable, "-m", "ops.ocsp_responder", HOST, str(OCSP_PORT),
+                        str(d / "issuer.pem"), str(key)],
+               env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     return Acme(directory, str(bundle))
 
 

@@ -34,6 +34,9 @@ class Tls:
     key: str = ""  # files: its private key (PEM) on the deploying machine; never printed
     hsts: int = HSTS_DEFAULT
     port: int = 443  # fixed: the catch-all's default TLS server listens here
+    # Staple the CA's OCSP answer to the handshake: for CAs that still run OCSP (Let's
+    # Encrypt ended it in 2025, so off by default; nginx warns for a certificate without it).
+    ocsp_stapling: bool = False
 
     @property
     def acme(self):
@@ -55,13 +58,16 @@ def parse(key, value):
     if value in (None, False, "off"):
         return None
     allowed = ("{acme: {email: ...}} or {certificate: {chain: PATH, key: PATH}}, "
-               "optionally with hsts: SECONDS; or off")
-    if not isinstance(value, dict) or set(value) - {"acme", "certificate", "hsts"} \
+               "optionally with hsts: SECONDS and ocsp_stapling: true; or off")
+    if not isinstance(value, dict) or set(value) - {"acme", "certificate", "hsts", "ocsp_stapling"} \
             or len({"acme", "certificate"} & set(value)) != 1:
         _fail(key, value, allowed)
     hsts = value.get("hsts", HSTS_DEFAULT)
     if isinstance(hsts, bool) or not isinstance(hsts, int) or not 0 <= hsts <= 2 * HSTS_DEFAULT:
         _fail(f"{key}.hsts", hsts, f"seconds from 0 (off) to {2 * HSTS_DEFAULT}")
+    ocsp = value.get("ocsp_stapling", False)
+    if not isinstance(ocsp, bool):
+        _fail(f"{key}.ocsp_stapling", ocsp, "true or false")
     if "acme" in value:
         acme = value["acme"]
         if not isinstance(acme, dict) or set(acme) - {"email", "directory", "ca_bundle"} \
@@ -75,11 +81,12 @@ def parse(key, value):
             _fail(f"{key}.acme.directory", directory, "an https:// URL of an ACME directory")
         bundle = _path(f"{key}.acme.ca_bundle", acme["ca_bundle"]) if "ca_bundle" in acme else ""
         return Tls("acme", email=acme["email"], directory=directory, ca_bundle=bundle,
-                   hsts=hsts)
+                   hsts=hsts, ocsp_stapling=ocsp)
     cert = value["certificate"]
     if not isinstance(cert, dict) or not {"chain", "key"} <= set(cert) <= {"chain", "key", "ca_bundle"}:
         _fail(f"{key}.certificate", cert, "{chain: PATH, key: PATH} on the deploying machine, "
               "and ca_bundle: PATH when its CA is not a public one")
     bundle = _path(f"{key}.certificate.ca_bundle", cert["ca_bundle"]) if "ca_bundle" in cert else ""
     return Tls("files", chain=_path(f"{key}.certificate.chain", cert["chain"]),
-               key=_path(f"{key}.certificate.key", cert["key"]), ca_bundle=bundle, hsts=hsts)
+               key=_path(f"{key}.certificate.key", cert["key"]), ca_bundle=bundle, hsts=hsts,
+               ocsp_stapling=ocsp)

@@ -26,7 +26,7 @@ def acme(staging_hosts):
 
 def secure(acme, app_name="secure", names=("secure.test", "www.secure.test"), **raw):
     return sample_settings(ROOT, app_name=app_name, server_names=list(names),
-                           tls=acme.settings(), **raw)
+                           **{"tls": acme.settings(), **raw})
 
 
 def remove_app(host, s):
@@ -103,6 +103,24 @@ def test_the_two_tier_shapes_serve_the_certificate_and_tell_the_app(acme, nginx_
         smoke.request(target, "/hello")
         assert smoke.request(target, "/hello").header("X-Cache-Status") == "HIT"
     deploy.deploy(s, host, out=lambda m: None)  # back to the default shape for the others
+
+
+def stapled(acme, name, address):
+    """Whether the handshake carries a good OCSP answer (curl --cert-status checks it)."""
+    code, _ = curl("--cert-status", "--cacert", acme.ca_bundle, "--resolve",
+                   f"{name}:443:{address}", "-o", "/dev/null", f"https://{name}/hello")
+    return code == 0
+
+
+def test_ocsp_stapling_when_asked(acme, nginx_site):
+    host, s = nginx_site
+    stapling = secure(acme, tls={**acme.settings(), "ocsp_stapling": True})
+    assert not stapled(acme, "secure.test", host.address)  # off unless asked
+    deploy.deploy(stapling, host, out=lambda m: None)
+    # nginx fetches the answer on the first handshake after a reload and staples it after.
+    staging.wait_until(lambda: stapled(acme, "secure.test", host.address), 20,
+                       "a stapled OCSP answer")
+    deploy.deploy(s, host, out=lambda m: None)
 
 
 def test_a_tls_scanner_finds_nothing_weak(acme, nginx_site, tmp_path):
@@ -209,7 +227,7 @@ def test_an_acme_server_that_refuses_the_challenge_leaves_the_live_site_serving(
 def test_apache_serves_an_acme_certificate_with_http2(acme, staging_hosts):
     host = staging.remote("staging2")
     s = secure(acme, app_name="secureapache", names=("apache.secure.test",),
-               stack="apache-modwsgi")
+               stack="apache-modwsgi", tls={**acme.settings(), "ocsp_stapling": True})
     pebble.point("apache.secure.test", host.address)
     provision.provision(s, host)
     try:
@@ -220,6 +238,8 @@ def test_apache_serves_an_acme_certificate_with_http2(acme, staging_hosts):
         assert (code, out) == (0, "200 2"), out
         whoami = json.loads(smoke.request(deploy.target_for(s, host), "/whoami").body)
         assert whoami["scheme"] == "https"
+        staging.wait_until(lambda: stapled(acme, "apache.secure.test", host.address), 20,
+                           "a stapled OCSP answer from Apache")
     finally:
         remove_app(host, s)
         host.close()

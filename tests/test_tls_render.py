@@ -116,3 +116,15 @@ def test_trusted_proxies_are_addresses_and_never_everyone(value):
     with pytest.raises(SettingsError) as err:
         settings.load({**BASE, "trusted_proxies": value}, project_root=ROOT)
     assert err.value.key == "trusted_proxies"
+
+
+@pytest.mark.parametrize("stack", settings.STACKS)
+def test_ocsp_stapling_when_asked_and_only_then(load, stack):
+    s = tls_settings(load, {**ACME, "ocsp_stapling": True}, stack=stack)
+    files = render.render(s)
+    assert checks.check_local(files, s)
+    site = content(files, "/sample.conf")
+    assert ("ssl_stapling on;" in site and "ssl_stapling_verify on;" in site) \
+        if stack == "nginx-uwsgi" else "SSLUseStapling on" in site
+    plain = content(render.render(tls_settings(load, ACME, stack=stack)), "/sample.conf")
+    assert "stapling on" not in plain.lower()
