@@ -632,6 +632,9 @@ def _networks(key, value):
 
 def _check_tls(s):
     tls = s.tls
+    if tls.ocsp_stapling and s.stack == "nginx-uwsgi" and not tls.resolvers:
+        _fail("tls.resolvers", None, "the DNS servers nginx asks for the CA's OCSP host when "
+              "ocsp_stapling is on (e.g. [127.0.0.53] with systemd-resolved)")
     for name in s.server_names:
         if _IP_LIKE.match(name) or "." not in name or name.endswith((".localhost", ".local")):
             _fail("server_names", name, "DNS names under a public suffix when tls is on: a "

@@ -37,6 +37,7 @@ class Tls:
     # Staple the CA's OCSP answer to the handshake: for CAs that still run OCSP (Let's
     # Encrypt ended it in 2025, so off by default; nginx warns for a certificate without it).
     ocsp_stapling: bool = False
+    resolvers: tuple = ()  # DNS servers nginx asks for the CA's OCSP host (IP or IP:port)
 
     @property
     def acme(self):
@@ -53,13 +54,26 @@ def _path(key, value):
     return value
 
 
+def _resolver(key, value):
+    """An IPv4 address with an optional port (nginx's `resolver` syntax)."""
+    import ipaddress
+    host, _, port = str(value).partition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        if port and not 1 <= int(port) <= 65535:
+            raise ValueError
+    except ValueError:
+        _fail(key, value, "IPv4 addresses of DNS servers, optionally with :PORT")
+    return str(value)
+
+
 def parse(key, value):
     """Tls from the key's value; None for no TLS (absent, null or `off`)."""
     if value in (None, False, "off"):
         return None
     allowed = ("{acme: {email: ...}} or {certificate: {chain: PATH, key: PATH}}, "
-               "optionally with hsts: SECONDS and ocsp_stapling: true; or off")
-    if not isinstance(value, dict) or set(value) - {"acme", "certificate", "hsts", "ocsp_stapling"} \
+               "optionally with hsts: SECONDS, ocsp_stapling: true and resolvers: [IP]; or off")
+    if not isinstance(value, dict) or set(value) - {"acme", "certificate", "hsts", "ocsp_stapling", "resolvers"} \
             or len({"acme", "certificate"} & set(value)) != 1:
         _fail(key, value, allowed)
     hsts = value.get("hsts", HSTS_DEFAULT)
@@ -68,6 +82,7 @@ def parse(key, value):
     ocsp = value.get("ocsp_stapling", False)
     if not isinstance(ocsp, bool):
         _fail(f"{key}.ocsp_stapling", ocsp, "true or false")
+    resolvers = tuple(_resolver(f"{key}.resolvers", r) for r in value.get("resolvers") or ())
     if "acme" in value:
         acme = value["acme"]
         if not isinstance(acme, dict) or set(acme) - {"email", "directory", "ca_bundle"} \
@@ -81,7 +96,7 @@ def parse(key, value):
             _fail(f"{key}.acme.directory", directory, "an https:// URL of an ACME directory")
         bundle = _path(f"{key}.acme.ca_bundle", acme["ca_bundle"]) if "ca_bundle" in acme else ""
         return Tls("acme", email=acme["email"], directory=directory, ca_bundle=bundle,
-                   hsts=hsts, ocsp_stapling=ocsp)
+                   hsts=hsts, ocsp_stapling=ocsp, resolvers=resolvers)
     cert = value["certificate"]
     if not isinstance(cert, dict) or not {"chain", "key"} <= set(cert) <= {"chain", "key", "ca_bundle"}:
         _fail(f"{key}.certificate", cert, "{chain: PATH, key: PATH} on the deploying machine, "
@@ -89,4 +104,4 @@ def parse(key, value):
     bundle = _path(f"{key}.certificate.ca_bundle", cert["ca_bundle"]) if "ca_bundle" in cert else ""
     return Tls("files", chain=_path(f"{key}.certificate.chain", cert["chain"]),
                key=_path(f"{key}.certificate.key", cert["key"]), ca_bundle=bundle, hsts=hsts,
-               ocsp_stapling=ocsp)
+               ocsp_stapling=ocsp, resolvers=resolvers)

@@ -114,7 +114,8 @@ def stapled(acme, name, address):
 
 def test_ocsp_stapling_when_asked(acme, nginx_site):
     host, s = nginx_site
-    stapling = secure(acme, tls={**acme.settings(), "ocsp_stapling": True})
+    stapling = secure(acme, tls={**acme.settings(), "ocsp_stapling": True,
+                                 "resolvers": [f"{pebble.HOST}:{pebble.DNS_PORT}"]})
     assert not stapled(acme, "secure.test", host.address)  # off unless asked
     deploy.deploy(stapling, host, out=lambda m: None)
     # nginx fetches the answer on the first handshake after a reload and staples it after.

@@ -21,19 +21,27 @@ http {{
 """
 
 
-@pytest.mark.parametrize("shape", list(settings.NGINX_SHAPES) + ["lb-proxy", "lb-cache", "fleet-app"])
+TLS = {"acme": {"email": "ops@example.com"}, "ocsp_stapling": True, "resolvers": ["127.0.0.53"]}
+TLS_SHAPES = [f"tls-{shape}" for shape in settings.NGINX_SHAPES] + ["tls-lb-cache"]
+
+
+@pytest.mark.parametrize("shape", list(settings.NGINX_SHAPES) + ["lb-proxy", "lb-cache", "fleet-app"]
+                         + TLS_SHAPES)
 def test_no_medium_or_high_findings(load, tmp_path, shape):
     if not GIXY.exists():
         pytest.fail("gixy-next is not installed: run `make python-deps`")
     sites = tmp_path / "sites"
     sites.mkdir()
+    tls = {}
+    if shape.startswith("tls-"):
+        shape, tls = shape[4:], {"tls": TLS, "server_names": ["sample.test"]}
     if shape.startswith("lb-"):
-        files = render.render_lb(load(nginx=shape[3:]), [render.Upstream("198.18.0.11"),
-                                                        render.Upstream("198.18.0.12", True)])
+        files = render.render_lb(load(nginx=shape[3:], **tls), [render.Upstream("198.18.0.11"),
+                                                                render.Upstream("198.18.0.12", True)])
     elif shape == "fleet-app":
         files = render.render(load(), render.Fleet(("198.18.0.13",)))
     else:
-        files = render.render(load(nginx=shape))
+        files = render.render(load(nginx=shape, **tls))
     for f in files:
         if f.kind == render.NGINX:
             (sites / f.path.rsplit("/", 1)[1]).write_text(f.content)

@@ -88,6 +88,8 @@ BASE = {"app_name": "shop", "source": "sample_app", "wsgi": "app:app", "server_n
      "tls.certificate.key"),
     ({"tls": {**ACME, "hsts": "long"}}, "tls.hsts"),
     ({"listen_port": 443}, "listen_port"),
+    ({"tls": {**ACME, "ocsp_stapling": True}}, "tls.resolvers"),
+    ({"tls": {**ACME, "ocsp_stapling": True, "resolvers": ["8.8.8.8; x"]}}, "tls.resolvers"),
 ])
 def test_bad_tls_input_is_refused_naming_the_key(raw, key):
     with pytest.raises(SettingsError) as err:
@@ -120,7 +122,8 @@ def test_trusted_proxies_are_addresses_and_never_everyone(value):
 
 @pytest.mark.parametrize("stack", settings.STACKS)
 def test_ocsp_stapling_when_asked_and_only_then(load, stack):
-    s = tls_settings(load, {**ACME, "ocsp_stapling": True}, stack=stack)
+    s = tls_settings(load, {**ACME, "ocsp_stapling": True, "resolvers": ["127.0.0.53"]},
+                     stack=stack)
     files = render.render(s)
     assert checks.check_local(files, s)
     site = content(files, "/sample.conf")
