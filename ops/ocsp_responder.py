@@ -5,9 +5,11 @@ key, which Pebble's management API hands out. Staging only: it knows no revocati
     python -m ops.ocsp_responder ADDRESS PORT ISSUER_CERT ISSUER_KEY
 """
 
+import base64
 import datetime
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,7 +19,18 @@ from cryptography.x509 import ocsp
 def responder(issuer, key):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+        def do_GET(self):
+            # RFC 6960 A.1: the DER request, base64 and URL-encoded, as the path (nginx's way).
+            try:
+                body = base64.b64decode(unquote(self.path.lstrip("/")))
+            except ValueError:
+                self.send_error(400)
+                return
+            self.answer(body)
+
+        def answer(self, body):
             try:
                 request = ocsp.load_der_ocsp_request(body)
             except ValueError:
