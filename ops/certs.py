@@ -23,9 +23,11 @@ class CertFiles:
     sha256: str = ""  # of the chain: the host reports the same digest of what it serves
     names: tuple = ()
     not_after: float = 0.0
+    ca_bundle: bytes = b""  # tls.certificate.ca_bundle: what balancers trust app hosts by
 
     def payload(self):
-        return json.dumps({"chain": self.chain.decode(), "key": self.key.decode()})
+        return json.dumps({"chain": self.chain.decode(), "key": self.key.decode(),
+                           "ca_bundle": self.ca_bundle.decode()})
 
 
 def _read(key, path):
@@ -104,8 +106,9 @@ def load_files(s, warn=print, now=None):
         warn(f"warning: tls.certificate.key {tls.key} is readable by other users on this "
              "machine (chmod 600 it)")
     import hashlib
+    bundle = _read("tls.certificate.ca_bundle", tls.ca_bundle)[1] if tls.ca_bundle else b""
     return CertFiles(chain, key_bytes, hashlib.sha256(chain).hexdigest(), names,
-                     not_after.timestamp())
+                     not_after.timestamp(), bundle)
 
 
 def acme_ca(s):

@@ -270,6 +270,8 @@ def with_local_certs(files, settings, workdir):
         if f.kind in (templating.NGINX, templating.APACHE):
             for cert_path, key_path in pairs:
                 content = content.replace(cert_path, cert).replace(key_path, key)
+            if settings and settings.tls:
+                content = content.replace(settings.lb_trust, cert)
         out.append(dataclasses.replace(f, content=content))
     return out
 

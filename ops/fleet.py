@@ -51,7 +51,7 @@ class LoadBalancers:
 def app_settings(s, lbs):
     """What app hosts serve: behind load balancers, TLS ends at the balancers and the app
     hosts stay plain on the private network (the balancers tell them the scheme)."""
-    return dataclasses.replace(s, tls=None) if lbs and s.tls else s
+    return dataclasses.replace(s, tls=None) if lbs and s.tls and not s.tls.to_app_hosts else s
 
 
 def lb_certificates(s, lbs, out):

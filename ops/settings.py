@@ -187,6 +187,14 @@ class Settings:
         return f"{self.tls_dir}/privkey.pem"
 
     @property
+    def lb_trust(self):
+        """CAs a balancer trusts for its app hosts' certificates (tls.to_app_hosts): the
+        user's bundle, installed next to the certificate, else the system's."""
+        if self.tls and self.tls.ca_bundle:
+            return f"{self.tls_dir}/ca-bundle.pem"
+        return "/etc/ssl/certs/ca-certificates.crt"
+
+    @property
     def acme_webroot(self):
         return tlsconf.ACME_WEBROOT
 

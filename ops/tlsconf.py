@@ -38,6 +38,9 @@ class Tls:
     # Encrypt ended it in 2025, so off by default; nginx warns for a certificate without it).
     ocsp_stapling: bool = False
     resolvers: tuple = ()  # DNS servers nginx asks for the CA's OCSP host (IP or IP:port)
+    # In a fleet: app hosts serve TLS too and the balancers re-encrypt to them, verifying
+    # their certificate for the site's name (the default: plain on the private network).
+    to_app_hosts: bool = False
 
     @property
     def acme(self):
@@ -73,7 +76,8 @@ def parse(key, value):
         return None
     allowed = ("{acme: {email: ...}} or {certificate: {chain: PATH, key: PATH}}, "
                "optionally with hsts: SECONDS, ocsp_stapling: true and resolvers: [IP]; or off")
-    if not isinstance(value, dict) or set(value) - {"acme", "certificate", "hsts", "ocsp_stapling", "resolvers"} \
+    if not isinstance(value, dict) or set(value) - {"acme", "certificate", "hsts", "ocsp_stapling", "resolvers",
+                                              "to_app_hosts"} \
             or len({"acme", "certificate"} & set(value)) != 1:
         _fail(key, value, allowed)
     hsts = value.get("hsts", HSTS_DEFAULT)
@@ -83,6 +87,12 @@ def parse(key, value):
     if not isinstance(ocsp, bool):
         _fail(f"{key}.ocsp_stapling", ocsp, "true or false")
     resolvers = tuple(_resolver(f"{key}.resolvers", r) for r in value.get("resolvers") or ())
+    to_app_hosts = value.get("to_app_hosts", False)
+    if not isinstance(to_app_hosts, bool):
+        _fail(f"{key}.to_app_hosts", to_app_hosts, "true or false")
+    if to_app_hosts and "acme" in value:
+        _fail(f"{key}.to_app_hosts", True, "certificate files (tls.certificate): app hosts "
+              "behind a balancer cannot answer ACME's HTTP-01 challenge for the site's names")
     if "acme" in value:
         acme = value["acme"]
         if not isinstance(acme, dict) or set(acme) - {"email", "directory", "ca_bundle"} \
@@ -104,4 +114,4 @@ def parse(key, value):
     bundle = _path(f"{key}.certificate.ca_bundle", cert["ca_bundle"]) if "ca_bundle" in cert else ""
     return Tls("files", chain=_path(f"{key}.certificate.chain", cert["chain"]),
                key=_path(f"{key}.certificate.key", cert["key"]), ca_bundle=bundle, hsts=hsts,
-               ocsp_stapling=ocsp, resolvers=resolvers)
+               ocsp_stapling=ocsp, resolvers=resolvers, to_app_hosts=to_app_hosts)

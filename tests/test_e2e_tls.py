@@ -319,3 +319,28 @@ def test_behind_a_tls_terminator_only_its_scheme_is_believed(staging_hosts):
         remove_app(host, s)
         host.close()
         other.close()
+
+
+def test_the_balancer_re_encrypts_to_app_hosts_when_asked(staging_hosts, tmp_path_factory):
+    staging.up(3, log=lambda m: None)
+    lb, apps = staging.remote("staging3"), [staging.remote("staging1"), staging.remote("staging2")]
+    files = own_certificate(tmp_path_factory.mktemp("edge-cert"), ["edge2.test"])
+    tls = {"certificate": files["certificate"], "to_app_hosts": True}
+    s = sample_settings(ROOT, app_name="edgetwo", server_names=["edge2.test"], tls=tls,
+                        roles={"lb": ["staging3"], "app": ["staging1", "staging2"]})
+    for host in [lb] + apps:
+        provision.provision(s, host)
+    try:
+        fleet.rolling_deploy(s, [lb], apps, out=lambda m: None)  # smoke: lb and each app host
+        assert smoke.request(deploy.target_for(s, lb), "/hello").status == 200
+        # The app hosts answer plain HTTP only with a redirect: what the balancer served came
+        # over TLS, verified for the site's name against the user's CA.
+        plain = smoke.request(smoke.Target(apps[0].address, 80, "edge2.test"), "/hello")
+        assert plain.status == 301
+        direct = json.loads(smoke.request(deploy.target_for(s, apps[0]), "/whoami").body)
+        assert direct["scheme"] == "https"
+    finally:
+        for host in [lb] + apps:
+            remove_app(host, s)
+            host.run(f"rm -rf {s.tls_dir}", "cleanup", check=False)
+            host.close()

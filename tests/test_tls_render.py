@@ -131,3 +131,19 @@ def test_ocsp_stapling_when_asked_and_only_then(load, stack):
         if stack == "nginx-uwsgi" else "SSLUseStapling on" in site
     plain = content(render.render(tls_settings(load, ACME, stack=stack)), "/sample.conf")
     assert "stapling on" not in plain.lower()
+
+
+def test_a_balancer_re_encrypts_to_app_hosts_only_when_asked(load):
+    files_tls = {**FILES, "to_app_hosts": True}
+    s = tls_settings(load, files_tls, nginx="proxy")
+    lb = render.render_lb(s, [render.Upstream("198.18.0.11")])
+    assert checks.check_local(lb, s) == ["nginx"]
+    conf = lb[1].content
+    assert "server 198.18.0.11:443 " in conf and "proxy_pass https://sample_app;" in conf
+    assert "proxy_ssl_verify on;" in conf and "proxy_ssl_name $host;" in conf
+    plain = render.render_lb(tls_settings(load, FILES, nginx="proxy"),
+                             [render.Upstream("198.18.0.11")])[1].content
+    assert "server 198.18.0.11:80 " in plain and "proxy_pass http://sample_app;" in plain
+    with pytest.raises(SettingsError) as err:
+        tls_settings(load, {**ACME, "to_app_hosts": True})
+    assert err.value.key == "tls.to_app_hosts"

@@ -28,6 +28,9 @@ def main(directory):
         if os.path.exists(path):
             shutil.copy2(path, path + ".prev")
         write(path, files[key])
+    if files.get("ca_bundle"):  # public: the CAs balancers trust app hosts by
+        write(os.path.join(directory, "ca-bundle.pem"), files["ca_bundle"])
+        os.chmod(os.path.join(directory, "ca-bundle.pem"), 0o644)
     print(f"certificate files installed in {directory}")
 
 
