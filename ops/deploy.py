@@ -59,6 +59,10 @@ def preflight(s, facts, remote):
         was = f"for {facts['front']}" if facts["front"] else "by an older flask-ops"
         raise OpsError(f"{remote.name} was provisioned {was}, but stack {stack.name} needs "
                        f"{stack.front}: run `fab -H {remote.name} provision` for this stack first")
+    missing = facts.get("unprovisioned") or []
+    if missing:
+        raise OpsError(f"{remote.name} was provisioned by an older flask-ops (it lacks "
+                       f"{', '.join(missing[:3])}): run `fab -H {remote.name} provision` first")
 
 
 def record():

@@ -158,6 +158,7 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
         "main_conf": stack.main_conf, "units": stack.units(), "front_marker": stacks.FRONT_MARKER,
         "manifests": manifests if manifests == "*" else list(manifests),
         "tls_cert": s.tls_cert if s.tls else "",
+        "provisioned_files": stack.provisioned_files(),
     }
     facts = scripts.command("facts.py", json.dumps(args))
     if not acquire:

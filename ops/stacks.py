@@ -113,6 +113,11 @@ class Stack:
     def provision_dirs(self):
         return []
 
+    def provisioned_files(self):
+        """Files this version's configs rely on that only provision puts on a host: a host
+        set up by an older flask-ops lacks them, and the deploy asks for provision first."""
+        return [self.s.acme_webroot + "/.well-known/acme-challenge"]
+
     # -- verify
     def app_processes(self):
         """(shell command printing the app's pids, how many there must be, fail-fast command)."""
@@ -205,6 +210,13 @@ class ApacheModWsgi(Stack):
     def test_command(main_conf):
         # apache2ctl reads /etc/apache2/envvars (APACHE_LOG_DIR, APACHE_RUN_USER, ...) first.
         return ["apache2ctl", "-t", "-f", main_conf]
+
+    def provisioned_files(self):
+        # The catch-all's 443 virtual host needs mod_ssl and the host's self-signed pair.
+        return super().provisioned_files() + [
+            f"/etc/apache2/mods-enabled/{m}.load" for m in ("wsgi", "headers", "ssl", "http2",
+                                                            "rewrite")] + [
+            "/etc/ssl/private/ssl-cert-snakeoil.key"]
 
     def app_processes(self):
         # mod_wsgi daemon processes: "(wsgi:APP)" (display-name), run as the app's user.

@@ -360,3 +360,20 @@ def test_preflight_asks_for_provision_when_the_stack_changed(load, stack, front,
         deploy.preflight(load(stack=stack), ready, remote)
     deploy.preflight(load(stack=stack), dict(ready, front=stacks.of(load(stack=stack)).front),
                      remote)
+
+
+def test_preflight_asks_for_provision_when_the_host_lacks_what_this_version_needs(load):
+    """An Apache host provisioned before the catch-all had a 443 vhost lacks mod_ssl: the
+    deploy says to provision, instead of failing at stage with Apache's own error."""
+    from ops import deploy
+    from ops.errors import OpsError
+
+    s = load(stack="apache-modwsgi")
+    remote = type("Remote", (), {"name": "staging9"})()
+    ready = facts(provisioned=True, user=True, main_conf=True, front="apache2",
+                  unprovisioned=["/etc/apache2/mods-enabled/ssl.load"])
+    with pytest.raises(OpsError, match=re.escape(
+            "staging9 was provisioned by an older flask-ops (it lacks "
+            "/etc/apache2/mods-enabled/ssl.load): run `fab -H staging9 provision` first")):
+        deploy.preflight(s, ready, remote)
+    assert "/etc/apache2/mods-enabled/ssl.load" in stacks.of(s).provisioned_files()

@@ -117,6 +117,7 @@ def main(args):
         "state": read_json(args["state"] + "/state.json", {}),
         "lock": read_json(lock + "/info.json", {}) if os.path.isdir(lock) else None,
         "tls": certificate(args.get("tls_cert")),
+        "unprovisioned": [p for p in args.get("provisioned_files", []) if not os.path.exists(p)],
         "now": time.time(),
     }
 
