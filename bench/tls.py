@@ -11,7 +11,6 @@ a TLS site with a certificate from the staging ACME server (Pebble).
 
 import argparse
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
 from ops import deploy, pebble, provision, staging  # noqa: E402
+from serve import fmt, median_of  # noqa: E402
 
 PATH = "/static/css/site.css"
 
@@ -49,15 +49,6 @@ def keep_alive(url, address, port, seconds):
 def new_connections(url, address, port, seconds):
     """400 connections at once, one request each: as many full handshakes as requests."""
     return h2load(url, address, port, ["-c400", "-n400"], seconds * 20 + 30)
-
-
-def median_of(reps, fn):
-    values = [fn() for _ in range(reps)]
-    return statistics.median(values), min(values), max(values)
-
-
-def fmt(v):
-    return f"{v[1]:.0f} / {v[0]:.0f} / {v[2]:.0f}"
 
 
 def main():

@@ -191,15 +191,23 @@ def collectstatic(settings, out=None, source=None):
         source = stage_source(settings, build_root(settings) / "collect-source")
     python = venv(settings) / "bin" / "python"
     out = outdir.prepare(wanted, "collected static files", keep)
-    proc = subprocess.run([str(python), str(DRIVER), str(source),
-                           json.dumps(settings.wsgi_spec.as_json()), str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    result = run_driver(python, DRIVER, [source, json.dumps(settings.wsgi_spec.as_json()), out],
+                        "collecting static files")
+    return out, result["files"], checked_statics(settings, result)
+
+
+def run_driver(python, driver, args, what):
+    """A driver script run in the app's build venv: its last stdout line is one JSON object,
+    {"error": ...} when it refused; anything else (a crash) shows its stderr."""
+    proc = subprocess.run([str(python), str(driver), *map(str, args)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
     try:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        raise OpsError(f"collecting static files failed:\n{proc.stderr.strip()[-3000:]}") from None
+        raise OpsError(f"{what} failed:\n{proc.stderr.strip()[-3000:]}") from None
     if "error" in result:
-        raise OpsError(f"collecting static files failed: {result['error']}")
-    return out, result["files"], checked_statics(settings, result)
+        raise OpsError(f"{what} failed: {result['error']}")
+    return result
 
 
 def checked_statics(s, result):

@@ -60,13 +60,13 @@ def lb_certificates(s, lbs, out):
     if not (s.tls and lbs):
         return
     cert_files = None if s.tls.acme else certs.load_files(s, warn=out)
-    facts = {"tls": None, "now": 0}  # certbot keeps a valid certificate; files are rewritten
-    steps = plan.certificate_steps(s, facts, cert_files, certs.acme_ca(s))
+    # No facts: certbot keeps a certificate that is still valid; files are rewritten.
+    steps = plan.certificate_steps(s, {}, cert_files, certs.acme_ca(s))
     for lb in lbs:
         for step in steps:
             lb.run(step.script, f"load balancer {step.name}", stdin=step.stdin)
             if cert_files:
-                lb.run(plan.script([f"rm -f {plan.q(s.tls_dir)}/*.prev"]), "certificate")
+                lb.run(plan.script(plan.tls_keep_lines(s)), "certificate")
     if steps:
         out(f"  lb         certificate for {', '.join(s.server_names)} on "
             f"{', '.join(lb.name for lb in lbs)}")

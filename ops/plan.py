@@ -290,10 +290,20 @@ def certificate_steps(s, facts, cert_files=None, acme_ca=None):
                  stdin=cert_files.payload()),)
 
 
+def _tls_files(s):
+    """The certificate files tls_files.py writes (and keeps a .prev of)."""
+    return f"{q(s.tls_dir)}/fullchain.pem {q(s.tls_dir)}/privkey.pem"
+
+
 def tls_restore_lines(s):
     """The certificate files a failed deploy replaced go back (files mode)."""
-    return [f"for f in {q(s.tls_dir)}/fullchain.pem {q(s.tls_dir)}/privkey.pem; do "
+    return [f"for f in {_tls_files(s)}; do "
             'if [ -f "$f.prev" ]; then mv -f "$f.prev" "$f"; fi; done']
+
+
+def tls_keep_lines(s):
+    """The replaced certificate files are dropped once the new ones serve."""
+    return [f"for f in {_tls_files(s)}; do rm -f \"$f.prev\"; done"]
 
 
 def install_lines(s, release_id, files):
@@ -379,7 +389,7 @@ def finish_script(s, record, keep=None, current=None, env_switched=False, cert_f
     if env_switched:
         lines.append(f"rm -f {q(s.env_file + '.prev')}")
     if cert_files:
-        lines.append(f"rm -f {q(s.tls_dir)}/fullchain.pem.prev {q(s.tls_dir)}/privkey.pem.prev")
+        lines += tls_keep_lines(s)
     if keep:
         lines.append(scripts.command("prune.sh", s.releases, keep, current))
     return script(lines + [unlock_line(s)])

@@ -9,7 +9,6 @@ Existing files are never overwritten.
 import ast
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,15 +140,7 @@ def inspect_app(root, source, found):
                                                     check_files=False).wsgi_spec.as_json()})
         except OpsError:
             continue
-    proc = subprocess.run([str(python), str(DRIVER), str(s.source_dir), json.dumps(specs)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise OpsError(f"importing the app failed:\n{proc.stderr.strip()[-3000:]}") from None
-    if "error" in result:
-        raise OpsError(f"importing the app failed: {result['error']}")
-    return result
+    return build.run_driver(python, DRIVER, [s.source_dir, json.dumps(specs)], "importing the app")
 
 
 def plain_get(route):

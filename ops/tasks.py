@@ -111,7 +111,8 @@ def check(c):
         apps = [render.Upstream(f"198.18.1.{i + 1}") for i in range(len(s.roles["app"]))]
         for kind in checks.check_local(render.render_lb(s, apps), s):
             print(f"ok  {kind} (load balancer)")
-        for kind in checks.check_local(render.render(s, render.Fleet(tuple(lbs))), s):
+        app_s = fleet.app_settings(s, lbs)  # what app hosts serve (TLS ends at the balancer)
+        for kind in checks.check_local(render.render(app_s, render.Fleet(tuple(lbs))), app_s):
             print(f"ok  {kind} (app host behind the load balancer)")
 
 

@@ -53,6 +53,20 @@ def staging_hosts():
         staging.down(log=lambda msg: None)
 
 
+def remove_app(host, s):
+    """Leave a staging host to the other tests as it was: no site (the load balancer's too),
+    unit, user, group, files or certbot certificate of this app."""
+    name = s.app_name
+    host.run(f"systemctl disable --now {s.service} 2>/dev/null; "
+             f"rm -f /etc/nginx/sites-*/{name}.conf /etc/nginx/sites-*/{name}-lb.conf "
+             f"/etc/apache2/sites-*/{name}.conf "
+             f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "
+             f"certbot delete --non-interactive --cert-name {name} >/dev/null 2>&1; "
+             f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; systemctl daemon-reload; "
+             "systemctl reload nginx 2>/dev/null; systemctl reload apache2 2>/dev/null; true",
+             "remove " + name, check=False)
+
+
 def make_project(root, edits=None, config=None):
     """A throwaway project: a copy of sample_app with edits {relpath: (old, new)}."""
     import shutil

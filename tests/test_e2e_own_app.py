@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import fab, sample_settings
+from conftest import fab, remove_app, sample_settings
 from ops import deploy, provision, scaffold, settings, smoke, staging
 from ops.errors import OpsError
 
@@ -43,24 +43,13 @@ def shop(root, **extra):
     return settings.load({**raw, **extra}, project_root=root)
 
 
-def remove_shop(host, s):
-    """Leave the host to the other tests as it was: no site, unit, user or files of this app."""
-    name = s.app_name
-    host.run(f"systemctl disable --now {s.service} 2>/dev/null; "
-             f"rm -f /etc/nginx/sites-*/{name}.conf /etc/apache2/sites-*/{name}.conf "
-             f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "
-             f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; systemctl daemon-reload; "
-             "systemctl reload nginx 2>/dev/null; systemctl reload apache2 2>/dev/null; true",
-             "remove shop", check=False)
-
-
 @pytest.fixture(scope="module")
 def nginx_host(staging_hosts, tmp_path_factory):
     host = staging.remote("staging1")
     s = shop(tmp_path_factory.mktemp("shop"))
     provision.provision(s, host)
     yield host
-    remove_shop(host, s)
+    remove_app(host, s)
     host.close()
 
 
@@ -70,7 +59,7 @@ def apache_host(staging_hosts, tmp_path_factory):
     s = shop(tmp_path_factory.mktemp("shop"), stack="apache-modwsgi")
     provision.provision(s, host)
     yield host
-    remove_shop(host, s)
+    remove_app(host, s)
     host.close()
 
 
@@ -225,4 +214,4 @@ def test_two_apps_on_one_host_cannot_reach_each_other_and_a_failed_first_deploy_
         for name in ("broken.test", "unknown.test"):
             assert smoke.request(target, "/", host=name) is None  # the catch-all: no answer
     finally:
-        remove_shop(nginx_host, broken)
+        remove_app(nginx_host, broken)

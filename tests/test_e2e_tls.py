@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, sample_settings
+from conftest import ROOT, remove_app, sample_settings
 from certfiles import own_certificate
 from loadgen import Load
 from ops import deploy, fleet, pebble, provision, smoke, staging
@@ -29,23 +29,17 @@ def secure(acme, app_name="secure", names=("secure.test", "www.secure.test"), **
                            **{"tls": acme.settings(), **raw})
 
 
-def remove_app(host, s):
-    name = s.app_name
-    host.run(f"systemctl disable --now {s.service} 2>/dev/null; "
-             f"rm -f /etc/nginx/sites-*/{name}.conf /etc/nginx/sites-*/{name}-lb.conf "
-             f"/etc/apache2/sites-*/{name}.conf "
-             f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "
-             f"certbot delete --non-interactive --cert-name {name} >/dev/null 2>&1; "
-             f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; systemctl daemon-reload; "
-             "systemctl reload nginx 2>/dev/null; systemctl reload apache2 2>/dev/null; true",
-             "remove " + name, check=False)
-
-
 def curl(*args):
     """curl on this machine: (exit status, stdout)."""
     proc = subprocess.run(["curl", "-sS", "--max-time", "10", *args], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     return proc.returncode, proc.stdout
+
+
+def over_http2(acme, name, address, path="/hello"):
+    """(curl's exit status, "STATUS HTTP-VERSION") for an HTTP/2 GET of name at address."""
+    return curl("--http2", "--cacert", acme.ca_bundle, "--resolve", f"{name}:443:{address}",
+                "-o", "/dev/null", "-w", "%{http_code} %{http_version}", f"https://{name}{path}")
 
 
 def serial(target):
@@ -72,8 +66,7 @@ def test_an_acme_certificate_serves_https_with_http2_hsts_and_a_redirect(acme, n
     deploy.deploy(s, host, out=lambda m: None)  # smoke: chain, 301, HSTS, every page over TLS
     resolve = ["--resolve", f"secure.test:443:{host.address}", "--resolve",
                f"secure.test:80:{host.address}"]
-    code, out = curl("--http2", "--cacert", acme.ca_bundle, *resolve, "-o", "/dev/null",
-                     "-w", "%{http_code} %{http_version}", "https://secure.test/hello")
+    code, out = over_http2(acme, "secure.test", host.address)
     assert (code, out) == (0, "200 2"), out
     code, out = curl(*resolve, "-D", "-", "-o", "/dev/null", "http://secure.test/a?b=1")
     assert " 301" in out.splitlines()[0] and "location: https://secure.test/a?b=1" in out.lower()
@@ -233,9 +226,7 @@ def test_apache_serves_an_acme_certificate_with_http2(acme, staging_hosts):
     provision.provision(s, host)
     try:
         deploy.deploy(s, host, out=lambda m: None)
-        code, out = curl("--http2", "--cacert", acme.ca_bundle, "--resolve",
-                         f"apache.secure.test:443:{host.address}", "-o", "/dev/null", "-w",
-                         "%{http_code} %{http_version}", "https://apache.secure.test/hello")
+        code, out = over_http2(acme, "apache.secure.test", host.address)
         assert (code, out) == (0, "200 2"), out
         whoami = json.loads(smoke.request(deploy.target_for(s, host), "/whoami").body)
         assert whoami["scheme"] == "https"
@@ -266,7 +257,6 @@ def test_the_users_own_certificate_files_are_installed_0600_and_served(staging_h
         assert smoke.request(deploy.target_for(s, host), "/hello").status == 200
     finally:
         remove_app(host, s)
-        host.run(f"rm -rf {s.tls_dir}", "cleanup", check=False)
         host.close()
 
 
@@ -280,9 +270,7 @@ def test_the_fleet_load_balancer_terminates_tls_for_plain_app_hosts(acme, stagin
         provision.provision(s, host)
     try:
         fleet.rolling_deploy(s, [lb], apps, out=lambda m: None)  # smoke through the lb: TLS
-        code, out = curl("--http2", "--cacert", acme.ca_bundle, "--resolve",
-                         f"edge.test:443:{lb.address}", "-o", "/dev/null", "-w",
-                         "%{http_code} %{http_version}", "https://edge.test/hello")
+        code, out = over_http2(acme, "edge.test", lb.address)
         assert (code, out) == (0, "200 2"), out
         through = json.loads(smoke.request(deploy.target_for(s, lb), "/whoami").body)
         assert through["scheme"] == "https"
@@ -342,5 +330,4 @@ def test_the_balancer_re_encrypts_to_app_hosts_when_asked(staging_hosts, tmp_pat
     finally:
         for host in [lb] + apps:
             remove_app(host, s)
-            host.run(f"rm -rf {s.tls_dir}", "cleanup", check=False)
             host.close()
