@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from . import scripts, stacks, templating, upstart
+from . import inits, scripts, stacks, templating, upstart
 from .scripts import candidate_main
 from .errors import CheckError, OpsError
 
@@ -209,7 +209,12 @@ def check_env_reaches_app(files, settings):
         raise CheckError("app environment", f"the WSGI entry {settings.wsgi_file} does not load "
                          f"{env_file}")
     units = [f for f in files if f.kind in (templating.SYSTEMD, templating.UPSTART)]
-    for unit in units:
+    app_unit = inits.of(settings).unit_path(settings)
+    for unit in [u for u in units if u.path != app_unit]:  # workers: the release's runner
+        if f" {settings.run_file} -- " not in unit.content:
+            raise CheckError("app environment", f"{unit.path} does not start its worker through "
+                             f"{settings.run_file}, so it would run without {env_file}")
+    for unit in [u for u in units if u.path == app_unit]:
         ini = by_path.get(_started_ini(unit) or "")
         if ini is None:
             raise CheckError("app environment", f"{unit.path} does not start uWSGI with the "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import appenv, build as build_mod, certs, dryrun, executor, inits, locks, plan as plan_mod
-from . import release as release_mod, smoke, stacks
+from . import release as release_mod, smoke, stacks, vcs
 from .errors import OpsError, SmokeError
 from .steps import Steps
 
@@ -22,6 +22,7 @@ class Built:
     env: appenv.Resolved  # read on this machine once, before any host is touched
     cert_files: object = None  # ops.certs.CertFiles (tls.certificate), checked here
     acme_ca: Optional[bytes] = None  # tls.acme's private CA bundle
+    record: dict = None  # who deploys, from where, which commit (ops.deploy.record)
 
 
 def build(s, steps, fleet=None):
@@ -33,7 +34,7 @@ def build(s, steps, fleet=None):
         acme_ca = certs.acme_ca(s)
         tree, digest, files, statics = release_mod.stage_tree(s, fleet)
         return Built(tree, release_mod.new_release(s, digest, files, statics), env,
-                     cert_files, acme_ca)
+                     cert_files, acme_ca, record(s))
 
 
 def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifests=()):
@@ -65,8 +66,12 @@ def preflight(s, facts, remote):
                        f"{', '.join(missing[:3])}): run `fab -H {remote.name} provision` first")
 
 
-def record():
-    return {"at": time.time(), "by": locks.who()}
+def record(s=None):
+    """Who deploys what: kept in the host's state (last_deploy) and its history."""
+    entry = {"at": time.time(), "by": locks.who()}
+    if s is not None:
+        entry["commit"] = vcs.commit(s.source_dir)
+    return entry
 
 
 def target_for(s, remote):
@@ -78,8 +83,8 @@ def target_for(s, remote):
     return smoke.Target(remote.address, s.listen_port, s.server_names[0])
 
 
-def smoke_or_raise(s, remote, statics):
-    results = smoke.run(s, target_for(s, remote), statics)
+def smoke_or_raise(s, remote, statics, maintenance=False):
+    results = smoke.run(s, target_for(s, remote), statics, maintenance)
     failed = [r for r in results if not r.ok]
     if failed:
         raise SmokeError("; ".join(f"{r.name}: {r.detail}" for r in failed))
@@ -92,15 +97,16 @@ def start(s, remote, built, steps, dry_run=False):
     with steps("facts"):
         facts, locked = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run)
     env_key = (facts.get("state") or {}).get("env_key") or secrets.token_hex(32)
-    plan = plan_mod.deploy_plan(s, rel, facts, record(), built.env, env_key, built.cert_files,
-                                built.acme_ca)
+    plan = plan_mod.deploy_plan(s, rel, facts, built.record, built.env, env_key,
+                                built.cert_files, built.acme_ca)
 
     def bundle(upload):
         wheels = build_mod.target_wheelhouse(s, upload.python, upload.arch) if upload.python else None
         return release_mod.bundle(s, built.tree, rel, wheels)
 
-    run = executor.Run(remote, plan, steps, bundle, lambda static: smoke_or_raise(s, remote, static),
-                       locked=locked)
+    maintenance = bool(facts.get("maintenance"))
+    run = executor.Run(remote, plan, steps, bundle,
+                       lambda static: smoke_or_raise(s, remote, static, maintenance), locked=locked)
     try:
         preflight(s, facts, remote)
         if not locked and (facts["lock"] is not None or not dry_run):
@@ -123,6 +129,7 @@ def deploy(s, remote, dry_run=False, out=print):
     if dry_run:
         return dryrun.report(s, remote, built.release, run.plan, out, built.env)
     executor.prepare(run)
+    executor.before_switch(run)
     released = executor.activate(run)
     if not run.plan.nothing_to_do:
         out(f"deployed {released} to {remote.name} in {time.monotonic() - steps.start:.1f}s "
@@ -153,7 +160,12 @@ def rollback(s, remote, release_id=None, out=print):
             remote.run(plan_mod.unlock_line(s), "unlock", check=False)
         raise
     plan = plan_mod.rollback_plan(s, release_id, facts, record())
-    run = executor.Run(remote, plan, steps, None, lambda static: smoke_or_raise(s, remote, static))
+    if s.hooks.at("before_switch"):
+        out("  note       a rollback puts back code, configs and services; it does not undo "
+            "what before_switch hooks did (database migrations stay applied)")
+    maintenance = bool(facts.get("maintenance"))
+    run = executor.Run(remote, plan, steps, None,
+                       lambda static: smoke_or_raise(s, remote, static, maintenance))
     executor.prepare(run)
     executor.activate(run)
     out(f"rolled back {remote.name} from {current} to {release_id}")
@@ -177,6 +189,8 @@ def status(s, remote):
     info = {"host": remote.name, "current": facts["current"], "releases": len(facts["releases"]),
             "services": facts["active"], "last_deploy": facts["state"].get("last_deploy"),
             "pending": facts["state"].get("pending", []), "lock": lock}
+    info["maintenance"] = ("ON: the site answers 503 (`fab maintenance off` ends it)"
+                           if facts.get("maintenance") else "off")
     if s.tls:
         info["certificate"] = certs.describe(facts.get("tls"), facts["now"])
     return info

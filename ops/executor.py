@@ -11,7 +11,7 @@ from typing import Callable
 
 from . import scripts
 from .errors import DeployError, LockError, OpsError
-from .plan import Plan
+from .plan import Plan, failure_step
 from .steps import Steps
 
 
@@ -39,19 +39,42 @@ class Run:
             self.smoke(step.smoke_static)
         else:
             self.touched = True
-            if step.stdin:
-                return self.remote.run(step.script, step.name, stdin=step.stdin).stdout.strip()
-            return self.remote.run(step.script, step.name).stdout.strip()
+            options = {"stdin": step.stdin} if step.stdin else {}
+            if step.timeout:
+                options["timeout"] = step.timeout
+            if step.stream:  # a hook: its output as it comes, each line prefixed
+                options["echo"] = lambda line: self.steps.out(f"  {step.name} | {line}")
+            return self.remote.run(step.script, step.name, **options).stdout.strip()
         return ""
+
+    def record_failure(self, step_name, reason):
+        """Append the failed attempt to the host's history; never hides the failure itself."""
+        if not self.plan.history:
+            return
+        step = failure_step(self.plan, step_name, reason)
+        try:
+            self.remote.run(step.script, step.name, check=False)
+        except OpsError:
+            pass
 
 
 def prepare(run):
     """Run the prepare steps (nothing live changes). On failure the host drops what was
     uploaded and its lock; DeployError names the step."""
+    return _before_switching(run, run.plan.prepare)
+
+
+def before_switch(run):
+    """The before-switch hooks (a migration): after prepare, before anything switches. On
+    failure the host drops the staged release: the old one never stopped serving."""
+    return _before_switching(run, run.plan.before_switch)
+
+
+def _before_switching(run, steps):
     if run.plan.nothing_to_do:
         return run
     try:
-        for step in run.plan.prepare:
+        for step in steps:
             with run.steps(step.name, step.detail):
                 run._run(step)
         return run
@@ -59,6 +82,7 @@ def prepare(run):
         failed, note = run.steps.current, discard(run)
         if not isinstance(exc, OpsError) or isinstance(exc, LockError):
             raise
+        run.record_failure(failed, str(exc))
         raise DeployError(failed, str(exc) + note) from None
 
 
@@ -87,11 +111,21 @@ def activate(run):
     try:
         if plan.nothing_to_do:
             steps.note(plan.host_action, f"no change: {plan.previous} already serves this build")
+            if plan.noop is not None and run.locked:
+                _cleanup(run, plan.noop)
             return plan.previous
         try:
             for step in plan.activate:
-                with steps(step.name, step.detail):
-                    detail = run._run(step)
+                try:
+                    with steps(step.name, step.detail):
+                        detail = run._run(step)
+                except OpsError as exc:
+                    if not step.tolerated:
+                        raise
+                    steps.note("", f"{step.name} failed; reported, not rolled back "
+                                   f"(hooks.on_after_switch_failure: report): "
+                                   f"{str(exc).splitlines()[0]}")
+                    continue
                 if step.name == "verify" and detail:
                     steps.note("", detail)
         except BaseException as exc:  # Ctrl-C mid-switch restores too
@@ -101,6 +135,7 @@ def activate(run):
                 steps.note("restore", f"back on {plan.previous or 'the state before the first deploy'}")
             except OpsError as restore_exc:
                 reason += f"\nAND restoring {plan.previous} failed: {restore_exc}"
+            run.record_failure(failed, reason)
             if not isinstance(exc, OpsError):
                 raise
             raise DeployError(failed, reason) from None

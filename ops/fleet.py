@@ -20,11 +20,14 @@ def lb_script(s, upstreams):
     install it and reload (graceful: in-flight requests finish on the old workers)."""
     lb = stacks.LoadBalancer(s)
     files = lb.files(upstreams)
+    sites = [f for f in files if f.is_site]
     cand = lb.candidate_dir
-    names = [f.path.rsplit("/", 1)[1] for f in files]
-    lines = lb.check_in_context(cand, names, [plan.write_line(f"{cand}/sites/{name}", f.content)
-                                              for f, name in zip(files, names)])
-    for f in files:
+    names = [f.path.rsplit("/", 1)[1] for f in sites]
+    lines = [f"mkdir -p {plan.q(f.path.rsplit('/', 1)[0])} && " + plan.write_line(f.path, f.content, f.mode)
+             for f in files if not f.is_site]  # the maintenance page
+    lines += lb.check_in_context(cand, names, [plan.write_line(f"{cand}/sites/{name}", f.content)
+                                               for f, name in zip(sites, names)])
+    for f in sites:
         lines.append(plan.install_line(f"{cand}/sites/{f.path.rsplit('/', 1)[1]}", f.path, f.mode)
                      + " && " + plan.enable_line(lb.sites_enabled, f.path))
     lines.append("if systemctl is-active --quiet nginx; then")
@@ -89,6 +92,19 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print):
         except OpsError as exc:
             outcome[name] = f"FAILED before switching: {exc}"
     balancers = LoadBalancers(lb_s, lbs, apps, out)
+    if len(outcome) <= max_fail and prepared:
+        # Hooks before the switch (a migration) run once, on the first app host, before any
+        # host switches; if they fail, no host switches.
+        first = next(iter(prepared))
+        try:
+            executor.before_switch(prepared[first])
+        except OpsError as exc:
+            prepared.pop(first)
+            outcome[first] = f"FAILED before switching (before_switch hook): {exc}"
+            for p in prepared.values():  # nothing switches, whatever --max-fail says
+                executor.discard(p)
+                outcome[p.remote.name] = "untouched (old release kept)"
+            return _finish(outcome, 0, out)
     if len(outcome) > max_fail:
         for p in prepared.values():
             executor.discard(p)

@@ -12,7 +12,7 @@ UWSGI_BIN = "/usr/bin/uwsgi"
 
 
 class Init:
-    name = template = ""
+    name = template = worker_template = ""
 
     def unit_path(self, s):
         raise NotImplementedError
@@ -22,15 +22,31 @@ class Init:
             # the file kind is the init's name: templating.SYSTEMD, templating.UPSTART
             self.unit_path(s), templating.render(self.template, s, uwsgi_bin=UWSGI_BIN), self.name)
 
+    def worker_files(self, s):
+        """One unit per worker (ops.daytwo), started from the release's runner."""
+        return [templating.RenderedFile(self.worker_path(s, w), templating.render(
+            self.worker_template, s, w=w), self.name) for w in s.workers]
+
+    def worker_path(self, s, worker):
+        return self.unit_file_for(s.worker_unit(worker))
+
+    def worker_glob(self, s):
+        """Where the host's worker units of this app are (a dropped one is removed)."""
+        return self.unit_file_for(f"{s.app_name}-worker-*")
+
 
 class Systemd(Init):
-    name, template = "systemd", "systemd/uwsgi.service.j2"
+    name, template, worker_template = "systemd", "systemd/uwsgi.service.j2", "systemd/worker.service.j2"
+
+    @staticmethod
+    def unit_file_for(unit):
+        return f"/etc/systemd/system/{unit}.service"
 
     def socket(self, s):
         return f"/run/{s.app_name}/uwsgi.sock"  # RuntimeDirectory= makes /run/<app>
 
     def unit_path(self, s):
-        return f"/etc/systemd/system/{s.service}.service"
+        return self.unit_file_for(s.service)
 
     def check_command(self, path):
         """The unit file, checked on the host as on the deploying machine."""
@@ -50,6 +66,9 @@ class Systemd(Init):
         return f"main=$(systemctl show -p MainPID --value {q(unit)}); " \
                f"[ \"$main\" = 0 ] || {{ echo \"$main\"; pgrep -P \"$main\"; }}"
 
+    def worker_pid_command(self, unit):
+        return f"main=$(systemctl show -p MainPID --value {q(unit)}); [ \"$main\" = 0 ] || echo \"$main\""
+
     def fail_fast_command(self, unit):
         """A unit in a restart loop (a crashing app) fails verify at once, with its log."""
         return (f"state=$(systemctl show -p ActiveState -p SubState --value {q(unit)} | "
@@ -65,7 +84,11 @@ class Upstart(Init):
     """Ubuntu 14.04's init. Not run here (no upstart host exists); its jobs are checked
     strictly by ops.upstart and its commands by the plan tests."""
 
-    name, template = "upstart", "upstart/uwsgi.conf.j2"
+    name, template, worker_template = "upstart", "upstart/uwsgi.conf.j2", "upstart/worker.conf.j2"
+
+    @staticmethod
+    def unit_file_for(unit):
+        return f"/etc/init/{unit}.conf"
 
     def socket(self, s):
         # upstart has no RuntimeDirectory= and its setuid applies to pre-start too, so the
@@ -73,7 +96,7 @@ class Upstart(Init):
         return f"{s.shared}/run/uwsgi.sock"
 
     def unit_path(self, s):
-        return f"/etc/init/{s.service}.conf"
+        return self.unit_file_for(s.service)
 
     def check_command(self, path):
         return None  # no upstart checker on a systemd host; checked before upload instead
@@ -91,6 +114,9 @@ class Upstart(Init):
     def main_pid_command(self, unit):
         return (f"main=$(initctl status {q(unit)} | sed -n 's/.*process \\([0-9]*\\).*/\\1/p'); "
                 f"[ -z \"$main\" ] || {{ echo \"$main\"; pgrep -P \"$main\"; }}")
+
+    def worker_pid_command(self, unit):
+        return f"initctl status {q(unit)} | sed -n 's/.*process \\([0-9]*\\).*/\\1/p'"
 
     def fail_fast_command(self, unit):
         return "true"

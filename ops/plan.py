@@ -6,6 +6,7 @@ executor (ops.executor) runs it and --dry-run prints it, so what is printed is w
 """
 
 import base64
+import fnmatch
 import hashlib
 import json
 import shlex
@@ -41,6 +42,9 @@ class Step:
     smoke_static: Optional[tuple] = None  # smoke step: the (URL, sha256) static files to fetch
     # Sent on the script's stdin, never shown (--dry-run, repr): the app's env values.
     stdin: str = field(default="", repr=False)
+    stream: bool = False  # its output goes to the deploy's output as it comes (hooks)
+    tolerated: bool = False  # a failure is reported, and the deploy goes on (after_switch)
+    timeout: Optional[int] = None  # seconds the SSH command may take (default: remote's)
 
     @property
     def is_smoke(self):
@@ -60,6 +64,7 @@ class Plan:
     target: str  # the release that will serve
     previous: Optional[str]
     prepare: Tuple[Step, ...] = ()
+    before_switch: Tuple[Step, ...] = ()  # hooks: after prepare (in a fleet: one host, once)
     activate: Tuple[Step, ...] = ()
     restore: Optional[Step] = None
     discard: Optional[Step] = None  # remove what prepare left, release the lock
@@ -67,9 +72,11 @@ class Plan:
     finish: Optional[Step] = None
     nothing_to_do: bool = False
     todo: Tuple[Tuple[str, str], ...] = field(default=())
+    history: dict = field(default_factory=dict)  # the entry a failed attempt records
+    noop: Optional[Step] = None  # nothing_to_do: record it, release the lock
 
     def steps(self):
-        return [step for step in self.prepare + self.activate if step]
+        return [step for step in self.prepare + self.before_switch + self.activate if step]
 
 
 # ----------------------------------------------------------------------------- paths
@@ -159,6 +166,8 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
         "manifests": manifests if manifests == "*" else list(manifests),
         "tls_cert": s.tls_cert if s.tls else "",
         "provisioned_files": stack.provisioned_files(),
+        "worker_glob": stack.init.worker_glob(s),
+        "maintenance_flag": s.maintenance_flag,
     }
     facts = scripts.command("facts.py", json.dumps(args))
     if not acquire:
@@ -187,8 +196,10 @@ def actions(s, files, facts):
     unit_paths = {stack.init.unit_path(s)} if stack.app_units() else set()
     pending = set(facts.get("state", {}).get("pending", []))
     todo = []
+    workers = stack.worker_units()
     for unit in stack.units():
-        restart = (facts["active"].get(unit) != "active" or f"restart {unit}" in pending
+        restart = (unit in workers or facts["active"].get(unit) != "active"
+                   or f"restart {unit}" in pending
                    or (unit in stack.app_units() and any(f.path in unit_paths for f in changed)))
         todo.append(("restart" if restart else "reload", unit))
     return todo[1:] + todo[:1]  # the app server first, the front server last
@@ -317,7 +328,8 @@ def install_lines(s, release_id, files):
 def service_lines(s, todo):
     stack = stacks.of(s)
     lines = []
-    if any(action == "restart" and unit in stack.app_units() for action, unit in todo):
+    if any(action == "restart" and unit in stack.app_units() + stack.worker_units()
+           for action, unit in todo):
         lines += stack.init.before_restart()
     for action, unit in todo:
         lines += stack.restart(unit) if action == "restart" else stack.reload(unit)
@@ -349,26 +361,29 @@ def verify_script(s, release_id, timeout):
 
 
 def restore_script(s, previous_id, previous_files, failed_id, enabled_before=(), env=None,
-                   cert_files=False):
+                   cert_files=False, new_workers=()):
     """Put the previous release back (configs, current, services); drop the failed one.
     enabled_before: site links that were there before a first deploy (the catch-all another
     app on the host shares): left in place. env: (the env digest before) when the switch
     replaced the env file: the previous file goes back too; cert_files: so do the
-    certificate files the deploy replaced."""
+    certificate files the deploy replaced. new_workers: worker units the failed release
+    brought: stopped and removed (the previous release did not run them)."""
     stack = stacks.of(s)
+    old_workers = worker_units_in(s, previous_files) if previous_id else []
+    extra = dropped_workers(s, new_workers, old_workers)
     env_lines = (env_restore_lines(s, env[0]) if env else []) + (
         tls_restore_lines(s) if cert_files else [])
     if previous_id:
         lines = (install_lines(s, previous_id, previous_files) + env_lines
-                 + current_lines(s, previous_id)
-                 + service_lines(s, stack.going_back()))
+                 + current_lines(s, previous_id) + stack.remove_workers(extra)
+                 + service_lines(s, stack.going_back(old_workers)))
     else:
         # Nothing to go back to: take our site out, so the host serves what it served before.
         lines = env_lines + [f"rm -f {q(stack.sites_enabled + '/' + n)}"
                              for n in site_names(previous_files) if n not in enabled_before]
         # The front server's own reload (nginx: waits until no old worker still answers with
         # the failed site), so the restore is over when this step returns.
-        lines += stack.remove_app() + [f"rm -f {q(s.current)}"] + [
+        lines += stack.remove_app() + stack.remove_workers(extra) + [f"rm -f {q(s.current)}"] + [
             f"{line} || true" for line in stack.reload(stack.front)]
     if failed_id and failed_id != previous_id:
         lines.append(f"rm -rf {q(release_dir(s, failed_id))}")
@@ -383,9 +398,13 @@ def discard_script(s, release, cert_files=False):
                   + (tls_restore_lines(s) if cert_files else []) + [unlock_line(s)])
 
 
-def finish_script(s, record, keep=None, current=None, env_switched=False, cert_files=False):
-    """Record the result, prune old releases (never the current one), release the lock."""
-    lines = [state_write(s, {"last_deploy": record})]
+def finish_script(s, record, keep=None, current=None, env_switched=False, cert_files=False,
+                  drop_workers=(), history=None):
+    """Record the result (state and history), stop the workers the description dropped,
+    prune old releases (never the current one), release the lock."""
+    lines = [state_write(s, {"last_deploy": record})] + stacks.of(s).remove_workers(drop_workers)
+    if history is not None:
+        lines.append(history_line(s.history_file, history))
     if env_switched:
         lines.append(f"rm -f {q(s.env_file + '.prev')}")
     if cert_files:
@@ -393,6 +412,51 @@ def finish_script(s, record, keep=None, current=None, env_switched=False, cert_f
     if keep:
         lines.append(scripts.command("prune.sh", s.releases, keep, current))
     return script(lines + [unlock_line(s)])
+
+
+# ----------------------------------------------------------------------------- day two
+
+def hook_steps(s, release_id, point, env_file):
+    """The app's hooks at `point` (ops.daytwo), each a step of its own, run in release
+    `release_id` by its runner: as the app's user, with its venv and `env_file`."""
+    runner = f"{release_dir(s, release_id)}/{PurePosixPath(s.run_file).name}"
+    return tuple(
+        Step(point, script([f"python3 {q(runner)} --env {q(env_file)} "
+                            f"--timeout {s.hooks.timeout} -- {hook.text} 2>&1"]),
+             hook.text, stream=True, timeout=s.hooks.timeout + 30,
+             tolerated=point == "after_switch" and s.hooks.on_after_switch_failure == "report")
+        for hook in s.hooks.at(point))
+
+
+def worker_units_in(s, files):
+    """The worker units among a release's files (its manifest's, for an older release)."""
+    pattern = stacks.of(s).init.worker_glob(s)
+    return sorted(PurePosixPath(f.path).stem for f in files if fnmatch.fnmatch(f.path, pattern))
+
+
+def dropped_workers(s, present, wanted):
+    return sorted(set(present) - set(wanted))
+
+
+def history_line(path, entry):
+    """Append one entry to the host's deploy history `path` (outside the releases)."""
+    return scripts.command("history_append.py", path, json.dumps(entry, sort_keys=True))
+
+
+def failure_step(plan, step_name, reason):
+    """The history entry of a failed attempt: which step, the first line of why."""
+    entry = dict(plan.history["entry"], result="failed", step=step_name,
+                 error=(reason.strip().splitlines() or [""])[0][:300])
+    return Step("history", history_line(plan.history["file"], entry))
+
+
+def maintenance_script(s, on, entry):
+    """Turn maintenance mode on or off: the front server tests the flag on each request, so
+    no reload is needed; the toggle is recorded in the history."""
+    flag = q(s.maintenance_flag)
+    change = (f"mkdir -p {q(str(PurePosixPath(s.maintenance_flag).parent))} && "
+              f"touch {flag}" if on else f"rm -f {flag}")
+    return script([change, history_line(s.history_file, entry)])
 
 
 # ----------------------------------------------------------------------------- plans
@@ -412,15 +476,23 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
                       "shown", stdin=env.payload(env_key)),) if env_changed else ()
     cert_steps = certificate_steps(s, facts, cert_files, acme_ca)
     cert_files_step = bool(cert_steps) and not s.tls.acme
+    workers = stacks.of(s).worker_units()
+    dropped = dropped_workers(s, facts.get("workers", []), workers)
     nothing = (manifest.get("digest") == release.digest and not env_changed and not cert_steps
-               and not changed_configs(release.files, facts)
-               and all(action == "reload" for action, _ in todo)
+               and not changed_configs(release.files, facts) and not dropped
+               and all(action == "reload" or (unit in workers and facts["active"].get(unit) ==
+                                              "active") for action, unit in todo)
                and all(facts["enabled"].values()))
     wheels = not facts["wheelhouse"]
     previous_files = files_from_manifest(manifest) if previous else release.files
+    entry = history_entry("deploy", record, release.id, previous, facts)
+    env_file = s.env_file + ".new" if env_changed else s.env_file
     return Plan(
         host_action="deploy", target=release.id, previous=previous, nothing_to_do=nothing,
-        todo=todo,
+        todo=todo, history={"file": s.history_file, "entry": entry},
+        noop=Step("unlock", script([history_line(s.history_file, dict(entry, result="no change")),
+                                    unlock_line(s)])),
+        before_switch=hook_steps(s, release.id, "before_switch", env_file),
         prepare=cert_steps + (
             Step("upload", upload=Upload(f"/tmp/{release.upload_name}",
                                          facts["python"] if wheels else None,
@@ -433,19 +505,30 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
                                          env_digest if env_changed else None),
                  ", ".join(f"{a} {u}" for a, u in todo)),
             Step("verify", verify_script(s, release.id, s.drain_timeout + 20)),
+        ) + hook_steps(s, release.id, "after_switch", s.env_file) + (
             Step("smoke", smoke_static=release.statics),
         ),
         restore=Step("restore", restore_script(s, previous, previous_files, release.id,
                                                [n for n, on in facts["enabled"].items() if on],
                                                (state.get("env_digest"),) if env_changed else None,
-                                               cert_files_step)),
+                                               cert_files_step, workers)),
         discard=Step("discard", discard_script(s, release, cert_files_step)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,
                                                     result="ok"),
                                             s.keep_releases, release.id, env_changed,
-                                            cert_files_step)),
+                                            cert_files_step, dropped, dict(entry, result="ok"))),
     )
+
+
+def history_entry(action, record, release_id, previous, facts):
+    """What the history keeps of an attempt; the host adds when it ended and how long it took
+    (from `started`, the host's own clock at facts)."""
+    by = record.get("by") or {}
+    by = f"{by.get('user', '?')}@{by.get('host', '?')}" if isinstance(by, dict) else str(by)
+    return {"action": action, "by": by,
+            "release": release_id, "previous": previous, "commit": record.get("commit"),
+            "started": facts.get("now")}
 
 
 def rollback_plan(s, release_id, facts, record):
@@ -454,10 +537,13 @@ def rollback_plan(s, release_id, facts, record):
     current = facts["current"]
     target = facts["manifests"].get(release_id) or {}
     files = files_from_manifest(target)
-    back = stacks.of(s).going_back()
+    workers = worker_units_in(s, files)
+    back = stacks.of(s).going_back(workers)
     current_files = files_from_manifest(facts.get("manifest"))
+    entry = history_entry("rollback", record, release_id, current, facts)
     return Plan(
         host_action="rollback", target=release_id, previous=current, todo=tuple(back),
+        history={"file": s.history_file, "entry": entry},
         prepare=(Step("check", script(check_lines(s, release_id, files)),
                       "configs of that release pass the target's checkers"),),
         activate=(
@@ -465,9 +551,12 @@ def rollback_plan(s, release_id, facts, record):
             Step("verify", verify_script(s, release_id, s.drain_timeout + 20)),
             Step("smoke", smoke_static=release_statics(target)),
         ),
-        restore=Step("restore", restore_script(s, current, current_files, None)),
+        restore=Step("restore", restore_script(s, current, current_files, None,
+                                               new_workers=workers)),
         discard=Step("unlock", unlock_line(s)),
         unlock=Step("unlock", unlock_line(s)),
-        finish=Step("record", finish_script(s, dict(record, release=release_id, previous=current,
-                                                    result="rollback"))),
+        finish=Step("record", finish_script(
+            s, dict(record, release=release_id, previous=current, result="rollback"),
+            drop_workers=dropped_workers(s, facts.get("workers", []), workers),
+            history=dict(entry, result="ok"))),
     )

@@ -49,21 +49,35 @@ class Remote:
             return script
         return "sudo -n bash -c " + shlex.quote(script)
 
-    def run(self, script, what, check=True, timeout=600, stdin=None):
+    def run(self, script, what, check=True, timeout=None, stdin=None, echo=None):
         """Run a bash script on the host; RemoteError (with its output) when it fails.
         stdin: text the script reads on its standard input (secrets travel this way, never
-        in a command line another user on the host could see in `ps`)."""
+        in a command line another user on the host could see in `ps`). echo: called with
+        each line of output as it arrives (a hook's), besides capturing it."""
         self.commands += 1
+        streams = {"hide": True}
+        if echo is not None:
+            lines = _Lines(echo)
+            streams = {"hide": False, "out_stream": lines, "err_stream": lines}
         try:
-            result = self.c.run(self._wrap("set -o pipefail\n" + script), hide=True, warn=True,
+            result = self.c.run(self._wrap("set -o pipefail\n" + script), warn=True,
                                 in_stream=io.StringIO(stdin) if stdin is not None else False,
-                                timeout=timeout)
+                                timeout=timeout or 600, **streams)
         except Exception as exc:  # network, auth, timeout: all mean "could not run it"
             raise RemoteError(f"{what}: cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
         if check and result.exited != 0:
             output = (result.stderr.strip() or result.stdout.strip())[-3000:]
             raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")
         return result
+
+    def interactive(self, script):
+        """Run a script with this terminal attached (a pty): `fab exec -- flask shell`.
+        Returns its exit status."""
+        self.commands += 1
+        try:
+            return self.c.run(self._wrap(script), pty=True, warn=True).exited
+        except Exception as exc:
+            raise RemoteError(f"cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
 
     def put(self, local, remote, what):
         self.commands += 1
@@ -83,3 +97,19 @@ class Remote:
             self.c.close()
         except Exception:
             pass
+
+
+class _Lines:
+    """A stream that hands complete lines to a callable (output shown as it arrives)."""
+
+    def __init__(self, echo):
+        self.echo, self.partial = echo, ""
+
+    def write(self, text):
+        self.partial += text
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            self.echo(line.rstrip("\r"))
+
+    def flush(self):
+        pass

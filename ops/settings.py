@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import inits, stacks, tlsconf, wsgispec
+from . import daytwo, inits, stacks, tlsconf, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -101,6 +101,10 @@ class Settings:
     # Proxies or TLS terminators in front of this host (addresses, networks) whose
     # X-Forwarded-Proto (and, on nginx, X-Real-IP) are believed; nobody else's are.
     trusted_proxies: Tuple[str, ...] = ()
+    # Day two (ops.daytwo): commands around the switch, background processes, the 503 page.
+    hooks: daytwo.Hooks = daytwo.Hooks()
+    workers: Tuple[daytwo.Worker, ...] = ()
+    maintenance: daytwo.Maintenance = daytwo.Maintenance()
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
     # Not a user key: the URL prefixes where the app serves static files (its own and every
@@ -209,6 +213,28 @@ class Settings:
     @property
     def wsgi_file(self):
         return f"{self.current}/{self.app_name}.wsgi"
+
+    @property
+    def run_file(self):
+        """The release's command runner (hooks, fab exec, workers): wsgi/run.py.j2."""
+        return f"{self.current}/flask-ops-run.py"
+
+    def worker_unit(self, worker):
+        return f"{self.app_name}-worker-{worker.name}"
+
+    @property
+    def maintenance_flag(self):
+        """Present: the front server answers 503 (fab maintenance on); outside every release."""
+        return f"/etc/flask-ops/{self.app_name}/maintenance.on"
+
+    @property
+    def maintenance_page(self):
+        return f"/etc/flask-ops/{self.app_name}/maintenance.html"
+
+    @property
+    def history_file(self):
+        """Every deploy, rollback and maintenance toggle, one JSON line each; never pruned."""
+        return f"{self.base}/.flask-ops/history.jsonl"
 
     @property
     def cache_dir(self):
@@ -534,6 +560,9 @@ _VALIDATORS = {
     "secrets": _secrets,
     "env": _env,
     "exclude": _exclude,
+    "hooks": daytwo.parse_hooks,
+    "workers": daytwo.parse_workers,
+    "maintenance": daytwo.parse_maintenance,
     "templates": lambda k, v: _rel_path(k, v) if v is not None else None,
     "smoke_stream": lambda k, v: _url_path(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
     if v else "",
@@ -725,6 +754,9 @@ def _check_files(settings):
     if settings.tls and settings.tls.key and _inside(Path(root, Path(settings.tls.key).expanduser()), root):
         _fail("tls.certificate.key", settings.tls.key, f"a file outside the project ({root}): a "
               "private key never comes from the repository")
+    page = settings.maintenance.page
+    if page and not (_inside(Path(root, page), root) and Path(root, page).is_file()):
+        _fail("maintenance.page", page, f"an existing HTML file inside the project ({root})")
     req = Path(settings.project_root, settings.source, settings.requirements)
     if not _inside(req, settings.source_dir) or not req.is_file():
         _fail("requirements", settings.requirements,

@@ -277,15 +277,30 @@ def cache_candidates(s):
             and not any(url_under(item["path"], p) for p in s.streaming)]
 
 
-def checks_for(s, target, statics=()):
-    """The checks that apply to these settings, as (name, thunk)."""
+def check_maintenance(target, path):
+    """Maintenance mode is on: the page must be the 503 with Retry-After."""
+    resp = request(target, path)
+    if resp is None:
+        return False, "connection closed without a response"
+    if resp.status != 503 or not resp.header("Retry-After"):
+        return False, f"maintenance is on: expected 503 with Retry-After, got {resp.status}"
+    return True, f"503 maintenance page, Retry-After {resp.header('Retry-After')}"
+
+
+def checks_for(s, target, statics=(), maintenance=False):
+    """The checks that apply to these settings, as (name, thunk). maintenance: the host is in
+    maintenance mode, so pages must answer with its 503 (health and static files still pass)."""
     items = [("healthz", lambda: check_expected(target, s.healthz, 200, None))] if s.healthz else []
     for item in s.smoke:
+        if maintenance:
+            items.append((f"page {item['path']} (maintenance)",
+                          lambda item=item: check_maintenance(target, item["path"])))
+            continue
         items.append((f"page {item['path']}", lambda item=item: check_expected(
             target, item["path"], item.get("status"), item.get("contains"))))
     for url, sha in statics:
         items.append((f"static {url}", lambda url=url, sha=sha: check_static(target, url, sha)))
-    if s.smoke_stream:
+    if s.smoke_stream and not maintenance:
         items.append(("streaming", lambda: check_stream(target, s.smoke_stream)))
     items += [
         ("unknown host refused", lambda: check_unknown_host(target)),
@@ -296,7 +311,7 @@ def checks_for(s, target, statics=()):
             target, ["/", "/no-such-page-flask-ops"] +
             [url for url, _ in statics[:1]])),
     ]
-    if stacks.of(s).caches:
+    if stacks.of(s).caches and not maintenance:
         items.append(("cache", lambda: check_cache(target, cache_candidates(s), s.session_cookie)))
     if target is not None and target.tls:
         items.append(("certificate", lambda: check_certificate(target)))
@@ -307,9 +322,9 @@ def checks_for(s, target, statics=()):
     return items
 
 
-def run(s, target, statics=()):
+def run(s, target, statics=(), maintenance=False):
     results = []
-    for name, thunk in checks_for(s, target, statics):
+    for name, thunk in checks_for(s, target, statics, maintenance):
         start = time.monotonic()
         try:
             ok, detail = thunk()

@@ -7,8 +7,10 @@ Adding a stack (Gunicorn behind nginx, say) means one class here and its templat
 
 import dataclasses
 import shlex
+from pathlib import Path
 
 from . import inits, scripts, templating as t
+from .errors import OpsError
 
 q = shlex.quote
 
@@ -52,8 +54,12 @@ class Stack:
         """Units of the app's own processes (restarted when their unit file changes)."""
         return []
 
+    def worker_units(self):
+        """The app's workers (ops.daytwo): restarted onto the new release at every deploy."""
+        return [self.s.worker_unit(w) for w in self.s.workers]
+
     def units(self):
-        return [self.front] + self.app_units()
+        return [self.front] + self.app_units() + self.worker_units()
 
     @property
     def two_tier(self):
@@ -94,20 +100,41 @@ class Stack:
         return [f"systemctl reload {q(unit)}"]
 
     def restart(self, unit):
-        return self.init.restart(unit) if unit in self.app_units() else [
+        return self.init.restart(unit) if unit in self.app_units() + self.worker_units() else [
             f"systemctl reset-failed {q(unit)} 2>/dev/null || true",
             f"systemctl enable --quiet {q(unit)} && systemctl restart {q(unit)}"]
 
-    def going_back(self):
-        """Services after returning to an earlier release: the app server restarted (it may
-        be crash-looping on the failed code), the front server reloaded."""
-        return [("restart", u) for u in self.app_units()] + [("reload", self.front)]
+    def going_back(self, workers=None):
+        """Services after returning to an earlier release: the app server and the workers
+        (`workers`: that release's; default: the description's) restarted (they may be
+        crash-looping on the failed code), the front server reloaded."""
+        workers = self.worker_units() if workers is None else workers
+        return [("restart", u) for u in self.app_units() + list(workers)] + [
+            ("reload", self.front)]
 
     def entry_file(self):
         """The release's WSGI entry module (ops.wsgispec): env file, then the app."""
         s = self.s
         return t.RenderedFile(s.wsgi_file, t.render("wsgi/entry.py.j2", s, spec=s.wsgi_spec),
                               t.WSGI, in_release=True)
+
+    def maintenance_page(self):
+        """The 503 page of maintenance mode: the project's own file, verbatim, or ours."""
+        s = self.s
+        if s.maintenance.page:
+            path = Path(s.project_root, s.maintenance.page)
+            try:
+                content = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise OpsError(f"maintenance.page: cannot read {path}: {exc}") from None
+        else:
+            content = t.render("maintenance.html.j2", s)
+        return t.RenderedFile(s.maintenance_page, content, t.PAGE)
+
+    def run_file(self):
+        """The release's command runner: hooks, `fab exec` and workers run as the app does."""
+        return t.RenderedFile(self.s.run_file, t.render("wsgi/run.py.j2", self.s), t.WSGI,
+                              0o755, in_release=True)
 
     # -- provision
     def provision_dirs(self):
@@ -120,8 +147,24 @@ class Stack:
 
     # -- verify
     def app_processes(self):
-        """(shell command printing the app's pids, how many there must be, fail-fast command)."""
+        """(shell command printing the app's pids, how many there must be, fail-fast command):
+        the web app's (web_processes) and each worker's main process."""
+        pids, expected, fail_fast = self.web_processes()
+        for unit in self.worker_units():
+            pids += f"; {self.init.worker_pid_command(unit)}"
+            fail_fast += f" && {{ {self.init.fail_fast_command(unit)}; }}"
+        return pids, expected + len(self.worker_units()), fail_fast
+
+    def web_processes(self):
         raise NotImplementedError
+
+    def remove_workers(self, units):
+        """Stop and delete worker units (dropped from the description, or a failed first
+        deploy's)."""
+        lines = []
+        for unit in units:
+            lines += self.init.remove(unit) + [f"rm -f {q(self.init.unit_file_for(unit))}"]
+        return lines + (self.init.before_restart() if units else [])
 
 
 class NginxUwsgi(Stack):
@@ -157,7 +200,9 @@ class NginxUwsgi(Stack):
                            t.UWSGI),
             self.init.unit_file(s),
             self.entry_file(),
-        ]
+            self.run_file(),
+            self.maintenance_page(),
+        ] + self.init.worker_files(s)
 
     def check_lines(self, meta, cand, sites):
         lines = super().check_lines(meta, cand, sites)
@@ -179,7 +224,7 @@ class NginxUwsgi(Stack):
         return [("/var/cache/nginx", "root", "root", "755"),
                 (f"/etc/flask-ops/{self.s.app_name}", "root", "root", "755")]
 
-    def app_processes(self):
+    def web_processes(self):
         # The uWSGI master (the unit's main process) and its workers.
         unit = self.s.service
         return (self.init.main_pid_command(unit), self.s.processes + 1,
@@ -204,7 +249,9 @@ class ApacheModWsgi(Stack):
                            t.render("apache/site.conf.j2", s,
                                     body_limit_bytes=t.size_bytes(s.client_max_body_size)), t.APACHE),
             self.entry_file(),
-        ]
+            self.run_file(),
+            self.maintenance_page(),
+        ] + self.init.worker_files(s)
 
     @staticmethod
     def test_command(main_conf):
@@ -218,7 +265,7 @@ class ApacheModWsgi(Stack):
                                                             "rewrite")] + [
             "/etc/ssl/private/ssl-cert-snakeoil.key"]
 
-    def app_processes(self):
+    def web_processes(self):
         # mod_wsgi daemon processes: "(wsgi:APP)" (display-name), run as the app's user.
         # mod_wsgi cuts the name to the length of Apache's own argv[0] (17 characters for
         # /usr/sbin/apache2), so an app name over 10 characters never matched in full.
@@ -250,9 +297,13 @@ class LoadBalancer(NginxUwsgi):
                            t.render("nginx/site.conf.j2", s, lb=list(upstreams), trusted_proxies=[],
                                     lb_max_fails=self.MAX_FAILS, lb_fail_timeout=self.FAIL_TIMEOUT),
                            t.NGINX),
+            self.maintenance_page(),
         ]
 
     def app_units(self):
+        return []
+
+    def worker_units(self):
         return []
 
     @property

@@ -6,6 +6,8 @@ Use from any project with a two-line fabfile:
 """
 
 import functools
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fabric import task
@@ -16,8 +18,9 @@ from fabric import Connection
 
 from . import appenv, build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
 from . import release as release_mod, remote, render, report, settings as settings_mod
-from . import scaffold, smoke as smoke_mod, staging
+from . import daytwo_cmds, locks, scaffold, smoke as smoke_mod, staging
 from .errors import OpsError
+from .steps import Prefixed
 
 # Project and -f config files are read from here on; read them exactly or refuse them.
 configfile.install()
@@ -296,8 +299,111 @@ def staging_acme(c, stop=False):
           f"ca_bundle: {server.ca_bundle}}}")
 
 
+def remainder():
+    """The words after `--` exactly as typed (Invoke joins them into one string)."""
+    return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+
+
+def _exec_owns_the_remainder():
+    """`fab exec -- CMD`: the command is exec's, so Fabric must not also run it raw on the
+    hosts (what `fab -H HOST -- CMD` does without a task)."""
+    from fabric import executor as fabric_executor
+    original = fabric_executor.Executor.expand_calls
+    if getattr(original, "flask_ops", False):
+        return
+
+    def expand_calls(self, calls, apply_hosts=True):
+        if any(getattr(call, "called_as", None) == "exec" or call.task.name == "exec"
+               for call in calls):
+            saved, self.core.remainder = self.core.remainder, ""
+            try:
+                return original(self, calls, apply_hosts)
+            finally:
+                self.core.remainder = saved
+        return original(self, calls, apply_hosts)
+
+    expand_calls.flask_ops = True
+    fabric_executor.Executor.expand_calls = expand_calls
+
+
+_exec_owns_the_remainder()
+
+
+def _several(hosts, every, what):
+    if len(hosts) > 1 and not every:
+        raise OpsError(f"{what} acts on one host: fab -H HOST {what} (or --all for "
+                       f"{', '.join(h.name for h in hosts)})")
+
+
+@ops_task(name="exec", help={"all": "every app host, one after another, output prefixed"})
+def exec_(c, all=False):
+    """Run a command in the current release as the app runs (its user, venv, environment):
+    fab -H web1 exec -- flask routes. Interactive when a terminal is attached."""
+    s = load_settings(c)
+    script = daytwo_cmds.exec_script(s, remainder())
+    hosts = app_hosts(c, s)
+    _several(hosts, all, "exec")
+    if len(hosts) == 1 and sys.stdin.isatty() and sys.stdout.isatty():
+        status = hosts[0].interactive(script)
+    else:
+        status = 0
+        for host in hosts:
+            out = Prefixed(print, host.name) if len(hosts) > 1 else print
+            result = host.run(script, "exec", check=False, echo=out, timeout=86400)
+            status = status or result.exited
+    if status:
+        raise Exit(code=status)
+
+
+@ops_task(help={"follow": "keep printing new lines until interrupted (Ctrl-C)",
+                "since": "journal lines since then, e.g. '10 min ago', 'today'",
+                "lines": "lines from each log (default 100)"})
+def logs(c, follow=False, since=None, lines=100):
+    """The app's logs (its units' journal, or Apache's error log for mod_wsgi), its workers',
+    and the front server's access and error log for this site; per host in a fleet."""
+    s = load_settings(c)
+    script = daytwo_cmds.logs_script(s, int(lines), since, follow)
+    hosts = app_hosts(c, s)
+
+    def one(host):
+        out = Prefixed(print, host.name) if len(hosts) > 1 else print
+        host.run(script, "logs", check=False, echo=out, timeout=10**7 if follow else 120)
+
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        for future in [pool.submit(one, h) for h in hosts]:
+            future.result()
+
+
+@ops_task(name="history", help={"n": "how many entries (default 20)"})
+def history_(c, n=20):
+    """Deploys, rollbacks, failed attempts and maintenance toggles on the host, newest first."""
+    s = load_settings(c)
+    hosts = app_hosts(c, s)
+    for host in hosts:
+        rows = daytwo_cmds.history_rows(
+            host.run(daytwo_cmds.history_script(s, int(n)), "history").stdout)
+        lead = f"{host.name}: " if len(hosts) > 1 else ""
+        for row in rows or ["no history yet"]:
+            print(lead + row)
+
+
+@ops_task(help={"state": "on or off"})
+def maintenance(c, state):
+    """Maintenance mode on or off (the host, or the whole fleet with its load balancers): the
+    site answers 503 with the maintenance page and Retry-After, except to maintenance.allow."""
+    if state not in ("on", "off"):
+        raise OpsError(f"maintenance {state!r}: on or off")
+    s = load_settings(c)
+    roles = role_hosts(c, s)
+    hosts = (roles[0] + roles[1]) if roles else [connect(c)]
+    script = daytwo_cmds.maintenance_script(s, state == "on", locks.who())
+    for host in hosts:
+        host.run(script, f"maintenance {state}")
+        print(f"{host.name}: maintenance {state}")
+
+
 staging_ns = Collection("staging", up, down, staging_status, staging_acme)
 ns = Collection(init, stage_, render_, collectstatic, check, env_, provision, deploy_, rollback, releases,
-                host_status, unlock, smoke_, staging_ns)
+                host_status, unlock, smoke_, exec_, logs, history_, maintenance, staging_ns)
 ns.configure({"deploy": {}})
 

@@ -16,6 +16,7 @@ MANAGED = "Managed by flask-ops: local edits are overwritten on the next deploy.
 
 # What each rendered file is, so checks and reloads can pick theirs.
 NGINX, APACHE, UWSGI, SYSTEMD, UPSTART, WSGI = "nginx", "apache", "uwsgi", "systemd", "upstart", "wsgi"
+PAGE = "page"  # a static page the front server sends itself (maintenance)
 SITE_KINDS = (NGINX, APACHE)  # front-server sites: installed in sites-available, linked enabled
 
 

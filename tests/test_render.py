@@ -32,7 +32,8 @@ def test_every_combination_passes_the_real_checkers(load, stack, shape, init):
                       "app environment"})
     assert set(checks.check_local(files, s)) == expected
     for f in files:
-        assert f.content.startswith(("# " + render.MANAGED, "; " + render.MANAGED))
+        assert f.content.startswith(("# " + render.MANAGED, "; " + render.MANAGED,
+                                     "<!-- " + render.MANAGED))
 
 
 def test_render_tree_mirrors_host_paths(load, tmp_path):
@@ -91,7 +92,12 @@ def test_nginx_security_defaults(load, shape):
         assert re.search(rf'add_header {header} "[^"]+" always;', conf)
     # No add_header inside the public server's locations: it would drop the inherited ones.
     public = conf[conf.index("# Public tier."):]
-    for block in re.findall(r"location [^{]+\{([^}]*)\}", public):
+    for where, block in re.findall(r"location ([^{]+)\{([^}]*)\}", public):
+        if where.strip() == "= /__flask-ops/maintenance.html":
+            # the maintenance page repeats every server header, then adds Retry-After
+            for header in ["X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"]:
+                assert f"add_header {header} " in block
+            continue
         assert "add_header" not in block
     assert "$proxy_add_x_forwarded_for" not in conf
     assert "uwsgi_param HTTP_X_FORWARDED_FOR $remote_addr;" in conf
@@ -204,7 +210,7 @@ def test_load_balancer_and_fleet_app_configs_pass_nginx(load, shape):
     conf = lb[1].content
     assert "server 198.18.0.11:80 max_fails=3 fail_timeout=10s;" in conf
     assert "server 198.18.0.12:80 max_fails=3 fail_timeout=10s down;" in conf
-    assert "keepalive 16;" in conf and "uwsgi_pass" not in conf and "alias" not in conf
+    assert "keepalive 16;" in conf and "uwsgi_pass" not in conf and "collected_static" not in conf
     assert ("proxy_cache sample_cache;" in conf) == (shape == "cache")
     app = render.render(s, render.Fleet(("198.18.0.13",)))
     assert checks.check_local(app, s)

@@ -2,6 +2,7 @@
 
 Argument: one JSON object (see ops.plan.facts_command). Prints one JSON line. Reads only.
 """
+import glob
 import hashlib
 import json
 import os
@@ -118,6 +119,10 @@ def main(args):
         "lock": read_json(lock + "/info.json", {}) if os.path.isdir(lock) else None,
         "tls": certificate(args.get("tls_cert")),
         "unprovisioned": [p for p in args.get("provisioned_files", []) if not os.path.exists(p)],
+        # Worker units of this app on the host (a dropped one is removed by the deploy).
+        "workers": sorted(os.path.splitext(os.path.basename(p))[0]
+                          for p in glob.glob(args["worker_glob"])) if args.get("worker_glob") else [],
+        "maintenance": os.path.exists(args["maintenance_flag"]) if args.get("maintenance_flag") else False,
         "now": time.time(),
     }
 
