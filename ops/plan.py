@@ -445,8 +445,10 @@ def history_line(path, entry):
 
 def failure_step(plan, step_name, reason):
     """The history entry of a failed attempt: which step, the first line of why."""
-    entry = dict(plan.history["entry"], result="failed", step=step_name,
-                 error=(reason.strip().splitlines() or [""])[0][:300])
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()] or [""]
+    # A remote failure reads "X failed on HOST (exit 1):" then its output, whose last line
+    # says why (a traceback's exception).
+    entry = dict(plan.history["entry"], result="failed", step=step_name, error=lines[-1][:300])
     return Step("history", history_line(plan.history["file"], entry))
 
 

@@ -1,0 +1,227 @@
+"""Day two on a real staging host, through `fab` as a user types it: a before-switch hook that
+migrates an SQLite database in the app's data directory, a failing migration that leaves the
+old release serving, `fab exec`, `fab logs`, a worker restarted onto each release and removed
+when dropped, maintenance mode seen through the front server, and `fab history`.
+
+The tests of this module run in order and build on each other (one app, one host)."""
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import fab, remove_app
+from ops import settings, smoke, staging
+
+pytestmark = pytest.mark.e2e
+
+NOTES = Path(__file__).parent / "apps" / "notes"
+HOST, ADDRESS = "staging1", "198.18.0.11"
+DB = "/srv/notes/shared/data/notes.db"
+DESCRIPTION = {
+    "app_name": "notes", "source": "app", "wsgi": "notes:app", "server_names": ["notes.test"],
+    "processes": 2, "smoke": [{"path": "/", "status": 200}],
+    "env": {"NOTES_DB": DB},
+    "hooks": {"before_switch": ["flask migrate"], "timeout": 60},
+    "workers": {"beat": "python -m notes.worker beat"},
+    # staging2 may see the app while it is down for maintenance; this machine may not.
+    "maintenance": {"allow": ["198.18.0.12"], "retry_after": 120},
+}
+
+
+def describe(root, **changes):
+    (root / "fabric.yaml").write_text(yaml.safe_dump({"deploy": {**DESCRIPTION, **changes}}))
+
+
+def edit(root, old, new):
+    path = root / "app" / "notes" / "__init__.py"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture(scope="module")
+def project(staging_hosts, tmp_path_factory):
+    root = tmp_path_factory.mktemp("notes")
+    shutil.copytree(NOTES, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    describe(root)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "notes"], check=True)
+    yield root
+    s = settings.load(DESCRIPTION, project_root=root)
+    host = staging.remote(HOST)
+    host.run("systemctl disable --now notes-worker-beat 2>/dev/null; "
+             "rm -f /etc/systemd/system/notes-worker-*.service", "remove workers", check=False)
+    remove_app(host, s)
+    host.close()
+
+
+def run(root, *args):
+    return fab("-H", HOST, *args, cwd=root)
+
+
+def ok(result):
+    assert result.returncode == 0, result.stdout
+    return result.stdout
+
+
+def page(path="/"):
+    return smoke.request(smoke.Target(ADDRESS, 80, "notes.test"), path)
+
+
+def served():
+    resp = page()
+    assert resp.status == 200, resp.body[:300]
+    return json.loads(resp.body)
+
+
+def on_host(script):
+    host = staging.remote(HOST)
+    try:
+        return host.run(script, "probe", check=False)
+    finally:
+        host.close()
+
+
+def heartbeat(release, deadline=30):
+    """Wait until the worker's heartbeat names `release` (and is fresh)."""
+    end = time.monotonic() + deadline
+    seen = None
+    while time.monotonic() < end:
+        seen = on_host("cat /srv/notes/shared/data/heartbeat-beat 2>/dev/null").stdout.split()
+        if seen and seen[0] == release and time.time() - float(seen[1]) < 5:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"worker heartbeat {seen} never named {release}")
+
+
+def test_first_deploy_migrates_before_the_switch(project):
+    ok(run(project, "provision"))
+    out = ok(run(project, "deploy"))
+    assert "before_switch | migration 1: CREATE TABLE notes" in out
+    body = served()
+    assert body["reads"] == ["id", "body"] and body["release"]
+    assert page("/notes").status == 405  # GET is not the app's; POST is
+    assert smoke.request(smoke.Target(ADDRESS, 80, "notes.test"), "/notes",
+                         method="POST").status == 201
+    assert served()["notes"] == [[1, "hello"]]
+    heartbeat(body["release"])
+    # The worker runs as the app's user from the release's directory.
+    info = on_host("pid=$(systemctl show -p MainPID --value notes-worker-beat); "
+                   "stat -c %U /proc/$pid; readlink /proc/$pid/cwd").stdout.split()
+    assert info == ["notes", f"/srv/notes/releases/{body['release']}"]
+
+
+def test_a_migration_ships_with_the_code_it_serves(project):
+    before = served()["release"]
+    edit(project, '    "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",\n',
+         '    "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",\n'
+         '    "ALTER TABLE notes ADD COLUMN tag TEXT NOT NULL DEFAULT \'none\'",\n')
+    edit(project, 'READS = ["id", "body"]', 'READS = ["id", "body", "tag"]')
+    out = ok(run(project, "deploy"))
+    assert "migration 2: ALTER TABLE notes ADD COLUMN tag" in out
+    body = served()
+    assert body["release"] != before
+    assert body["reads"] == ["id", "body", "tag"] and body["notes"] == [[1, "hello", "none"]]
+    heartbeat(body["release"])  # restarted onto the new release
+
+
+def test_a_failing_migration_switches_nothing(project):
+    serving = served()
+    edit(project, 'READS = ["id", "body", "tag"]', 'READS = ["id", "body", "tag", "x"]')
+    edit(project, "]\nREADS", '    "ALTER TABLE no_such_table ADD COLUMN x TEXT",\n]\nREADS')
+    result = run(project, "deploy")
+    assert result.returncode == 1, result.stdout
+    assert "before_switch" in result.stdout and "no such table: no_such_table" in result.stdout
+    assert served() == serving  # the old release serves, with the data it had
+    heartbeat(serving["release"])
+    state = on_host("readlink /srv/notes/current; ls /srv/notes/releases; "
+                    "test -d /srv/notes/.flask-ops/lock && echo LOCKED").stdout
+    assert state.split()[0].endswith(serving["release"]) and "LOCKED" not in state
+    # Put the code back to what serves, for the tests that follow.
+    edit(project, '    "ALTER TABLE no_such_table ADD COLUMN x TEXT",\n', "")
+    edit(project, 'READS = ["id", "body", "tag", "x"]', 'READS = ["id", "body", "tag"]')
+
+
+def test_exec_runs_in_the_current_release_as_the_app(project):
+    out = ok(run(project, "exec", "--", "flask", "routes"))
+    assert "index" in out and "/notes" in out and "POST" in out
+    out = ok(run(project, "exec", "--", "python", "-c",
+                 "import os, getpass; print(getpass.getuser(), os.getcwd(), os.environ['NOTES_DB'])"))
+    assert out.split()[-3:] == ["notes", f"/srv/notes/releases/{served()['release']}", DB]
+    failed = run(project, "exec", "--", "python", "-c", "import sys; sys.exit(3)")
+    assert failed.returncode == 3, failed.stdout
+    missing = run(project, "exec")
+    assert missing.returncode == 1 and "needs a command after `--`" in missing.stdout
+
+
+def test_logs_show_a_request_just_made(project):
+    probe = secrets.token_hex(6)
+    assert page(f"/?probe={probe}").status == 200
+    out = ok(run(project, "logs", "--lines", "300"))
+    assert f"GET /?probe={probe}" in out  # the front server's access log for this site
+    assert "worker beat started in /srv/notes/releases/" in out  # the worker's journal
+
+
+def test_maintenance_mode_through_the_front_server(project):
+    ok(run(project, "maintenance", "on"))
+    try:
+        resp = page("/")
+        assert resp.status == 503 and resp.header("Retry-After") == "120"
+        assert b"Down for maintenance" in resp.body
+        assert resp.header("X-Content-Type-Options") == "nosniff"
+        assert page("/static/notes.css").status == 200  # static files still served
+        # An allowed address (staging2) still gets the app.
+        other = subprocess.run(
+            ["ssh", "-F", str(staging.ssh_config_path()), "staging2", "python3", "-c",
+             "'import urllib.request as u; r = u.urlopen(u.Request(\"http://198.18.0.11/\", "
+             "headers={\"Host\": \"notes.test\"})); print(r.status)'"],
+            capture_output=True, text=True, timeout=60)
+        assert other.stdout.strip() == "200", other.stderr
+        assert "maintenance  ON" in ok(run(project, "status"))
+    finally:
+        ok(run(project, "maintenance", "off"))
+    assert page("/").status == 200
+    assert "maintenance  off" in ok(run(project, "status"))
+
+
+def test_a_dropped_worker_is_stopped_and_removed(project):
+    describe(project, workers={})
+    ok(run(project, "deploy"))
+    state = on_host("systemctl is-active notes-worker-beat; "
+                    "ls /etc/systemd/system/notes-worker-beat.service").stdout
+    assert "inactive" in state or "unknown" in state
+    assert "notes-worker-beat.service" not in state.split("\n", 1)[1]
+    assert served()["reads"] == ["id", "body", "tag"]
+
+
+def test_history_lists_deploys_failures_and_rollbacks(project):
+    ok(run(project, "rollback"))
+    rows = ok(run(project, "history", "-n", "20")).splitlines()
+    rows = [r for r in rows if r[:4].isdigit()]
+    assert "rollback" in rows[0] and " ok " in rows[0]
+    failed = [r for r in rows if "failed at before_switch" in r]
+    assert failed and "no such table" in failed[0]
+    assert any("maintenance on" in r for r in rows) and any("maintenance off" in r for r in rows)
+    deploys = [r for r in rows if r.split()[2] == "deploy" and " ok " in r]
+    assert len(deploys) >= 3 and all("by " in r and "commit " in r for r in deploys)
+    assert deploys[-1].split("commit ")[1].split()[0] == subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True,
+        text=True).stdout.strip()[:12]  # the first deploy: the committed tree, not dirty
+    # It survives pruning: outside the releases directory.
+    assert on_host("test -f /srv/notes/.flask-ops/history.jsonl && echo yes").stdout.strip() == "yes"
+
+
+def test_exec_without_a_task_host_list_is_not_run_raw(project):
+    """`fab exec -- CMD` runs CMD once, through exec; Fabric must not run it raw as well."""
+    out = ok(run(project, "exec", "--", "sh", "-c", "echo ran-as-$(id -un)"))
+    assert out.count("ran-as-") == 1 and "ran-as-notes" in out
+
