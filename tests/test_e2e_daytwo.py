@@ -64,8 +64,8 @@ def project(staging_hosts, tmp_path_factory):
     host.close()
 
 
-def run(root, *args):
-    return fab("-H", HOST, *args, cwd=root)
+def run(root, *args, host=HOST):
+    return fab("-H", host, *args, cwd=root)
 
 
 def ok(result):
@@ -73,8 +73,8 @@ def ok(result):
     return result.stdout
 
 
-def page(path="/"):
-    return smoke.request(smoke.Target(ADDRESS, 80, "notes.test"), path)
+def page(path="/", address=ADDRESS):
+    return smoke.request(smoke.Target(address, 80, "notes.test"), path)
 
 
 def served():
@@ -83,8 +83,8 @@ def served():
     return json.loads(resp.body)
 
 
-def on_host(script):
-    host = staging.remote(HOST)
+def on_host(script, name=HOST):
+    host = staging.remote(name)
     try:
         return host.run(script, "probe", check=False)
     finally:
@@ -101,6 +101,14 @@ def heartbeat(release, deadline=30):
             return
         time.sleep(0.2)
     raise AssertionError(f"worker heartbeat {seen} never named {release}")
+
+
+def status_seen_from(name, address):
+    """The status of GET / for notes.test as another staging host sees it."""
+    return on_host(f"python3 -c 'import urllib.request as u, urllib.error as e\n"
+                   f"try: print(u.urlopen(u.Request(\"http://{address}/\", headers="
+                   f"{{\"Host\": \"notes.test\"}})).status)\n"
+                   f"except e.HTTPError as x: print(x.code)'", name).stdout.strip()
 
 
 def test_first_deploy_migrates_before_the_switch(project):
@@ -180,12 +188,7 @@ def test_maintenance_mode_through_the_front_server(project):
         assert resp.header("X-Content-Type-Options") == "nosniff"
         assert page("/static/notes.css").status == 200  # static files still served
         # An allowed address (staging2) still gets the app.
-        other = subprocess.run(
-            ["ssh", "-F", str(staging.ssh_config_path()), "staging2", "python3", "-c",
-             "'import urllib.request as u; r = u.urlopen(u.Request(\"http://198.18.0.11/\", "
-             "headers={\"Host\": \"notes.test\"})); print(r.status)'"],
-            capture_output=True, text=True, timeout=60)
-        assert other.stdout.strip() == "200", other.stderr
+        assert status_seen_from("staging2", ADDRESS) == "200"
         assert "maintenance  ON" in ok(run(project, "status"))
     finally:
         ok(run(project, "maintenance", "off"))
@@ -225,3 +228,42 @@ def test_exec_without_a_task_host_list_is_not_run_raw(project):
     out = ok(run(project, "exec", "--", "sh", "-c", "echo ran-as-$(id -un)"))
     assert out.count("ran-as-") == 1 and "ran-as-notes" in out
 
+
+
+@pytest.fixture(scope="module")
+def apache_project(staging_hosts, tmp_path_factory):
+    root = tmp_path_factory.mktemp("notes-apache")
+    shutil.copytree(NOTES, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    changes = {"stack": "apache-modwsgi", "maintenance": {"allow": [ADDRESS], "retry_after": 60}}
+    describe(root, **changes)
+    yield root
+    host = staging.remote("staging2")
+    host.run("systemctl disable --now notes-worker-beat 2>/dev/null; "
+             "rm -f /etc/systemd/system/notes-worker-*.service", "remove workers", check=False)
+    remove_app(host, settings.load({**DESCRIPTION, **changes}, project_root=root))
+    host.close()
+
+
+def test_on_apache_hooks_workers_exec_logs_and_maintenance(apache_project):
+    root, apache = apache_project, "198.18.0.12"
+    ok(run(root, "provision", host="staging2"))
+    assert "before_switch | migration 1" in ok(run(root, "deploy", host="staging2"))
+    release = json.loads(page(address=apache).body)["release"]
+    assert ok(run(root, "exec", "--", "id", "-un", host="staging2")).strip() == "notes"
+    info = on_host("pid=$(systemctl show -p MainPID --value notes-worker-beat); "
+                   "readlink /proc/$pid/cwd", "staging2").stdout.strip()
+    assert info == f"/srv/notes/releases/{release}"
+    probe = secrets.token_hex(6)
+    page(f"/?probe={probe}", address=apache)
+    assert f"GET /?probe={probe}" in ok(run(root, "logs", "--lines", "50", host="staging2"))
+    ok(run(root, "maintenance", "on", host="staging2"))
+    try:
+        resp = page(address=apache)
+        assert resp.status == 503 and resp.header("Retry-After") == "60", resp.body[:300]
+        assert b"Down for maintenance" in resp.body and resp.header("X-Frame-Options")
+        assert page("/static/notes.css", address=apache).status == 200
+        assert status_seen_from("staging1", apache) == "200"  # allowed
+    finally:
+        ok(run(root, "maintenance", "off", host="staging2"))
+    assert page(address=apache).status == 200

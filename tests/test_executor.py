@@ -14,8 +14,10 @@ class FakeRemote:
     def __init__(self, fail=(), also_fail=()):
         self.ran, self.fail, self.also_fail = [], set(fail), set(also_fail)
 
-    def run(self, script, what, check=True, timeout=600):
+    def run(self, script, what, check=True, timeout=600, stdin=None, echo=None):
         self.ran.append(what)
+        if echo is not None:
+            echo(f"output of {what}")
         if what in self.fail or what in self.also_fail:
             raise RemoteError(f"{what} failed on {self.name} (exit 1):\nboom")
         return type("Result", (), {"stdout": f"{what} done\n", "exited": 0})()
@@ -138,3 +140,53 @@ def test_ctrl_c_mid_switch_restores_then_releases_the_lock(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         executor.activate(run)
     assert remote.ran[-3:] == ["verify", "restore", "unlock"] and not run.locked
+
+
+# ---------------------------------------------------------------- day two: hooks, history
+
+def hook(point, tolerated=False):
+    return plan.Step(point, f"# {point}", "flask db upgrade", stream=True, tolerated=tolerated)
+
+
+def with_history(**over):
+    return a_plan(history={"file": "/srv/a/.flask-ops/history.jsonl",
+                           "entry": {"action": "deploy", "release": "R2"}}, **over)
+
+
+def test_a_failing_before_switch_hook_switches_nothing_and_is_recorded(tmp_path):
+    remote = FakeRemote(fail={"before_switch"})
+    run, lines = a_run(remote, with_history(before_switch=(hook("before_switch"),)), tmp_path=tmp_path)
+    executor.prepare(run)
+    with pytest.raises(DeployError) as err:
+        executor.before_switch(run)
+    assert err.value.step == "before_switch"
+    assert remote.ran == ["upload", "stage", "before_switch", "discard", "history"]
+    assert "  before_switch | output of before_switch" in lines  # streamed, prefixed
+
+
+def test_a_reported_after_switch_failure_does_not_roll_back(tmp_path):
+    remote = FakeRemote(fail={"after_switch"})
+    p = with_history(activate=(plan.Step("switch", "# s"), hook("after_switch", tolerated=True),
+                               plan.Step("smoke", smoke_static="a.css")))
+    run, lines = a_run(remote, p, tmp_path=tmp_path)
+    assert executor.activate(executor.prepare(run)) == "R2"
+    assert remote.ran == ["upload", "stage", "switch", "after_switch", "smoke a.css", "finish"]
+    assert any("reported, not rolled back" in line for line in lines)
+
+
+def test_an_after_switch_failure_set_to_roll_back_restores(tmp_path):
+    remote = FakeRemote(fail={"after_switch"})
+    p = with_history(activate=(plan.Step("switch", "# s"), hook("after_switch")))
+    run, _ = a_run(remote, p, tmp_path=tmp_path)
+    with pytest.raises(DeployError) as err:
+        executor.activate(executor.prepare(run))
+    assert err.value.step == "after_switch"
+    assert remote.ran == ["upload", "stage", "switch", "after_switch", "restore", "history", "unlock"]
+
+
+def test_a_no_change_deploy_is_recorded_and_unlocked_in_one_command(tmp_path):
+    remote = FakeRemote()
+    p = with_history(nothing_to_do=True, noop=plan.Step("unlock", "# history + unlock"))
+    run, _ = a_run(remote, p, tmp_path=tmp_path)
+    assert executor.activate(executor.prepare(run)) == "R1"
+    assert remote.ran == ["unlock"]

@@ -1,0 +1,133 @@
+"""Day two without a host: the hooks/workers/maintenance keys refuse bad input naming the key,
+every stack and init renders worker units the real checkers accept, and the plans run hooks,
+restart workers onto the release and remove dropped ones (whole plans pinned in tests/plans)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ops import checks, daytwo_cmds, plan, render, scripts
+from ops.errors import OpsError, SettingsError
+from test_plan import OLD, RECORD, RID, built, facts, live_for, matches_golden, show
+
+WORKERS = {"mail": "rq worker mail --url=redis://127.0.0.1:6379/0"}
+HOOKS = {"before_switch": ["flask db upgrade"], "after_switch": ["flask warm-cache --all"]}
+
+
+@pytest.mark.parametrize("key, value, named", [
+    ("hooks", {"before": ["x"]}, "hooks"),
+    ("hooks", {"before_switch": "flask db upgrade\nrm -rf /"}, "hooks.before_switch"),
+    ("hooks", {"before_switch": ["'unclosed"]}, "hooks.before_switch"),
+    ("hooks", {"timeout": 0}, "hooks.timeout"),
+    ("hooks", {"on_after_switch_failure": "ignore"}, "hooks.on_after_switch_failure"),
+    ("workers", ["rq worker"], "workers"),
+    ("workers", {"Mail": "rq worker"}, "workers"),
+    ("workers", {"mail": "rq worker; rm -rf /"}, "workers.mail"),
+    ("workers", {"mail": "rq worker $HOME"}, "workers.mail"),
+    ("workers", {"mail": "rq 'two words'"}, "workers.mail"),
+    ("workers", {"mail": "rq worker %n"}, "workers.mail"),  # a systemd specifier
+    ("maintenance", {"allow": ["10.0.0.0/8; deny all"]}, "maintenance.allow"),
+    ("maintenance", {"retry_after": "soon"}, "maintenance.retry_after"),
+    ("maintenance", {"page": "../outside.html"}, "maintenance.page"),
+    ("maintenance", {"page": "no/such/page.html"}, "maintenance.page"),
+    ("maintenance", {"pages": "x"}, "maintenance"),
+])
+def test_bad_day_two_keys_are_refused_naming_the_key(load, key, value, named):
+    with pytest.raises(SettingsError) as err:
+        load(**{key: value})
+    assert str(err.value).startswith(f"{named}:") or f"'{named}'" in str(err.value) \
+        or named in str(err.value).split(":")[0], str(err.value)
+
+
+def test_the_keys_parse_into_values(load):
+    s = load(hooks=HOOKS, workers=WORKERS, maintenance={"allow": ["198.18.0.12", "10.0.0.0/8"]})
+    assert [h.argv for h in s.hooks.at("before_switch")] == [("flask", "db", "upgrade")]
+    assert s.hooks.on_after_switch_failure == "report" and s.hooks.timeout == 600
+    assert s.workers[0].argv == ("rq", "worker", "mail", "--url=redis://127.0.0.1:6379/0")
+    assert s.maintenance.allow == ("198.18.0.12/32", "10.0.0.0/8")
+
+
+@pytest.mark.parametrize("stack", ["nginx-uwsgi", "apache-modwsgi"])
+@pytest.mark.parametrize("init", ["systemd", "upstart"])
+def test_worker_units_and_the_maintenance_page_pass_the_real_checkers(load, stack, init):
+    s = load(stack=stack, init=init, workers=WORKERS, maintenance={"allow": ["198.18.0.12"]})
+    files = render.render(s)
+    assert "app environment" in checks.check_local(files, s)
+    unit = next(f for f in files if "sample-worker-mail" in f.path)
+    assert f"/usr/bin/python3 /srv/sample/current/flask-ops-run.py -- {WORKERS['mail']}" in unit.content
+    page = next(f for f in files if f.path == "/etc/flask-ops/sample/maintenance.html")
+    assert "Down for maintenance" in page.content
+
+
+def test_the_project_maintenance_page_is_shipped_verbatim(load, tmp_path):
+    s = load(maintenance={"page": "sample_app/templates/index.html"})
+    page = next(f for f in render.render(s) if f.path.endswith("maintenance.html"))
+    assert page.content == (s.source_dir / "templates/index.html").read_text()
+
+
+def test_a_deploy_with_hooks_and_workers(load):
+    s = load(hooks=HOOKS, workers=WORKERS)
+    rel = built(s)
+    f = facts(current=OLD, releases=[OLD], live=live_for(rel.files),
+              manifest={"digest": "old", "files": []},
+              active={"nginx": "active", "sample-uwsgi": "active", "sample-worker-mail": "active"},
+              workers=["sample-worker-mail", "sample-worker-gone"])
+    p = plan.deploy_plan(s, rel, f, RECORD)
+    assert [step.name for step in p.steps()] == [
+        "upload", "stage", "before_switch", "switch", "verify", "after_switch", "smoke"]
+    assert ("restart", "sample-worker-mail") in p.todo  # onto the new release, every deploy
+    assert "systemctl disable --now --quiet sample-worker-gone" in p.finish.script
+    assert "sample-worker-mail" not in p.finish.script
+    hook = p.before_switch[0]
+    assert hook.stream and f"/srv/sample/releases/{RID}/flask-ops-run.py --env /srv/sample/shared/env" \
+        in hook.script and hook.script.rstrip().endswith("-- flask db upgrade 2>&1")
+    assert matches_golden("deploy-hooks-workers", show(p))
+
+
+def test_an_unchanged_build_with_running_workers_is_still_nothing_to_do(load):
+    s = load(workers=WORKERS)
+    rel = built(s)
+    f = facts(current=RID, releases=[RID], live=live_for(rel.files),
+              manifest={"digest": rel.digest}, workers=["sample-worker-mail"],
+              enabled={"sample.conf": True},
+              active={"nginx": "active", "sample-uwsgi": "active", "sample-worker-mail": "active"})
+    assert plan.deploy_plan(s, rel, f, RECORD).nothing_to_do
+    f["workers"] = ["sample-worker-mail", "sample-worker-old"]  # a dropped one to remove
+    assert not plan.deploy_plan(s, rel, f, RECORD).nothing_to_do
+
+
+def test_a_failed_deploy_stops_the_workers_it_added(load):
+    s = load(workers=WORKERS)
+    rel = built(s)
+    old_files = [{"path": x.path, "kind": x.kind, "mode": x.mode, "in_release": x.in_release}
+                 for x in render.render(load())]
+    p = plan.deploy_plan(s, rel, facts(current=OLD, releases=[OLD],
+                                       manifest={"digest": "old", "files": old_files}), RECORD)
+    assert "systemctl disable --now --quiet sample-worker-mail" in p.restore.script
+    assert "rm -f /etc/systemd/system/sample-worker-mail.service" in p.restore.script
+
+
+def test_history_append_keeps_entries_and_times_them(tmp_path):
+    path = tmp_path / "h" / "history.jsonl"
+    for result in ("ok", "failed"):
+        subprocess.run([sys.executable, "-c", scripts.text("history_append.py"), str(path),
+                        json.dumps({"action": "deploy", "result": result, "started": 1.0})],
+                       check=True)
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["result"] for e in entries] == ["ok", "failed"]
+    assert all(e["seconds"] > 0 and e["at"] > 1 for e in entries)
+    rows = daytwo_cmds.history_rows(path.read_text())
+    assert "failed" in rows[0] and " ok " in rows[1]  # newest first
+
+
+def test_exec_and_logs_scripts_quote_what_the_user_typed(load):
+    s = load()
+    script = daytwo_cmds.exec_script(s, ["python", "-c", "print('$(id)')"])
+    assert "-- python -c 'print('\"'\"'$(id)'\"'\"')'" in script
+    with pytest.raises(OpsError):
+        daytwo_cmds.exec_script(s, [])
+    with pytest.raises(OpsError):
+        daytwo_cmds.logs_script(s, since="today; rm -rf /")
+    assert "--since '10 min ago'" in daytwo_cmds.logs_script(s, since="10 min ago")
