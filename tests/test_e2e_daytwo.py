@@ -230,6 +230,53 @@ def test_exec_without_a_task_host_list_is_not_run_raw(project):
 
 
 
+def test_exec_with_a_terminal_is_interactive(project):
+    """`fab exec -- flask shell` at a terminal: a pty on the host, the user's keystrokes in."""
+    import os
+    import pty
+    import select
+
+    fab_bin = str(Path(__file__).parent.parent / ".venv/bin/fab")
+    pid, master = pty.fork()  # fab in a session of its own, the pty its controlling terminal
+    if pid == 0:
+        os.chdir(project)
+        os.execv(fab_bin, [fab_bin, "-H", HOST, "exec", "--", "flask", "shell"])
+    seen = b""
+
+    def until(text, seconds=60):
+        nonlocal seen
+        end = time.monotonic() + seconds
+        while text not in seen and time.monotonic() < end:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    break
+        assert text in seen, seen.decode(errors="replace")
+
+    try:
+        until(b">>> ")  # the remote REPL is up: type into it
+        os.write(master, b"print(app.name, 6 * 7)\n")
+        until(b"notes 42")
+        os.write(master, b"exit()\n")
+        until(b"exit()")
+        end, done, status = time.monotonic() + 60, 0, None
+        while not done and time.monotonic() < end:
+            select.select([master], [], [], 0.2)
+            try:
+                os.read(master, 4096)
+            except OSError:
+                pass
+            done, status = os.waitpid(pid, os.WNOHANG)
+        assert done and os.waitstatus_to_exitcode(status) == 0
+        pid = None
+    finally:
+        if pid:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(master)
+
+
 @pytest.fixture(scope="module")
 def apache_project(staging_hosts, tmp_path_factory):
     root = tmp_path_factory.mktemp("notes-apache")

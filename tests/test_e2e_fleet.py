@@ -112,3 +112,26 @@ def test_a_stream_in_progress_finishes_during_a_rolling_deploy(hosts, project):
     reader.join(60)
     assert got["status"] == 200
     assert [line.split()[0] for line in got["lines"]] == [str(i) for i in range(20)]
+
+
+def test_a_before_switch_hook_runs_once_and_a_failing_one_switches_no_host(hosts, project):
+    lbs, apps = hosts
+    mark = "/srv/fleet/shared/data/migrated"
+    for a in apps:
+        a.run(f"rm -f {mark}", "clean")
+    s = project("Hello, migrated", hooks={"before_switch": [f"touch {mark}"]})
+    lines = []
+    fleet.rolling_deploy(s, lbs, apps, out=lines.append)
+    ran = [a.name for a in apps if a.run(f"test -f {mark}", "probe", check=False).exited == 0]
+    assert ran == ["staging1"], "\n".join(lines)  # once, on the first app host
+    before = releases(apps, s)
+    failing = project("Hello, never", hooks={"before_switch": ["false"]})
+    lines = []
+    with pytest.raises(DeployError, match="the roll stopped"):
+        fleet.rolling_deploy(failing, lbs, apps, out=lines.append)
+    summary = "\n".join(lines)
+    assert "staging1     FAILED before switching (before_switch hook)" in summary
+    assert "staging2     untouched (old release kept)" in summary
+    assert releases(apps, s) == before
+    assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"), "/hello").body == \
+        b"Hello, migrated"
