@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ops import checks, daytwo_cmds, plan, render, scripts
+from ops import checks, daytwo_cmds, executor, plan, render, scripts
 from ops.errors import OpsError, SettingsError
 from test_plan import OLD, RECORD, RID, built, facts, live_for, matches_golden, show
 
@@ -83,6 +83,7 @@ def test_a_deploy_with_hooks_and_workers(load):
     hook = p.before_switch[0]
     assert hook.stream and f"/srv/sample/releases/{RID}/flask-ops-run.py --env /srv/sample/shared/env" \
         in hook.script and hook.script.rstrip().endswith("-- flask db upgrade 2>&1")
+    assert "# before_switch" in "\n".join(executor.dry_run_lines(p))  # --dry-run lists hooks
     assert matches_golden("deploy-hooks-workers", show(p))
 
 
@@ -131,3 +132,56 @@ def test_exec_and_logs_scripts_quote_what_the_user_typed(load):
     with pytest.raises(OpsError):
         daytwo_cmds.logs_script(s, since="today; rm -rf /")
     assert "--since '10 min ago'" in daytwo_cmds.logs_script(s, since="10 min ago")
+
+
+@pytest.fixture
+def world_readable_tmp():
+    """A directory `nobody` can reach (pytest's own tmp is root's alone)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+    path = Path(tempfile.mkdtemp(prefix="flask-ops-runner-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def runner(load, tmp_path):
+    """The release's runner as rendered, in a fake release run by root, dropping to nobody."""
+    import dataclasses
+    s = dataclasses.replace(load(), user="nobody", group="nogroup", base_dir=str(tmp_path))
+    path = tmp_path / "releases" / "R1" / "flask-ops-run.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(next(f for f in render.render(s) if f.path == s.run_file).content)
+    env = tmp_path / "env"
+    env.write_text("GREETING=a $dollar 'and' quotes\n")
+    env.chmod(0o644)
+    for d in (path.parent, path.parent.parent):
+        d.chmod(0o755)
+    return path, env
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="drops privileges: needs root")
+def test_the_runner_drops_to_the_app_user_with_the_apps_environment(load, world_readable_tmp):
+    path, env = runner(load, world_readable_tmp)
+    out = subprocess.run([sys.executable, str(path), "--env", str(env), "--", "sh", "-c",
+                          'echo "$(id -un) $PWD $FLASK_APP $FLASK_OPS_RELEASE [$GREETING]"'],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == f"nobody {path.parent} app:app R1 " \
+                                 "[a $dollar 'and' quotes]", out.stderr
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="drops privileges: needs root")
+def test_the_runner_stops_a_hook_that_runs_too_long_and_everything_it_started(
+        load, world_readable_tmp):
+    import time
+    path, env = runner(load, world_readable_tmp)
+    marker = f"flask-ops-test-{time.time_ns()}"
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, str(path), "--env", str(env), "--timeout", "1", "--",
+                          "sh", "-c", f"sleep 300 & exec sleep 301 # {marker}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 124 and "still running after 1s" in out.stderr
+    assert time.monotonic() - start < 10
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == ""  # the background sleep went with it (its process group)

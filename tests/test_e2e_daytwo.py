@@ -190,6 +190,12 @@ def test_maintenance_mode_through_the_front_server(project):
         # An allowed address (staging2) still gets the app.
         assert status_seen_from("staging2", ADDRESS) == "200"
         assert "maintenance  ON" in ok(run(project, "status"))
+        # A deploy while down for maintenance: its smoke checks expect the 503 page (health
+        # and static files still pass), and the site stays down until turned back on.
+        edit(project, "app = Flask(__name__)", "app = Flask(__name__)  # deployed in maintenance")
+        ok(run(project, "deploy"))
+        assert page("/").status == 503
+        assert status_seen_from("staging2", ADDRESS) == "200"
     finally:
         ok(run(project, "maintenance", "off"))
     assert page("/").status == 200
