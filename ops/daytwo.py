@@ -50,6 +50,7 @@ class Hooks:
 class Worker:
     name: str
     argv: Tuple[str, ...]
+    hosts: Tuple[str, ...] = ()  # in a fleet: the app hosts that run it (default: every one)
 
     @property
     def text(self):
@@ -115,7 +116,18 @@ def parse_workers(key, value):
         if not isinstance(name, str) or not _WORKER_NAME.match(name):
             _fail(key, name, "worker names: lowercase letters, digits and '-', starting with a "
                              "letter (they name the unit APP-worker-NAME)")
-        workers.append(Worker(name, _command(f"{key}.{name}", command, _WORD)))
+        hosts = ()
+        if isinstance(command, dict):
+            if set(command) - {"command", "hosts"} or "command" not in command:
+                _fail(f"{key}.{name}", command, "a command line, or {command: ..., hosts: [app "
+                                                "hosts that run it]}")
+            hosts = command.get("hosts") or []
+            if isinstance(hosts, str):
+                hosts = [hosts]
+            if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+                _fail(f"{key}.{name}.hosts", hosts, "a list of app hosts (as in roles.app)")
+            command = command["command"]
+        workers.append(Worker(name, _command(f"{key}.{name}", command, _WORD), tuple(hosts)))
     return tuple(workers)
 
 

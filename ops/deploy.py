@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import appenv, build as build_mod, certs, dryrun, executor, inits, locks, plan as plan_mod
-from . import release as release_mod, smoke, stacks, vcs
+from . import release as release_mod, settings as settings_mod, smoke, stacks, vcs
 from .errors import OpsError, SmokeError
 from .steps import Steps
 
@@ -93,6 +93,7 @@ def smoke_or_raise(s, remote, statics, maintenance=False):
 
 def start(s, remote, built, steps, dry_run=False):
     """Facts (and the lock), preflight, the plan: a Run ready for the executor."""
+    s = settings_mod.for_host(s, remote.name)  # only the workers this host runs
     rel = built.release
     with steps("facts"):
         facts, locked = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run)
@@ -139,6 +140,7 @@ def deploy(s, remote, dry_run=False, out=print):
 
 def rollback(s, remote, release_id=None, out=print):
     """Go back to an earlier release (default: the one before current), as thoroughly as a deploy."""
+    s = settings_mod.for_host(s, remote.name)
     steps = Steps(out)
     with steps("facts"):
         facts, locked = gather(s, remote, acquire=True, manifests="*")
@@ -184,6 +186,7 @@ def current_statics(s, remote):
 
 
 def status(s, remote):
+    s = settings_mod.for_host(s, remote.name)
     facts, _ = gather(s, remote)
     lock = locks.describe(facts["lock"], facts["now"])[0] if facts["lock"] else "unlocked"
     info = {"host": remote.name, "current": facts["current"], "releases": len(facts["releases"]),

@@ -434,6 +434,14 @@ def worker_units_in(s, files):
     return sorted(PurePosixPath(f.path).stem for f in files if fnmatch.fnmatch(f.path, pattern))
 
 
+def host_files(s, files):
+    """A release's files as this host installs them: without the unit files of workers that
+    other app hosts run (workers.NAME.hosts)."""
+    init = stacks.of(s).init
+    elsewhere = {init.unit_file_for(unit) for unit in s.workers_elsewhere}
+    return tuple(f for f in files if f.path not in elsewhere)
+
+
 def dropped_workers(s, present, wanted):
     return sorted(set(present) - set(wanted))
 
@@ -469,7 +477,8 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
     digest key (a new one when the host has none yet). cert_files (ops.certs, tls.certificate)
     or acme_ca (tls.acme's private CA): what the certificate step needs."""
     previous = facts["current"]
-    todo = tuple(actions(s, release.files, facts))
+    files = host_files(s, release.files)
+    todo = tuple(actions(s, files, facts))
     manifest = facts.get("manifest") or {}
     state = facts.get("state") or {}
     env_digest = env.digest(env_key) if env is not None else None
@@ -481,12 +490,12 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
     workers = stacks.of(s).worker_units()
     dropped = dropped_workers(s, facts.get("workers", []), workers)
     nothing = (manifest.get("digest") == release.digest and not env_changed and not cert_steps
-               and not changed_configs(release.files, facts) and not dropped
+               and not changed_configs(files, facts) and not dropped
                and all(action == "reload" or (unit in workers and facts["active"].get(unit) ==
                                               "active") for action, unit in todo)
                and all(facts["enabled"].values()))
     wheels = not facts["wheelhouse"]
-    previous_files = files_from_manifest(manifest) if previous else release.files
+    previous_files = host_files(s, files_from_manifest(manifest)) if previous else files
     entry = history_entry("deploy", record, release.id, previous, facts)
     env_file = s.env_file + ".new" if env_changed else s.env_file
     return Plan(
@@ -503,7 +512,7 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
                  "dependencies installed offline; configs pass the target's checkers"),
         ) + env_steps,
         activate=(
-            Step("switch", switch_script(s, release.id, release.files, todo,
+            Step("switch", switch_script(s, release.id, files, todo,
                                          env_digest if env_changed else None),
                  ", ".join(f"{a} {u}" for a, u in todo)),
             Step("verify", verify_script(s, release.id, s.drain_timeout + 20)),
@@ -538,10 +547,10 @@ def rollback_plan(s, release_id, facts, record):
     switch, verify, smoke; on failure the release that served before is put back."""
     current = facts["current"]
     target = facts["manifests"].get(release_id) or {}
-    files = files_from_manifest(target)
+    files = host_files(s, files_from_manifest(target))
     workers = worker_units_in(s, files)
     back = stacks.of(s).going_back(workers)
-    current_files = files_from_manifest(facts.get("manifest"))
+    current_files = host_files(s, files_from_manifest(facts.get("manifest")))
     entry = history_entry("rollback", record, release_id, current, facts)
     return Plan(
         host_action="rollback", target=release_id, previous=current, todo=tuple(back),

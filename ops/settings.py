@@ -111,6 +111,8 @@ class Settings:
     # blueprint's), found by the build; None before a build (then: static_url alone).
     static_prefixes: Optional[Tuple[str, ...]] = None
     stage: Optional[str] = None  # not a user key: the stage chosen from `stages` (None: no stages)
+    # Not a user key: worker units another app host runs, not this one (for_host).
+    workers_elsewhere: Tuple[str, ...] = ()
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
     @property
@@ -257,7 +259,7 @@ class Settings:
         return stacks.of(self).two_tier
 
 
-NOT_USER_KEYS = ("project_root", "static_prefixes", "stage")
+NOT_USER_KEYS = ("project_root", "static_prefixes", "stage", "workers_elsewhere")
 USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in NOT_USER_KEYS) + ("stages",)
 # Keys a stage may not set: they name the app itself, the same on every stage.
 STAGE_FIXED = ("app_name", "source", "wsgi", "stages")
@@ -603,6 +605,7 @@ def load(raw=None, project_root=".", check_files=True, stage=None):
     if settings.static_url == "/":
         _fail("static_url", settings.static_url, "a sub-path such as '/static/'")
     _check_conflicts(settings)
+    _check_workers(settings)
     if check_files:
         _check_files(settings)
     return settings
@@ -696,6 +699,26 @@ def _static_conflict(s, prefix):
         if url_under(path, prefix) or url_under(prefix, path):
             return "streaming", path
     return None
+
+
+def for_host(s, host):
+    """The settings as app host `host` applies them: only the workers it runs (workers.NAME.hosts)."""
+    here = ssh_endpoint(host) if _SSH_HOST.match(host) else (host, 22)
+    mine = tuple(w for w in s.workers if not w.hosts or here in {ssh_endpoint(h) for h in w.hosts})
+    if len(mine) == len(s.workers):
+        return s
+    import dataclasses
+    return dataclasses.replace(s, workers=mine, workers_elsewhere=tuple(
+        s.worker_unit(w) for w in s.workers if w not in mine))
+
+
+def _check_workers(s):
+    apps = {ssh_endpoint(h) for h in (s.roles or {}).get("app", ())}
+    for w in s.workers:
+        for h in w.hosts:
+            _ssh_host(f"workers.{w.name}.hosts", h)
+            if ssh_endpoint(h) not in apps:
+                _fail(f"workers.{w.name}.hosts", h, "one of the app hosts (roles.app or hosts)")
 
 
 def _check_conflicts(s):

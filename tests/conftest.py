@@ -55,9 +55,11 @@ def staging_hosts():
 
 def remove_app(host, s):
     """Leave a staging host to the other tests as it was: no site (the load balancer's too),
-    unit, user, group, files or certbot certificate of this app."""
+    unit (workers' too), user, group, files or certbot certificate of this app."""
     name = s.app_name
-    host.run(f"systemctl disable --now {s.service} 2>/dev/null; "
+    host.run(f"for u in /etc/systemd/system/{name}-worker-*.service; do [ -f \"$u\" ] || continue; "
+             f"systemctl disable --now \"$(basename \"$u\")\" 2>/dev/null; rm -f \"$u\"; done; "
+             f"systemctl disable --now {s.service} 2>/dev/null; "
              f"rm -f /etc/nginx/sites-*/{name}.conf /etc/nginx/sites-*/{name}-lb.conf "
              f"/etc/apache2/sites-*/{name}.conf "
              f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "

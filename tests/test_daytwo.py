@@ -185,3 +185,20 @@ def test_the_runner_stops_a_hook_that_runs_too_long_and_everything_it_started(
     assert time.monotonic() - start < 10
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
     assert left.stdout == ""  # the background sleep went with it (its process group)
+
+
+def test_a_worker_runs_only_on_the_app_hosts_it_names(load):
+    from ops import settings
+    roles = {"lb": ["lb1"], "app": ["web1", "root@web2:22"]}
+    s = load(roles=roles, workers={"mail": {"command": "rq worker mail", "hosts": ["web2"]},
+                                   "beat": "rq worker beat"})
+    web1, web2 = settings.for_host(s, "web1"), settings.for_host(s, "web2")
+    assert [w.name for w in web1.workers] == ["beat"] and web1.workers_elsewhere == ("sample-worker-mail",)
+    assert web2 is s  # runs every worker
+    rel = built(s)
+    p = plan.deploy_plan(web1, rel, facts(workers=["sample-worker-mail"]), RECORD)
+    assert "sample-worker-mail.service" not in p.activate[0].script  # neither installed...
+    assert "systemctl disable --now --quiet sample-worker-mail" in p.finish.script  # ...nor kept
+    assert ("restart", "sample-worker-beat") in p.todo
+    with pytest.raises(SettingsError, match="workers.mail.hosts"):
+        load(roles=roles, workers={"mail": {"command": "rq worker", "hosts": ["web3"]}})

@@ -58,8 +58,6 @@ def project(staging_hosts, tmp_path_factory):
     yield root
     s = settings.load(DESCRIPTION, project_root=root)
     host = staging.remote(HOST)
-    host.run("systemctl disable --now notes-worker-beat 2>/dev/null; "
-             "rm -f /etc/systemd/system/notes-worker-*.service", "remove workers", check=False)
     remove_app(host, s)
     host.close()
 
@@ -292,8 +290,6 @@ def apache_project(staging_hosts, tmp_path_factory):
     describe(root, **changes)
     yield root
     host = staging.remote("staging2")
-    host.run("systemctl disable --now notes-worker-beat 2>/dev/null; "
-             "rm -f /etc/systemd/system/notes-worker-*.service", "remove workers", check=False)
     remove_app(host, settings.load({**DESCRIPTION, **changes}, project_root=root))
     host.close()
 

@@ -119,11 +119,17 @@ def test_a_before_switch_hook_runs_once_and_a_failing_one_switches_no_host(hosts
     mark = "/srv/fleet/shared/data/migrated"
     for a in apps:
         a.run(f"rm -f {mark}", "clean")
-    s = project("Hello, migrated", hooks={"before_switch": [f"touch {mark}"]})
+    s = project("Hello, migrated", hooks={"before_switch": [f"touch {mark}"]},
+                workers={"idle": {"command": "sleep infinity", "hosts": ["staging2"]}})
     lines = []
     fleet.rolling_deploy(s, lbs, apps, out=lines.append)
     ran = [a.name for a in apps if a.run(f"test -f {mark}", "probe", check=False).exited == 0]
     assert ran == ["staging1"], "\n".join(lines)  # once, on the first app host
+    # The worker runs where its hosts say, and only there.
+    units = {a.name: a.run("systemctl is-active fleet-worker-idle; ls /etc/systemd/system/",
+                           "probe", check=False).stdout for a in apps}
+    assert units["staging2"].startswith("active") and "fleet-worker-idle.service" in units["staging2"]
+    assert "fleet-worker-idle.service" not in units["staging1"]
     before = releases(apps, s)
     failing = project("Hello, never", hooks={"before_switch": ["false"]})
     lines = []
@@ -135,3 +141,26 @@ def test_a_before_switch_hook_runs_once_and_a_failing_one_switches_no_host(hosts
     assert releases(apps, s) == before
     assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"), "/hello").body == \
         b"Hello, migrated"
+    fleet.rolling_deploy(project("Hello, no workers"), lbs, apps, out=lambda m: None)
+    assert "fleet-worker-idle" not in apps[1].run("ls /etc/systemd/system/", "probe").stdout
+
+
+def test_maintenance_on_the_load_balancer(hosts, project):
+    """`fab maintenance on` without -H toggles the balancers too: they answer the 503 page
+    themselves (app hosts in maintenance would count as failed upstreams)."""
+    from ops import daytwo_cmds, locks
+    lbs, apps = hosts
+    s = project("Hello, maintained")
+    fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+    target = smoke.Target(lbs[0].address, 80, "fleet.test")
+    for host in lbs + apps:
+        host.run(daytwo_cmds.maintenance_script(s, True, locks.who()), "maintenance on")
+    try:
+        resp = smoke.request(target, "/hello")
+        assert resp.status == 503 and resp.header("Retry-After") == "300"
+        assert b"Down for maintenance" in resp.body
+        assert smoke.request(target, "/healthz").status == 200  # health checks still pass
+    finally:
+        for host in lbs + apps:
+            host.run(daytwo_cmds.maintenance_script(s, False, locks.who()), "maintenance off")
+    assert smoke.request(target, "/hello").body == b"Hello, maintained"
