@@ -7,10 +7,15 @@ SSLYZE_VENV := .venv-sslyze
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast demo demo-down system-deps python-deps bench bench-deps clean
+.PHONY: test test-fast demo demo-down system-deps docker-deps python-deps bench bench-deps clean
 
 system-deps:
 	bash scripts/install-system-deps.sh
+
+# Docker (and docker-compose, Vagrant) for the Docker- and Vagrant-backed staging paths: an
+# option for users, needed by `make test` (it boots a Docker-backed staging host).
+docker-deps:
+	bash scripts/install-docker-deps.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +38,7 @@ $(SSLYZE_VENV)/.installed:
 python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed $(SSLYZE_VENV)/.installed
 
 ## Every test, the end-to-end tier against real servers and staging hosts included.
-test: system-deps python-deps bench-deps
+test: system-deps docker-deps python-deps bench-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## The fast tier: settings, rendering, checkers, the sample app. No staging hosts.

@@ -1,4 +1,4 @@
-"""Local staging hosts: Debian bookworm containers booted with systemd-nspawn.
+"""Local staging hosts: Debian containers (bookworm, or trixie) booted with systemd-nspawn.
 
 Each host is a real systemd machine (PID 1, sshd, nginx, apache) in its own network
 namespace, on a private bridge in 198.18.0.0/24 (the benchmarking range), with no route
@@ -18,12 +18,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import remote as remote_mod
+from . import remote as remote_mod, staging_docker
 from .errors import OpsError
 
 STATE_DIR = Path(os.environ.get("FLASK_OPS_STAGING_DIR", "/var/lib/flask-ops/staging"))
 IMAGE_DIR = Path(os.environ.get("FLASK_OPS_IMAGE_DIR", "/var/cache/flask-ops/images"))
-SUITE = "bookworm"
+# Debian releases a staging host can run (debootstrap knows their suites). trixie brings
+# Python 3.13, nginx 1.26, Apache 2.4.6x and systemd 257; bookworm is the default.
+DEBIAN_RELEASES = ("bookworm", "trixie")
+# Ubuntu LTS suites: the same builder with debootstrap's own Ubuntu mirror (archive.ubuntu.com),
+# on a machine that reaches it (this project's CI does not: only the Debian ones are tested).
+UBUNTU_RELEASES = ("jammy", "noble")
+RELEASES = DEBIAN_RELEASES + UBUNTU_RELEASES
+DEFAULT_RELEASE = "bookworm"
+# systemd 256+ refuses cgroup v1 unless told to; a host machine without the unified
+# hierarchy (like this one) can still boot it with these on the container's command line.
+LEGACY_CGROUP_ARGS = ("systemd.unified_cgroup_hierarchy=0", "SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1")
 IMAGE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps", "curl",
     "nginx", "apache2", "libapache2-mod-wsgi-py3", "uwsgi-core", "uwsgi-plugin-python3",
@@ -34,6 +44,7 @@ IMAGE_PACKAGES = (
 )
 IMAGE_VERSION = "1"  # bump when the customisation below changes
 BRIDGE, BRIDGE_ADDR, PREFIX = "fo-br0", "198.18.0.1", 24
+ENGINES = ("nspawn", "docker")
 NAME = re.compile(r"staging([1-9][0-9]?)\Z")
 
 
@@ -46,8 +57,24 @@ class Host:
         return int(NAME.match(self.name).group(1))
 
     @property
+    def engine(self):
+        """nspawn (the default) or docker: what booted this host."""
+        try:
+            return (self.dir / "engine").read_text().strip()
+        except OSError:
+            return "nspawn"
+
+    @property
     def address(self):
+        if self.engine == "docker":
+            return f"198.19.0.{10 + self.index}"  # the Docker network's (staging_docker)
         return f"198.18.0.{10 + self.index}"
+
+    @property
+    def host_key_pub(self):
+        if self.engine == "docker":
+            return self.dir / "ssh_host_ed25519_key.pub"
+        return self.rootfs / "etc/ssh/ssh_host_ed25519_key.pub"
 
     @property
     def netns(self):
@@ -68,6 +95,14 @@ class Host:
     @property
     def pid_file(self):
         return self.dir / "nspawn.pid"
+
+    @property
+    def release(self):
+        """The Debian release this host was booted with."""
+        try:
+            return (self.dir / "release").read_text().strip()
+        except OSError:
+            return DEFAULT_RELEASE
 
 
 def host(name):
@@ -113,9 +148,16 @@ def _require_root():
 
 # ------------------------------------------------------------------ image
 
-def image_path():
-    digest = hashlib.sha256(" ".join((SUITE, IMAGE_VERSION) + IMAGE_PACKAGES).encode())
-    return IMAGE_DIR / f"{SUITE}-{digest.hexdigest()[:12]}"
+def image_path(release=DEFAULT_RELEASE):
+    digest = hashlib.sha256(" ".join((release, IMAGE_VERSION) + IMAGE_PACKAGES).encode())
+    return IMAGE_DIR / f"{release}-{digest.hexdigest()[:12]}"
+
+
+def check_release(release):
+    if release not in RELEASES:
+        raise OpsError(f"release {release!r}: one of {', '.join(RELEASES)} (Ubuntu: see "
+                       "docs/staging.md)")
+    return release
 
 
 def _apt_mirror():
@@ -132,9 +174,9 @@ def _apt_mirror():
     return None  # debootstrap's own default
 
 
-def build_image(log=print):
-    """The cached root filesystem; built once per package list (about a minute)."""
-    path = image_path()
+def build_image(log=print, release=DEFAULT_RELEASE):
+    """The cached root filesystem of `release`; built once per package list (about a minute)."""
+    path = image_path(check_release(release))
     if (path / "etc" / "flask-ops-image").exists():
         return path
     _require_root()
@@ -142,8 +184,8 @@ def build_image(log=print):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     log(f"building staging image {path.name} with debootstrap (about a minute, once)")
-    mirror = _apt_mirror()
-    _sh("debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), SUITE,
+    mirror = _apt_mirror() if release in DEBIAN_RELEASES else None
+    _sh("debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), release,
         tmp, *([mirror] if mirror else []))
     # Web servers start only once provisioning picks one (both want port 80).
     _sh("systemctl", f"--root={tmp}", "disable", "nginx", "apache2")
@@ -181,6 +223,12 @@ def _setup_netns(h):
 
 # ------------------------------------------------------------------ hosts
 
+def _running(h):
+    if h.engine == "docker":
+        return staging_docker.running(h.name)
+    return bool(_nspawn_pid(h))
+
+
 def _nspawn_pid(h):
     """The PID of this host's systemd-nspawn, only if it is really ours and alive."""
     try:
@@ -215,7 +263,7 @@ def _write_access_files(hosts):
     """ssh_config + known_hosts for every host present: `ssh -F` and Fabric both read them."""
     entries, known = [], []
     for h in hosts:
-        pub = h.rootfs / "etc/ssh/ssh_host_ed25519_key.pub"
+        pub = h.host_key_pub
         if not pub.exists():
             continue
         key = " ".join(pub.read_text().split()[:2])
@@ -234,7 +282,7 @@ def existing_hosts():
                   key=lambda h: h.index) if root.is_dir() else []
 
 
-def _start(h, image):
+def _start(h, image, release):
     for sub in ("upper", "work", "merged"):
         (h.dir / sub).mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(h.rootfs):
@@ -250,32 +298,58 @@ def _start(h, image):
     (ssh_dir / "authorized_keys").write_text(Path(f"{key_path()}.pub").read_text())
     (ssh_dir / "authorized_keys").chmod(0o600)
     _setup_netns(h)
+    (h.dir / "release").write_text(release + "\n")
     log = open(h.dir / "console.log", "ab")
+    legacy = () if _unified_cgroups() else LEGACY_CGROUP_ARGS
     proc = subprocess.Popen(
         ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
          f"--network-namespace-path=/run/netns/{h.netns}", f"--machine={h.name}",
-         "--console=read-only", "-D", str(root)],
+         "--console=read-only", "-D", str(root), *legacy],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     h.pid_file.write_text(str(proc.pid))
     return proc
 
 
-def up(count=1, log=print):
-    """Make staging1..stagingN running and reachable over SSH; returns the hosts."""
+def _unified_cgroups():
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def _start_docker(h, tag, release):
+    h.dir.mkdir(parents=True, exist_ok=True)
+    (h.dir / "engine").write_text("docker\n")
+    (h.dir / "release").write_text(release + "\n")
+    key = h.dir / "ssh_host_ed25519_key"
+    if not key.exists():
+        _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", h.name, "-f", key)
+    staging_docker.start(h.name, h.address, tag, key, f"{key_path()}.pub")
+
+
+def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn"):
+    """Make staging<first>..staging<first+count-1> running `release` and reachable over SSH;
+    returns the hosts. engine: nspawn, or docker (containers from staging/Dockerfile)."""
     _require_root()
+    check_release(release)
+    if engine not in ENGINES:
+        raise OpsError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    hosts = [Host(f"staging{i}") for i in range(first, first + count)]
+    for h in hosts:
+        if h.dir.exists() and (h.release, h.engine) != (release, engine):
+            raise OpsError(f"{h.name} runs {h.release} on {h.engine}, not {release} on {engine}: "
+                           "`fab staging.down` first, or choose other hosts with --first")
+    if engine == "docker":
+        return _up_docker(hosts, log, release)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     if not key_path().exists():
         _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flask-ops-staging", "-f",
             key_path())
-    image = build_image(log)
+    image = build_image(log, release)
     _ensure_bridge()
-    hosts = [Host(f"staging{i}") for i in range(1, count + 1)]
     started = {}
     for h in hosts:
         if _nspawn_pid(h):
             continue
         log(f"booting {h.name} at {h.address}")
-        started[h.name] = _start(h, image)
+        started[h.name] = _start(h, image, release)
 
     def alive(h):
         # A host booted here is judged by its process handle: /proc/PID/cmdline can be read
@@ -293,6 +367,33 @@ def up(count=1, log=print):
     return hosts
 
 
+def _up_docker(hosts, log, release):
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    if not key_path().exists():
+        _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flask-ops-staging", "-f",
+            key_path())
+    rootfs = build_image(log, release)
+    staging_docker.ensure_daemon(STATE_DIR)
+    staging_docker.ensure_network()
+    tag = staging_docker.image(rootfs, release)
+    for h in hosts:
+        if not staging_docker.running(h.name):
+            h.dir.mkdir(parents=True, exist_ok=True)
+            (h.dir / "engine").write_text("docker\n")  # before h.address is read
+            log(f"booting {h.name} at {h.address} (docker)")
+            _start_docker(h, tag, release)
+    _write_access_files(existing_hosts())
+    for h in hosts:
+        wait_until(lambda: _ssh_ready(h) or not staging_docker.running(h.name), 90,
+                   f"sshd on {h.name}")
+        if not staging_docker.running(h.name):
+            raise OpsError(f"{h.name} did not boot; see `docker logs "
+                           f"{staging_docker.container(h.name)}`")
+    for h in hosts:
+        ssh(h, "systemctl is-system-running --wait >/dev/null; true", timeout=90)
+    return hosts
+
+
 def ssh(h, command, timeout=30):
     """Run a command on a staging host with the system ssh client (setup and tests)."""
     return _sh("ssh", "-F", ssh_config_path(), "-o", "BatchMode=yes", "-o",
@@ -300,6 +401,10 @@ def ssh(h, command, timeout=30):
 
 
 def _stop(h):
+    if h.engine == "docker":
+        staging_docker.remove(h.name)
+        shutil.rmtree(h.dir, ignore_errors=True)
+        return
     pid = _nspawn_pid(h)
     if pid:
         os.kill(pid, signal.SIGTERM)  # nspawn asks the container's systemd to power off
@@ -316,6 +421,13 @@ def _stop(h):
     shutil.rmtree(h.dir, ignore_errors=True)
 
 
+def stop(name):
+    """Remove one staging host (the others keep running)."""
+    _require_root()
+    _stop(host(name))
+    _write_access_files(existing_hosts())
+
+
 def bridge_is_up():
     return _sh("ip", "link", "show", BRIDGE, check=False).returncode == 0
 
@@ -329,6 +441,9 @@ def down(log=print):
     for h in existing_hosts():
         log(f"removing {h.name}")
         _stop(h)
+    if staging_docker.available():
+        staging_docker.remove_all()
+        staging_docker.stop_daemon(STATE_DIR)
     if _sh("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         _sh("ip", "link", "del", BRIDGE)
     for path in (ssh_config_path(), STATE_DIR / "known_hosts"):
@@ -338,5 +453,6 @@ def down(log=print):
 
 def status():
     """One dict per known host: name, address, running, ssh."""
-    return [{"name": h.name, "address": h.address, "running": bool(_nspawn_pid(h)),
-             "ssh": _ssh_ready(h)} for h in existing_hosts()]
+    return [{"name": h.name, "address": h.address, "running": _running(h),
+             "ssh": _ssh_ready(h), "release": h.release, "engine": h.engine}
+            for h in existing_hosts()]

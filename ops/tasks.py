@@ -119,11 +119,14 @@ def check(c):
             print(f"ok  {kind} (app host behind the load balancer)")
 
 
-@ops_task(help={"count": "how many hosts (staging1..stagingN); default 1"})
-def up(c, count=1):
-    """Boot local staging hosts (systemd-nspawn) and write their SSH config."""
-    for h in staging.up(int(count)):
-        print(f"{h.name}  {h.address}  ssh -F {staging.ssh_config_path()} {h.name}")
+@ops_task(help={"count": "how many hosts (staging1..stagingN); default 1",
+                "release": "the hosts' Debian release: bookworm (default) or trixie",
+                "first": "number of the first host (default 1): --release trixie --first 5",
+                "engine": "nspawn (default) or docker (containers from staging/Dockerfile)"})
+def up(c, count=1, release=staging.DEFAULT_RELEASE, first=1, engine="nspawn"):
+    """Boot local staging hosts (systemd-nspawn, or Docker) and write their SSH config."""
+    for h in staging.up(int(count), release=release, first=int(first), engine=engine):
+        print(f"{h.name}  {h.address}  {h.release}  ssh -F {staging.ssh_config_path()} {h.name}")
 
 
 @ops_task
@@ -138,7 +141,7 @@ def staging_status(c):
     """List staging hosts: address, whether running, whether sshd answers."""
     rows = staging.status()
     for row in rows:
-        print(f"{row['name']:10} {row['address']:15} "
+        print(f"{row['name']:10} {row['address']:15} {row['release']:9} {row['engine']:7} "
               f"{'running' if row['running'] else 'stopped':8} ssh {'up' if row['ssh'] else 'down'}")
     if not rows:
         print("no staging hosts")

@@ -106,3 +106,25 @@ def fab(*args, cwd=ROOT, env=None):
     import subprocess
     return subprocess.run([str(ROOT / ".venv/bin/fab"), *args], cwd=cwd, text=True, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def deploy_change_rollback(host, project, stack):
+    """The sample app on `host` with `stack`: a first deploy, a code change, a rollback, each
+    seen through the front server; the app is removed afterwards."""
+    from ops import deploy, provision, smoke
+
+    def hello(s):
+        return smoke.request(deploy.target_for(s, host), "/hello").body
+
+    s = project(stack=stack)
+    try:
+        provision.provision(s, host)
+        first = deploy.deploy(s, host, out=lambda m: None)
+        assert hello(s) == b"Hello, World!"
+        changed = project({"app.py": ("Hello, World!", "Hello, again!")}, stack=stack)
+        second = deploy.deploy(changed, host, out=lambda m: None)
+        assert second != first and hello(changed) == b"Hello, again!"
+        assert deploy.rollback(changed, host, out=lambda m: None) == first
+        assert hello(s) == b"Hello, World!"
+    finally:
+        remove_app(host, s)

@@ -22,7 +22,11 @@ while :; do
   bash -c "$fail_fast" || exit 1
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "after ${timeout}s the app processes do not all run $release_id:" >&2
-    for p in $pids; do echo "  pid $p cwd $(readlink "/proc/$p/cwd" 2>/dev/null)" >&2; done
+    for p in $pids; do
+      cwd=$(readlink "/proc/$p/cwd" 2>/dev/null) \
+        || cwd="unreadable (root may read another user's /proc/PID/cwd only with CAP_SYS_PTRACE: a container started without it?)"
+      echo "  pid $p cwd $cwd" >&2
+    done
     [ "$n" -gt 0 ] || echo "  no app process is running" >&2
     exit 1
   fi
