@@ -93,7 +93,11 @@ def request(target, path, host=None, headers=None, method="GET"):
         conn.request(method, path, headers={"Host": host or target.host, **(headers or {})})
         resp = conn.getresponse()
         body = resp.read()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+        headers = {}
+        for name, value in resp.getheaders():  # a header sent twice (Vary) keeps both values
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        return Response(resp.status, headers, body)
     except (http.client.RemoteDisconnected, ConnectionResetError):
         return None
     finally:

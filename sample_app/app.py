@@ -105,7 +105,11 @@ def create_app(config=None):
         return jsonify(remote_addr=request.remote_addr,
                        forwarded_for=request.headers.get("X-Forwarded-For"),
                        forwarded_proto=request.headers.get("X-Forwarded-Proto"),
-                       scheme=request.scheme, host=request.host)
+                       scheme=request.scheme, host=request.host,
+                       # The scheme of the Authorization header the app received (never
+                       # its credentials): API clients' Basic/Bearer must reach the app.
+                       authorization=(request.headers.get("Authorization") or " ").split(" ")[0]
+                       or None)
 
     @app.route("/healthz")
     def healthz():

@@ -25,8 +25,8 @@ def host(staging_hosts):
 @pytest.fixture
 def project(tmp_path):
     counter = iter(range(100))
-    return lambda edits=None: make_project(tmp_path / f"p{next(counter)}", edits,
-                                           {"stack": "apache-modwsgi"})
+    return lambda edits=None, **config: make_project(tmp_path / f"p{next(counter)}", edits,
+                                                     {"stack": "apache-modwsgi", **config})
 
 
 def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
@@ -45,6 +45,10 @@ def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
     who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami",
                                    headers={"X-Forwarded-For": "6.6.6.6"}).body)
     assert who["forwarded_for"] is None and who["remote_addr"] == "198.18.0.1"
+    # Authorization reaches the app (WSGIPassAuthorization), as under uWSGI.
+    who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami",
+                                   headers={"Authorization": "Bearer t0ken"}).body)
+    assert who["authorization"] == "Bearer"
 
     changed = project({"app.py": ("Hello, World!", "Hello from Apache")})
     second = deploy.deploy(changed, host, out=lambda m: None)
@@ -72,3 +76,19 @@ def test_a_deploy_for_the_other_stack_asks_for_provision_and_changes_nothing(hos
         deploy.deploy(other, host, out=lambda m: None)
     assert deploy.releases(s, host) == before
     assert deploy.status(s, host)["lock"] == "unlocked"
+
+
+def test_a_request_over_harakiri_is_cut_on_apache_too(host, project):
+    """harakiri is mod_wsgi's request-timeout: a request stuck for 12 s is cut after about 3."""
+    import time
+    s = project({"app.py": ('    def hello():\n', '    def hello():\n        if request.args.get("stuck"):\n'
+                                                  '            time.sleep(12)\n')}, harakiri=3)
+    deploy.deploy(s, host, out=lambda m: None)
+    start = time.monotonic()
+    conn = http.client.HTTPConnection(host.address, 80, timeout=30)
+    conn.request("GET", "/hello?stuck=1", headers={"Host": "sample.test"})
+    status = conn.getresponse().status
+    conn.close()
+    took = time.monotonic() - start
+    assert status >= 500 and took < 10, (status, took)
+    assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, World!"

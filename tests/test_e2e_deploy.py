@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import time
 import os
 import subprocess
 
@@ -51,12 +52,23 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
     assert "6.6.6.6" not in (who["forwarded_for"] or "")
     assert who["forwarded_for"] == staging.BRIDGE_ADDR
     assert who["forwarded_proto"] == "http"
+    bearer = json.loads(get(host, s, "/whoami", Authorization="Bearer t0ken").body)
+    assert bearer["authorization"] == "Bearer"
     # Bodies over client_max_body_size are refused by nginx before the app sees them.
     conn = http.client.HTTPConnection(host.address, 80, timeout=10)
     conn.request("POST", "/echo", headers={"Host": "sample.test", "Content-Length": str(20 * 2**20)})
     too_big = conn.getresponse()
     assert too_big.status == 413 and too_big.getheader("X-Frame-Options") == "SAMEORIGIN"
     conn.close()
+    if shape == "cache":
+        # A gzip answer is never cached for clients that did not ask for it.
+        probe = f"/?gz={time.time_ns()}"
+        zipped = get(host, s, probe, **{"Accept-Encoding": "gzip"})
+        assert zipped.header("Content-Encoding") == "gzip" and "Accept-Encoding" in (
+            zipped.header("Vary") or "")
+        plain = get(host, s, probe)
+        assert plain.header("X-Cache-Status") == "HIT" and not plain.header("Content-Encoding")
+        assert b"<html" in plain.body.lower()
     if shape == "cache":  # a cached answer carries the security headers too, never a cookie
         get(host, s, "/hello")
         hit = get(host, s, "/hello")
