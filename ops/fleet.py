@@ -52,9 +52,17 @@ class LoadBalancers:
 
 
 def app_settings(s, lbs):
-    """What app hosts serve: behind load balancers, TLS ends at the balancers and the app
-    hosts stay plain on the private network (the balancers tell them the scheme)."""
-    return dataclasses.replace(s, tls=None) if lbs and s.tls and not s.tls.to_app_hosts else s
+    """What app hosts serve behind load balancers: TLS ends at the balancers and the app hosts
+    stay plain on the private network (the balancers tell them the scheme); and the balancers
+    cache (nginx: cache), so app hosts do not cache again behind them (a page could be stale
+    for twice cache_ttl): they get the proxy shape."""
+    if not lbs:
+        return s
+    if s.tls and not s.tls.to_app_hosts:
+        s = dataclasses.replace(s, tls=None)
+    if s.nginx == "cache":
+        s = dataclasses.replace(s, nginx="proxy")
+    return s
 
 
 def lb_certificates(s, lbs, out):

@@ -164,3 +164,24 @@ def test_maintenance_on_the_load_balancer(hosts, project):
         for host in lbs + apps:
             host.run(daytwo_cmds.maintenance_script(s, False, locks.who()), "maintenance off")
     assert smoke.request(target, "/hello").body == b"Hello, maintained"
+
+
+@pytest.mark.parametrize("shape", ["proxy", "cache"])
+def test_every_shape_streams_through_the_balancer(hosts, project, shape):
+    """The app hosts' public tier passes "X-Accel-Buffering: no" on to the balancer, so a
+    stream arrives chunk by chunk through both tiers; behind a caching balancer the app hosts
+    do not cache again."""
+    lbs, apps = hosts
+    s = project(f"Hello, {shape}", nginx=shape)
+    outcome = fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+    assert outcome["staging3 (lb)"] == "smoke ok", outcome  # its stream check included
+    target = smoke.Target(lbs[0].address, 80, "fleet.test")
+    arrivals, total, status = smoke.stream_timings(target, "/time?count=4&delay=1")
+    assert status == 200 and len(arrivals) >= 3, arrivals
+    assert arrivals[0] < 1.0 and total > 2.5, (arrivals, total)  # the first line came first
+    for app in apps:
+        site = app.run("cat /etc/nginx/sites-enabled/fleet.conf", "site").stdout
+        assert "proxy_cache_path" not in site and "proxy_pass_header X-Accel-Buffering;" in site
+    if shape == "cache":
+        lb_site = lbs[0].run("cat /etc/nginx/sites-enabled/fleet-lb.conf", "site").stdout
+        assert "proxy_cache fleet_cache;" in lb_site
