@@ -15,7 +15,7 @@ system-deps:
 # Docker (and docker-compose, Vagrant) for the Docker- and Vagrant-backed staging paths: an
 # option for users, needed by `make test` (it boots a Docker-backed staging host).
 docker-deps:
-	bash scripts/install-docker-deps.sh
+	bash scripts/install-system-deps.sh --docker
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Debian packages the toolkit and its tests use on the deploy side: the real servers whose
 # checkers validate rendered configs, uWSGI, and what staging hosts are built and booted with.
-# Idempotent; installs nothing when everything is present. Services are not started.
+# With --docker: Docker's engine and CLI, docker-compose and Vagrant instead, for the Docker-
+# and Vagrant-backed staging paths (only `vagrant validate` runs here: no provider can).
+# Idempotent; installs nothing when everything is present. Services are not started (a
+# Docker daemon is started by `fab staging.up --engine docker` when none answers).
 set -euo pipefail
 PACKAGES=(nginx apache2 libapache2-mod-wsgi-py3 uwsgi-core uwsgi-plugin-python3 shellcheck
           debootstrap systemd-container iproute2 openssh-client python3-venv curl
           pebble)
+if [ "${1:-}" = "--docker" ]; then
+  PACKAGES=(docker.io docker-compose vagrant)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -53,6 +53,21 @@ def staging_hosts():
         staging.down(log=lambda msg: None)
 
 
+def extra_host(first, **up):
+    """Generator for a module fixture: staging<first> booted with `up` (release, engine) next
+    to the session's hosts, and removed afterwards unless it was already there."""
+    from ops import staging
+
+    name = f"staging{first}"
+    had = staging.Host(name).dir.exists()
+    staging.up(1, log=lambda m: None, first=first, **up)
+    host = staging.remote(name)
+    yield host
+    host.close()
+    if not had:
+        staging.stop(name)
+
+
 def remove_app(host, s):
     """Leave a staging host to the other tests as it was: no site (the load balancer's too),
     unit (workers' too), user, group, files or certbot certificate of this app."""

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, deploy_change_rollback
+from conftest import ROOT, deploy_change_rollback, extra_host
 from ops import staging, staging_docker
 
 pytestmark = pytest.mark.e2e
@@ -16,13 +16,7 @@ NAME = "staging6"
 
 @pytest.fixture(scope="module")
 def docker_host(staging_hosts):
-    had = staging.Host(NAME).dir.exists()
-    staging.up(1, log=lambda m: None, first=6, engine="docker")
-    host = staging.remote(NAME)
-    yield host
-    host.close()
-    if not had:
-        staging.stop(NAME)
+    yield from extra_host(6, engine="docker")
 
 
 def test_the_container_is_a_systemd_host_on_its_own_network(docker_host):

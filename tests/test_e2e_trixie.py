@@ -4,23 +4,15 @@ systemd 257. On each stack: a first deploy, a code change, a rollback."""
 
 import pytest
 
-from conftest import deploy_change_rollback
-from ops import staging
+from conftest import deploy_change_rollback, extra_host
 
 pytestmark = pytest.mark.e2e
-NAME = "staging5"
 
 
 @pytest.fixture(scope="module")
 def trixie(staging_hosts):
     """staging5 booted from a trixie image (the bridge is the session's)."""
-    had = staging.Host(NAME).dir.exists()
-    staging.up(1, log=lambda m: None, release="trixie", first=5)
-    host = staging.remote(NAME)
-    yield host
-    host.close()
-    if not had:
-        staging.stop(NAME)
+    yield from extra_host(5, release="trixie")
 
 
 def test_the_host_runs_trixie(trixie):
