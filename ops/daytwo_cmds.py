@@ -83,6 +83,5 @@ def history_rows(stdout):
 
 
 def maintenance_script(s, on, who):
-    entry = {"action": f"maintenance {'on' if on else 'off'}", "result": "ok",
-             "by": f"{who.get('user', '?')}@{who.get('host', '?')}"}
-    return plan.maintenance_script(s, on, entry)
+    entry = plan.history_entry(f"maintenance {'on' if on else 'off'}", {"by": who}, None, None, {})
+    return plan.maintenance_script(s, on, dict(entry, result="ok"))

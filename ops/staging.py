@@ -315,8 +315,7 @@ def _unified_cgroups():
 
 
 def _start_docker(h, tag, release):
-    h.dir.mkdir(parents=True, exist_ok=True)
-    (h.dir / "engine").write_text("docker\n")
+    """Boot a Docker host whose directory and engine marker _up_docker made."""
     (h.dir / "release").write_text(release + "\n")
     key = h.dir / "ssh_host_ed25519_key"
     if not key.exists():
@@ -336,12 +335,12 @@ def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn"):
         if h.dir.exists() and (h.release, h.engine) != (release, engine):
             raise OpsError(f"{h.name} runs {h.release} on {h.engine}, not {release} on {engine}: "
                            "`fab staging.down` first, or choose other hosts with --first")
-    if engine == "docker":
-        return _up_docker(hosts, log, release)
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     if not key_path().exists():
         _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flask-ops-staging", "-f",
             key_path())
+    if engine == "docker":
+        return _up_docker(hosts, log, release)
     image = build_image(log, release)
     _ensure_bridge()
     started = {}
@@ -368,10 +367,6 @@ def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn"):
 
 
 def _up_docker(hosts, log, release):
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    if not key_path().exists():
-        _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flask-ops-staging", "-f",
-            key_path())
     rootfs = build_image(log, release)
     staging_docker.ensure_daemon(STATE_DIR)
     staging_docker.ensure_network()
