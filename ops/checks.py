@@ -161,10 +161,10 @@ def check_uwsgi(files, workdir):
 
 
 def check_systemd(files, workdir):
-    for path in _write(files, workdir):
-        # the same script the deploy runs on the host: any output from the verifier fails
-        _run(["bash", "-c", scripts.text("systemd_verify.sh"), "systemd_verify.sh", path],
-             "systemd-analyze verify")
+    # the same script the deploy runs on the host: any output from the verifier fails. All
+    # together: the app's service requires its socket unit.
+    _run(["bash", "-c", scripts.text("systemd_verify.sh"), "systemd_verify.sh",
+          *_write(files, workdir)], "systemd-analyze verify")
 
 
 def check_upstart(files, workdir):
@@ -209,8 +209,9 @@ def check_env_reaches_app(files, settings):
         raise CheckError("app environment", f"the WSGI entry {settings.wsgi_file} does not load "
                          f"{env_file}")
     units = [f for f in files if f.kind in (templating.SYSTEMD, templating.UPSTART)]
-    app_unit = inits.of(settings).unit_path(settings)
-    for unit in [u for u in units if u.path != app_unit]:  # workers: the release's runner
+    app_units = set(inits.of(settings).unit_paths(settings).values())
+    app_unit = inits.of(settings).unit_file_for(settings.service)
+    for unit in [u for u in units if u.path not in app_units]:  # workers: the release's runner
         if f" {settings.run_file} -- " not in unit.content:
             raise CheckError("app environment", f"{unit.path} does not start its worker through "
                              f"{settings.run_file}, so it would run without {env_file}")

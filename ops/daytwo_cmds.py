@@ -26,13 +26,13 @@ def log_sources(s):
     """(journal units, log files): the app's and its workers' logs, the front server's for
     this site."""
     stack = stacks.of(s)
-    units = stack.app_units() + stack.worker_units() if s.init == "systemd" else []
+    units = stack.process_units() if s.init == "systemd" else []
     if stack.front == "nginx":
         files = [f"/var/log/nginx/{s.app_name}.access.log", f"/var/log/nginx/{s.app_name}.error.log"]
     else:  # mod_wsgi writes the app's stderr into the site's error log
         files = [f"/var/log/apache2/{s.app_name}.access.log", f"/var/log/apache2/{s.app_name}.error.log"]
     if s.init == "upstart":
-        files += [f"/var/log/upstart/{u}.log" for u in stack.app_units() + stack.worker_units()]
+        files += [f"/var/log/upstart/{u}.log" for u in stack.process_units()]
     return units, files
 
 

@@ -12,15 +12,21 @@ UWSGI_BIN = "/usr/bin/uwsgi"
 
 
 class Init:
-    name = template = worker_template = ""
+    name = worker_template = ""
+    templates = {}  # is a socket unit -> the template of the app server's unit
 
-    def unit_path(self, s):
+    def unit_paths(self, s):
+        """{unit: its file} for the app server's units, in the order they start."""
         raise NotImplementedError
 
-    def unit_file(self, s):
-        return templating.RenderedFile(
-            # the file kind is the init's name: templating.SYSTEMD, templating.UPSTART
-            self.unit_path(s), templating.render(self.template, s, uwsgi_bin=UWSGI_BIN), self.name)
+    def unit_files(self, s):
+        # the file kind is the init's name: templating.SYSTEMD, templating.UPSTART
+        return [templating.RenderedFile(path, templating.render(
+                    self.templates[unit.endswith(".socket")], s, uwsgi_bin=UWSGI_BIN), self.name)
+                for unit, path in self.unit_paths(s).items()]
+
+    def app_units(self, s):
+        return list(self.unit_paths(s))
 
     def worker_files(self, s):
         """One unit per worker (ops.daytwo), started from the release's runner."""
@@ -36,31 +42,43 @@ class Init:
 
 
 class Systemd(Init):
-    name, template, worker_template = "systemd", "systemd/uwsgi.service.j2", "systemd/worker.service.j2"
+    """uWSGI's listening socket is a socket unit of its own (socket activation): systemd
+    creates it for the app's user and the web server's group, uWSGI never runs as root, and
+    connections wait in its queue while the service restarts."""
+
+    name, worker_template = "systemd", "systemd/worker.service.j2"
+    templates = {False: "systemd/uwsgi.service.j2", True: "systemd/uwsgi.socket.j2"}
 
     @staticmethod
     def unit_file_for(unit):
-        return f"/etc/systemd/system/{unit}.service"
+        return f"/etc/systemd/system/{unit if unit.endswith('.socket') else unit + '.service'}"
 
     def socket(self, s):
-        return f"/run/{s.app_name}/uwsgi.sock"  # RuntimeDirectory= makes /run/<app>
+        return f"/run/{s.app_name}/uwsgi.sock"  # the socket unit makes /run/<app> (DirectoryMode=)
 
-    def unit_path(self, s):
-        return self.unit_file_for(s.service)
+    def unit_paths(self, s):
+        socket = f"{s.service}.socket"
+        return {socket: self.unit_file_for(socket), s.service: self.unit_file_for(s.service)}
 
-    def check_command(self, path):
-        """The unit file, checked on the host as on the deploying machine."""
-        return scripts.command("systemd_verify.sh", path)
+    def check_command(self, paths):
+        """The unit files, checked together (the service requires the socket) on the host as
+        on the deploying machine."""
+        return scripts.command("systemd_verify.sh", *paths)
 
     def before_restart(self):
         return ["systemctl daemon-reload"]
 
     def restart(self, unit):
-        return [f"systemctl reset-failed {q(unit)} 2>/dev/null || true",
-                f"systemctl enable --quiet {q(unit)} && systemctl restart {q(unit)}"]
+        lines = [f"systemctl reset-failed {q(unit)} 2>/dev/null || true"]
+        if unit.endswith(".socket"):
+            # A new socket while the old uWSGI holds the old one would strand it: the service
+            # stops first, and is started on the new socket right after (its own restart).
+            lines.append(f"systemctl stop {q(unit[:-len('.socket')])}")
+        return lines + [f"systemctl enable --quiet {q(unit)} && systemctl restart {q(unit)}"]
 
     def reload(self, unit):
-        return [f"systemctl reload {q(unit)}"]
+        # A socket has nothing to reload: its service's reload keeps it.
+        return [] if unit.endswith(".socket") else [f"systemctl reload {q(unit)}"]
 
     def main_pid_command(self, unit):
         return f"main=$(systemctl show -p MainPID --value {q(unit)}); " \
@@ -84,7 +102,7 @@ class Upstart(Init):
     """Ubuntu 14.04's init. Not run here (no upstart host exists); its jobs are checked
     strictly by ops.upstart and its commands by the plan tests."""
 
-    name, template, worker_template = "upstart", "upstart/uwsgi.conf.j2", "upstart/worker.conf.j2"
+    name, worker_template = "upstart", "upstart/worker.conf.j2"
 
     @staticmethod
     def unit_file_for(unit):
@@ -95,10 +113,12 @@ class Upstart(Init):
         # socket lives in a directory that provisioning creates once.
         return f"{s.shared}/run/uwsgi.sock"
 
-    def unit_path(self, s):
-        return self.unit_file_for(s.service)
+    templates = {False: "upstart/uwsgi.conf.j2"}
 
-    def check_command(self, path):
+    def unit_paths(self, s):
+        return {s.service: self.unit_file_for(s.service)}
+
+    def check_command(self, paths):
         return None  # no upstart checker on a systemd host; checked before upload instead
 
     def before_restart(self):

@@ -193,14 +193,18 @@ def actions(s, files, facts):
     """What must be restarted or reloaded, and why: ('restart'|'reload', unit)."""
     stack = stacks.of(s)
     changed = changed_configs(files, facts)
-    unit_paths = {stack.init.unit_path(s)} if stack.app_units() else set()
+    unit_paths = stack.init.unit_paths(s) if stack.app_units() else {}
+    changed_paths = {f.path for f in changed}
     pending = set(facts.get("state", {}).get("pending", []))
     todo = []
     workers = stack.worker_units()
     for unit in stack.units():
         restart = (unit in workers or facts["active"].get(unit) != "active"
                    or f"restart {unit}" in pending
-                   or (unit in stack.app_units() and any(f.path in unit_paths for f in changed)))
+                   or unit_paths.get(unit) in changed_paths
+                   # a restarted socket stops its service: the service starts on the new one
+                   or (unit in unit_paths and any(action == "restart" and u in unit_paths
+                                                  for action, u in todo)))
         todo.append(("restart" if restart else "reload", unit))
     return todo[1:] + todo[:1]  # the app server first, the front server last
 

@@ -15,7 +15,7 @@ def provision_script(s):
             (f"{s.shared}/wheelhouse", "root", "root", "755"),
             (plan.state_dir(s), "root", "root", "700"),
             # The app's own: no other app's user can read or enter them.
-            (f"{s.shared}/data", s.app_user, s.app_group, "750"),
+            (s.data_dir, s.app_user, s.app_group, "750"),
             # upstart's socket directory (systemd makes /run/APP): the socket in it is
             # app:www-data 0660, so only root and the web server's group may enter it.
             (f"{s.shared}/run", "root", s.web_group, "750"),
@@ -33,6 +33,7 @@ def provision_script(s):
         # Secrets are generated on the host and never leave it: only their names are printed.
         scripts.command("ensure_secrets.sh", s.env_file, s.app_user, *s.generated_secrets),
         scripts.command(stack.provision_script),
+        *stack.provision_commands(),
         scripts.command("ensure_front_marker.sh", stack.front, stacks.FRONT_MARKER),
     ] + catchall_lines(stack))
 

@@ -82,6 +82,9 @@ class Settings:
     harakiri: int = 60
     drain_timeout: int = 15  # seconds a reload waits for in-flight requests before killing
     max_requests: int = 1000
+    # The app socket's listen queue: connections waiting while every worker is busy or the
+    # app server restarts. Provision checks net.core.somaxconn allows it.
+    listen_queue: int = 1024
     client_max_body_size: str = "10m"
     cache_ttl: str = "10m"
     session_cookie: str = "session"
@@ -143,6 +146,12 @@ class Settings:
     @property
     def shared(self):
         return f"{self.base}/shared"
+
+    @property
+    def data_dir(self):
+        """The one directory the app may write (uploads, SQLite): outside every release, kept
+        across deploys; the app sees it as FLASK_OPS_DATA_DIR."""
+        return f"{self.shared}/data"
 
     @property
     def socket(self):
@@ -548,6 +557,7 @@ _VALIDATORS = {
     "keep_releases": lambda k, v: _int(k, v, 2, 100),
     "harakiri": lambda k, v: _int(k, v, 1, 86400),
     "drain_timeout": lambda k, v: _int(k, v, 1, 3600),
+    "listen_queue": lambda k, v: _int(k, v, 16, 65535),
     "max_requests": lambda k, v: _int(k, v, 1, 10_000_000),
     "client_max_body_size": lambda k, v: _string(k, v, _SIZE, "a size like '10m'"),
     "cache_ttl": lambda k, v: _string(k, v, _DURATION, "a duration like '10m' (s, m, h, d)"),

@@ -109,8 +109,13 @@ class Stack:
         (`workers`: that release's; default: the description's) restarted (they may be
         crash-looping on the failed code), the front server reloaded."""
         workers = self.worker_units() if workers is None else workers
-        return [("restart", u) for u in self.app_units() + list(workers)] + [
-            ("reload", self.front)]
+        return [("restart", u) for u in self.process_units(workers)] + [("reload", self.front)]
+
+    def process_units(self, workers=None):
+        """The units that run the app's code (not its socket): the app server's and the
+        workers' (`workers`; default: the description's)."""
+        workers = self.worker_units() if workers is None else workers
+        return [u for u in self.app_units() if not u.endswith(".socket")] + list(workers)
 
     def entry_file(self):
         """The release's WSGI entry module (ops.wsgispec): env file, then the app."""
@@ -138,6 +143,9 @@ class Stack:
 
     # -- provision
     def provision_dirs(self):
+        return []
+
+    def provision_commands(self):
         return []
 
     def provisioned_files(self):
@@ -184,7 +192,7 @@ class NginxUwsgi(Stack):
         return self.s.nginx == "cache"
 
     def app_units(self):
-        return [self.s.service]
+        return self.init.app_units(self.s)
 
     def files(self, fleet=None):
         """fleet: for an app host behind load balancers, their addresses (trusted for X-Real-IP)."""
@@ -198,7 +206,7 @@ class NginxUwsgi(Stack):
                            t.NGINX),
             t.RenderedFile(s.uwsgi_ini, t.render("uwsgi/uwsgi.ini.j2", s, plugin=self.UWSGI_PLUGIN),
                            t.UWSGI),
-            self.init.unit_file(s),
+            *self.init.unit_files(s),
             self.entry_file(),
             self.run_file(),
             self.maintenance_page(),
@@ -208,7 +216,8 @@ class NginxUwsgi(Stack):
         lines = super().check_lines(meta, cand, sites)
         lines.append(" ".join(q(a) for a in uwsgi_check_command(f"{meta}/etc{self.s.uwsgi_ini}"))
                      + " >/dev/null")
-        command = self.init.check_command(f"{meta}/etc{self.init.unit_path(self.s)}")
+        command = self.init.check_command(
+            [f"{meta}/etc{path}" for path in self.init.unit_paths(self.s).values()])
         return lines + ([command] if command else [])
 
     @staticmethod
@@ -219,6 +228,10 @@ class NginxUwsgi(Stack):
         if unit == self.front:
             return [scripts.command("nginx_reload.sh")]
         return self.init.reload(unit)
+
+    def provision_commands(self):
+        # The kernel cuts the app socket's listen queue to net.core.somaxconn.
+        return [scripts.command("ensure_somaxconn.sh", str(self.s.listen_queue))]
 
     def provision_dirs(self):
         return [("/var/cache/nginx", "root", "root", "755"),
@@ -231,7 +244,7 @@ class NginxUwsgi(Stack):
                 self.init.fail_fast_command(unit))
 
     def remove_app(self):
-        return self.init.remove(self.s.service)
+        return [line for unit in reversed(self.app_units()) for line in self.init.remove(unit)]
 
 
 class ApacheModWsgi(Stack):
@@ -304,6 +317,9 @@ class LoadBalancer(NginxUwsgi):
         return []
 
     def worker_units(self):
+        return []
+
+    def provision_commands(self):
         return []
 
     @property

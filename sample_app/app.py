@@ -10,8 +10,10 @@ from werkzeug.utils import secure_filename
 
 from reports import bp as reports_bp
 
-#: Set by the deploy in the service environment, so smoke checks can prove which release runs.
+#: Set by flask-ops' entry module, so smoke checks can prove which release runs.
 RELEASE = os.environ.get("FLASK_OPS_RELEASE", "dev")
+#: The one directory a deployed app may write (flask-ops sets it; kept across releases).
+DATA_DIR = os.environ.get("FLASK_OPS_DATA_DIR", os.path.join(os.path.dirname(__file__), "instance"))
 STREAM_DELAY = float(os.environ.get("SAMPLE_STREAM_DELAY", "0.5"))
 
 
@@ -19,7 +21,7 @@ def create_app(config=None):
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-not-secret"),
-        UPLOAD_FOLDER=os.environ.get("UPLOAD_FOLDER", "/tmp/sample-uploads"),
+        UPLOAD_FOLDER=os.environ.get("UPLOAD_FOLDER", os.path.join(DATA_DIR, "uploads")),
         MAX_CONTENT_LENGTH=8 * 1024 * 1024,
         COLLECT_STATIC_ROOT=os.environ.get("COLLECT_STATIC_ROOT", "build/static"),
     )

@@ -72,7 +72,7 @@ def test_a_deploy_with_hooks_and_workers(load):
     rel = built(s)
     f = facts(current=OLD, releases=[OLD], live=live_for(rel.files),
               manifest={"digest": "old", "files": []},
-              active={"nginx": "active", "sample-uwsgi": "active", "sample-worker-mail": "active"},
+              active={"nginx": "active", "sample-uwsgi": "active", "sample-uwsgi.socket": "active", "sample-worker-mail": "active"},
               workers=["sample-worker-mail", "sample-worker-gone"])
     p = plan.deploy_plan(s, rel, f, RECORD)
     assert [step.name for step in p.steps()] == [
@@ -93,7 +93,7 @@ def test_an_unchanged_build_with_running_workers_is_still_nothing_to_do(load):
     f = facts(current=RID, releases=[RID], live=live_for(rel.files),
               manifest={"digest": rel.digest}, workers=["sample-worker-mail"],
               enabled={"sample.conf": True},
-              active={"nginx": "active", "sample-uwsgi": "active", "sample-worker-mail": "active"})
+              active={"nginx": "active", "sample-uwsgi": "active", "sample-uwsgi.socket": "active", "sample-worker-mail": "active"})
     assert plan.deploy_plan(s, rel, f, RECORD).nothing_to_do
     f["workers"] = ["sample-worker-mail", "sample-worker-old"]  # a dropped one to remove
     assert not plan.deploy_plan(s, rel, f, RECORD).nothing_to_do

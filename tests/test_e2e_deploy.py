@@ -1,10 +1,12 @@
 """End to end on a real systemd host over real SSH: nginx + uWSGI in every shape."""
 
+import concurrent.futures
 import http.client
 import json
 import time
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -79,13 +81,72 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
 def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
     s = project()
     ship(s, host)
+    # systemd's socket unit owns the socket; uWSGI never runs as root, not even to start.
     assert sh(host, "stat -c '%a %U:%G' /run/sample/uwsgi.sock") == "660 sample:www-data"
+    assert sh(host, "systemctl is-active sample-uwsgi.socket") == "active"
     assert sh(host, "id -Gn sample") == "sample"  # not in the web server's group
     users = sh(host, "ps -o user= -p $(systemctl show -p MainPID --value sample-uwsgi) "
                      "--ppid $(systemctl show -p MainPID --value sample-uwsgi)").split()
     assert users and set(users) == {"sample"}
     result = host.run("su -s /bin/sh sample -c 'touch /srv/sample/current/x'", "t", check=False)
     assert result.exited != 0  # release files are not writable by the app
+    # The host's own systemd scores the running unit (0 locked down .. 10 exposed).
+    score = sh(host, "systemd-analyze security sample-uwsgi.service | tail -1")
+    assert float(score.split(":")[1].split()[0]) <= 2.0, score
+    # The listen queue is listen_queue, not the kernel's default of 128 (uWSGI's 100).
+    assert sh(host, "ss -Hlx src /run/sample/uwsgi.sock").split()[3] == "1024"
+
+
+def test_uploads_land_in_the_data_dir_the_sandbox_leaves_writable(host, project):
+    """The app sees the filesystem read-only but for shared/data (FLASK_OPS_DATA_DIR); an
+    upload through nginx is written there, group-readable at most (UMask=0027)."""
+    s = project()
+    ship(s, host)
+    name = f"e2e-{time.time_ns()}.txt"
+    boundary = "flaskopsboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: text/plain\r\n\r\nhello data dir\r\n--{boundary}--\r\n").encode()
+    conn = http.client.HTTPConnection(host.address, 80, timeout=10)
+    conn.request("POST", "/upload", body=body, headers={
+        "Host": "sample.test", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 302, response.status
+    path = f"/srv/sample/shared/data/uploads/{name}"
+    assert sh(host, f"cat {path}") == "hello data dir"
+    assert sh(host, f"stat -c '%a %U' {path}") == "640 sample"
+    # The data directory outlives releases: the next deploy still has the file.
+    ship(project({"app.py": ("Hello, World!", "Hello, uploads!")}), host)
+    assert sh(host, f"cat {path}") == "hello data dir"
+
+
+def test_requests_arriving_while_uwsgi_is_down_wait_in_the_socket_queue(host, project):
+    """A burst larger than uWSGI's default listen queue (100) arrives while the app server is
+    stopped: systemd holds the socket, starts uWSGI on the first connection, and every
+    request is answered (none refused with a 502)."""
+    s = project()
+    ship(s, host)
+    sh(host, "systemctl stop sample-uwsgi")
+    assert sh(host, "systemctl is-active sample-uwsgi || true") == "inactive"
+    count = 300
+    start = threading.Barrier(count)
+
+    def one(_):
+        start.wait(timeout=30)
+        conn = http.client.HTTPConnection(host.address, 80, timeout=30)
+        try:
+            conn.request("GET", "/hello", headers={"Host": "sample.test"})
+            return conn.getresponse().status
+        except OSError as exc:
+            return type(exc).__name__
+        finally:
+            conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        statuses = list(pool.map(one, range(count)))
+    assert {status: statuses.count(status) for status in set(statuses)} == {200: count}
+    assert sh(host, "systemctl is-active sample-uwsgi") == "active"
 
 
 def test_code_change_is_served_after_redeploy(host, project):

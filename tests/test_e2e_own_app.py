@@ -198,8 +198,10 @@ def test_two_apps_on_one_host_cannot_reach_each_other_and_a_failed_first_deploy_
         assert denied(nginx_host, me.app_user, f"cat {other.env_file}")
         assert denied(nginx_host, me.app_user, f"ls {other.shared}/data")
         assert denied(nginx_host, me.app_user, CONNECT.format(other.socket))
-        # The front server reaches both sockets.
+        # The front server reaches both sockets, and neither app's data or environment.
         assert not denied(nginx_host, "www-data", CONNECT.format(other.socket))
+        assert denied(nginx_host, "www-data", f"ls {other.shared}/data")
+        assert denied(nginx_host, "www-data", f"cat {other.env_file}")
 
     # A third app whose first deploy fails (its smoke test) leaves both serving only their names.
     broken = shop(tmp_path / "broken", app_name="broken", server_names=["broken.test"],

@@ -29,7 +29,7 @@ def facts(**over):
     base = {"init": "systemd", "python": "3.11", "arch": "x86_64", "current": None,
             "releases": [], "manifest": None, "manifests": {}, "live": {},
             "enabled": {}, "active": {"nginx": "active", "apache2": "active",
-                                      "sample-uwsgi": "active"},
+                                      "sample-uwsgi": "active", "sample-uwsgi.socket": "active"},
             "state": {}, "wheelhouse": True, "venv": True, "lock": None, "now": 0}
     base.update(over)
     return base
@@ -70,7 +70,7 @@ def matches_golden(name, text):
 def test_first_deploy_nginx_uwsgi(load):
     s = load()
     p = plan.deploy_plan(s, built(s), facts(wheelhouse=False, venv=False,
-                                            active={"nginx": "active", "sample-uwsgi": "inactive"}),
+                                            active={"nginx": "active", "sample-uwsgi": "inactive", "sample-uwsgi.socket": "active"}),
                          RECORD)
     assert [step.name for step in p.steps()] == ["upload", "stage", "switch", "verify", "smoke"]
     assert matches_golden("deploy-first-nginx-uwsgi", show(p))
@@ -170,7 +170,8 @@ def test_unchanged_build_on_a_host_that_serves_it_is_nothing_to_do(load):
     f = facts(current=RID, manifest=release.manifest(s, rel), live=live_for(rel.files),
               enabled={n: True for n in plan.site_names(rel.files)})
     p = plan.deploy_plan(s, rel, f, RECORD)
-    assert p.nothing_to_do and p.todo == (("reload", "sample-uwsgi"), ("reload", "nginx"))
+    assert p.nothing_to_do and p.todo == (("reload", "sample-uwsgi.socket"),
+                                          ("reload", "sample-uwsgi"), ("reload", "nginx"))
     assert not plan.deploy_plan(s, rel, dict(f, enabled={"sample.conf": False}), RECORD).nothing_to_do
 
 
@@ -181,8 +182,28 @@ def test_a_changed_unit_or_a_stopped_service_means_restart(load):
     live["/etc/systemd/system/sample-uwsgi.service"] = "old"
     assert ("restart", "sample-uwsgi") in plan.actions(s, files, facts(live=live))
     assert ("reload", "nginx") in plan.actions(s, files, facts(live=live))
-    stopped = facts(live=live_for(files), active={"nginx": "inactive", "sample-uwsgi": "active"})
-    assert plan.actions(s, files, stopped) == [("reload", "sample-uwsgi"), ("restart", "nginx")]
+    stopped = facts(live=live_for(files), active={"nginx": "inactive", "sample-uwsgi": "active",
+                                                  "sample-uwsgi.socket": "active"})
+    assert plan.actions(s, files, stopped) == [("reload", "sample-uwsgi.socket"),
+                                               ("reload", "sample-uwsgi"), ("restart", "nginx")]
+
+
+def test_a_changed_socket_unit_restarts_socket_then_service_and_a_changed_service_keeps_the_socket(load):
+    """The socket holds the queue of waiting connections: only its own change restarts it."""
+    s = load()
+    files = render.render(s)
+    live = live_for(files)
+    live["/etc/systemd/system/sample-uwsgi.socket"] = "old"
+    todo = plan.actions(s, files, facts(live=live))
+    assert todo[:2] == [("restart", "sample-uwsgi.socket"), ("restart", "sample-uwsgi")]
+    lines = plan.service_lines(s, todo)
+    assert lines.index("systemctl stop sample-uwsgi") < lines.index(
+        "systemctl enable --quiet sample-uwsgi.socket && systemctl restart sample-uwsgi.socket")
+    live = live_for(files)
+    live["/etc/systemd/system/sample-uwsgi.service"] = "old"
+    todo = plan.actions(s, files, facts(live=live))
+    assert todo[:2] == [("reload", "sample-uwsgi.socket"), ("restart", "sample-uwsgi")]
+    assert not [line for line in plan.service_lines(s, todo) if "sample-uwsgi.socket" in line]
 
 
 def test_a_pending_restart_from_a_failed_deploy_is_not_lost(load):
