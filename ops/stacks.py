@@ -293,7 +293,7 @@ class LoadBalancer(NginxUwsgi):
 
     name = "lb"
     packages = ("nginx",)
-    MAX_FAILS, FAIL_TIMEOUT = 3, "10s"
+    MAX_FAILS, FAIL_TIMEOUT, CONNECT_TIMEOUT = 3, "10s", "2s"
 
     def __init__(self, s):
         shape = s.nginx if s.nginx in ("proxy", "cache") else "proxy"
@@ -308,7 +308,8 @@ class LoadBalancer(NginxUwsgi):
             self.catchall_file(),
             t.RenderedFile(f"{self.sites_available}/{self.site_name()}",
                            t.render("nginx/site.conf.j2", s, lb=list(upstreams), trusted_proxies=[],
-                                    lb_max_fails=self.MAX_FAILS, lb_fail_timeout=self.FAIL_TIMEOUT),
+                                    lb_max_fails=self.MAX_FAILS, lb_fail_timeout=self.FAIL_TIMEOUT,
+                                    lb_connect_timeout=self.CONNECT_TIMEOUT),
                            t.NGINX),
             self.maintenance_page(),
         ]

@@ -27,12 +27,17 @@ class Load:
     """Keeps `concurrency` clients sending GETs until stop(), max_requests or max_seconds."""
 
     def __init__(self, address, port, host, path="/hello", concurrency=4,
-                 max_requests=20000, max_seconds=120, expect=b"", connect=None):
-        """connect: makes each request's connection (HTTPS: ops.smoke.Target.connection)."""
+                 max_requests=20000, max_seconds=120, expect=b"", connect=None, timeout=10,
+                 keepalive=False, post_every=0):
+        """connect: makes each request's connection (HTTPS: ops.smoke.Target.connection).
+        keepalive: each client keeps its connection for every request, as browsers and API
+        clients do (a connection the server closes is a failed request, as in wrk); else one
+        connection per request. post_every: every Nth request is a POST of a small form to
+        `path` (0: GETs only)."""
         self.args = (address, port, host, path)
         self.connect = connect
         self.concurrency, self.max_requests, self.max_seconds = concurrency, max_requests, max_seconds
-        self.expect = expect
+        self.expect, self.timeout, self.keepalive, self.post_every = expect, timeout, keepalive, post_every
         self.result = LoadResult()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -49,23 +54,41 @@ class Load:
             if self.result.sent >= self.max_requests:
                 self._stop.set()
 
+    def _connection(self):
+        address, port, _, _ = self.args
+        return self.connect() if self.connect else http.client.HTTPConnection(
+            address, port, timeout=self.timeout)
+
     def _client(self):
-        address, port, host, path = self.args
+        _, _, host, path = self.args
         deadline = time.monotonic() + self.max_seconds
+        conn, n = None, 0
         while not self._stop.is_set() and time.monotonic() < deadline:
             start = time.monotonic()
-            conn = self.connect() if self.connect else http.client.HTTPConnection(
-                address, port, timeout=10)
+            n += 1
+            conn = conn or self._connection()
             try:
-                conn.request("GET", path, headers={"Host": host})
+                if self.post_every and n % self.post_every == 0:
+                    conn.request("POST", path, body=f"n={n}", headers={
+                        "Host": host, "Content-Type": "application/x-www-form-urlencoded"})
+                else:
+                    conn.request("GET", path, headers={"Host": host})
                 resp = conn.getresponse()
                 body = resp.read()
                 ok = resp.status == 200 and self.expect in body
                 self._record(ok, time.monotonic() - start, None if ok else f"HTTP {resp.status}")
+                if resp.will_close:
+                    conn.close()
+                    conn = None
             except (OSError, http.client.HTTPException) as exc:
                 self._record(False, 0, type(exc).__name__)
-            finally:
                 conn.close()
+                conn = None
+            if not self.keepalive and conn:
+                conn.close()
+                conn = None
+        if conn:
+            conn.close()
 
     def __enter__(self):
         for _ in range(self.concurrency):

@@ -149,6 +149,32 @@ def test_requests_arriving_while_uwsgi_is_down_wait_in_the_socket_queue(host, pr
     assert sh(host, "systemctl is-active sample-uwsgi") == "active"
 
 
+STUCK = ('    def hello():\n', '    def hello():\n'
+         '        if request.args.get("stuck"):\n'
+         '            with open(os.path.join(DATA_DIR, "stuck.log"), "a") as log:\n'
+         '                log.write("ran\\n")\n'
+         '            time.sleep(12)\n')
+
+
+@pytest.mark.parametrize("shape", ["default", "proxy"])
+def test_a_get_killed_by_harakiri_runs_once(host, project, shape):
+    """nginx lists the uWSGI socket twice (a retry for connections a reloading worker drops),
+    but a request that ran until harakiri killed it is not sent again: the client gets its
+    error after about harakiri, not twice that, and the app ran it once."""
+    s = project({"app.py": STUCK}, harakiri=3, nginx=shape)
+    ship(s, host)
+    sh(host, "rm -f /srv/sample/shared/data/stuck.log")
+    start = time.monotonic()
+    conn = http.client.HTTPConnection(host.address, 80, timeout=30)
+    conn.request("GET", "/hello?stuck=1", headers={"Host": "sample.test"})
+    status = conn.getresponse().status
+    conn.close()
+    took = time.monotonic() - start
+    assert status == 502 and took < 6, (status, took)
+    assert sh(host, "cat /srv/sample/shared/data/stuck.log") == "ran"
+    assert get(host, s, "/hello").body == b"Hello, World!"
+
+
 def test_code_change_is_served_after_redeploy(host, project):
     ship(project(), host)
     s = project({"app.py": ("Hello, World!", "Hello, release two!")})

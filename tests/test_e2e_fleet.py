@@ -2,6 +2,7 @@
 staging3 balances staging1 and staging2."""
 
 import json
+import subprocess
 import threading
 
 import pytest
@@ -60,6 +61,29 @@ def test_rolling_deploy_under_load_loses_nothing(hosts, project):
     new = {text.split(": ", 1)[1] for name, text in outcome.items() if text.startswith("ok")}
     assert len(new) == 1 and set(releases(apps, s).values()) == new
     assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"), "/hello").body == b"Hello, rolled"
+
+
+def test_an_app_host_cut_off_mid_load_costs_no_request_and_at_most_the_bounded_wait(hosts, project):
+    """staging2's link goes down under load. New connections to it fail after the balancer's
+    connect timeout (2 s) and go to staging1; a request already sent to it waits the read
+    timeout (harakiri + 15 s), then goes to staging1 once. No GET is lost, and no request
+    waits longer than those bounds (nginx's defaults: 60 s to connect, then 60 s again)."""
+    lbs, apps = hosts
+    s = project("Hello, failover", harakiri=3)
+    fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+    bound = 2 + s.harakiri + 15 + 2  # connect, then read, timeouts; 2 s of slack
+    cut = staging.Host("staging2").veth
+    with through(lbs[0], path="/hello", expect=b"Hello, failover", timeout=bound + 10) as traffic:
+        traffic.wait_for(200)
+        subprocess.run(["ip", "link", "set", cut, "down"], check=True)
+        try:
+            traffic.wait_for(traffic.result.sent + 500, timeout=bound + 30)
+        finally:
+            subprocess.run(["ip", "link", "set", cut, "up"], check=True)
+        after = traffic.result.sent
+    assert traffic.result.failed == 0, traffic.result.errors
+    assert after > 700
+    assert max(traffic.result.latencies) <= bound, max(traffic.result.latencies)
 
 
 def test_a_failing_first_batch_stops_the_roll_and_traffic_never_notices(hosts, project):
