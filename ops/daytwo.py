@@ -131,6 +131,26 @@ def parse_workers(key, value):
     return tuple(workers)
 
 
+ERROR_CODES = (500, 502, 504)  # what the front server itself answers when the app cannot
+
+
+def parse_error_pages(key, value):
+    """{code: path/in/project.html}: the front server's own error pages (ours by default)."""
+    if value in (None, {}):
+        return ()
+    if not isinstance(value, dict):
+        _fail(key, value, "a mapping of status codes (500, 502, 504) to HTML files in the project")
+    pages = []
+    for code, page in value.items():
+        if str(code) not in {str(c) for c in ERROR_CODES}:
+            _fail(f"{key}.{code}", page, "one of the codes the front server answers itself: "
+                  + ", ".join(map(str, ERROR_CODES)))
+        if not isinstance(page, str) or not _REL_FILE.match(page) or ".." in page.split("/"):
+            _fail(f"{key}.{code}", page, "a relative path to an HTML file inside the project")
+        pages.append((int(code), page))
+    return tuple(sorted(pages))
+
+
 def parse_maintenance(key, value):
     if value in (None, {}):
         return Maintenance()

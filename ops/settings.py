@@ -108,6 +108,8 @@ class Settings:
     hooks: daytwo.Hooks = daytwo.Hooks()
     workers: Tuple[daytwo.Worker, ...] = ()
     maintenance: daytwo.Maintenance = daytwo.Maintenance()
+    # The front server's own 500/502/504 pages: (code, project file); ours for the others.
+    error_pages: Tuple[Tuple[int, str], ...] = ()
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
     # Not a user key: the URL prefixes where the app serves static files (its own and every
@@ -241,6 +243,11 @@ class Settings:
     @property
     def maintenance_page(self):
         return f"/etc/flask-ops/{self.app_name}/maintenance.html"
+
+    @property
+    def error_pages_dir(self):
+        """The front server's own error pages, CODE.html (outside every release)."""
+        return f"/etc/flask-ops/{self.app_name}/errors"
 
     @property
     def history_file(self):
@@ -575,6 +582,7 @@ _VALIDATORS = {
     "hooks": daytwo.parse_hooks,
     "workers": daytwo.parse_workers,
     "maintenance": daytwo.parse_maintenance,
+    "error_pages": daytwo.parse_error_pages,
     "templates": lambda k, v: _rel_path(k, v) if v is not None else None,
     "smoke_stream": lambda k, v: _url_path(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
     if v else "",
@@ -787,9 +795,11 @@ def _check_files(settings):
     if settings.tls and settings.tls.key and _inside(Path(root, Path(settings.tls.key).expanduser()), root):
         _fail("tls.certificate.key", settings.tls.key, f"a file outside the project ({root}): a "
               "private key never comes from the repository")
-    page = settings.maintenance.page
-    if page and not (_inside(Path(root, page), root) and Path(root, page).is_file()):
-        _fail("maintenance.page", page, f"an existing HTML file inside the project ({root})")
+    pages = [("maintenance.page", settings.maintenance.page)] + [
+        (f"error_pages.{code}", page) for code, page in settings.error_pages]
+    for key, page in pages:
+        if page and not (_inside(Path(root, page), root) and Path(root, page).is_file()):
+            _fail(key, page, f"an existing HTML file inside the project ({root})")
     req = Path(settings.project_root, settings.source, settings.requirements)
     if not _inside(req, settings.source_dir) or not req.is_file():
         _fail("requirements", settings.requirements,

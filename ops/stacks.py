@@ -9,7 +9,7 @@ import dataclasses
 import shlex
 from pathlib import Path
 
-from . import inits, scripts, templating as t
+from . import daytwo, inits, scripts, templating as t
 from .errors import OpsError
 
 q = shlex.quote
@@ -126,15 +126,18 @@ class Stack:
     def maintenance_page(self):
         """The 503 page of maintenance mode: the project's own file, verbatim, or ours."""
         s = self.s
-        if s.maintenance.page:
-            path = Path(s.project_root, s.maintenance.page)
-            try:
-                content = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise OpsError(f"maintenance.page: cannot read {path}: {exc}") from None
-        else:
-            content = t.render("maintenance.html.j2", s)
+        content = (_project_page(s, "maintenance.page", s.maintenance.page) if s.maintenance.page
+                   else t.render("maintenance.html.j2", s))
         return t.RenderedFile(s.maintenance_page, content, t.PAGE)
+
+    def error_pages(self):
+        """The front server's own 500/502/504 pages (the app's own errors pass as they are):
+        the project's files, verbatim, or ours."""
+        s, own = self.s, dict(self.s.error_pages)
+        return [t.RenderedFile(f"{s.error_pages_dir}/{code}.html",
+                               _project_page(s, f"error_pages.{code}", own[code]) if code in own
+                               else t.render("error.html.j2", s, code=code), t.PAGE)
+                for code in daytwo.ERROR_CODES]
 
     def run_file(self):
         """The release's command runner: hooks, `fab exec` and workers run as the app does."""
@@ -210,6 +213,7 @@ class NginxUwsgi(Stack):
             self.entry_file(),
             self.run_file(),
             self.maintenance_page(),
+            *self.error_pages(),
         ] + self.init.worker_files(s)
 
     def check_lines(self, meta, cand, sites):
@@ -264,6 +268,7 @@ class ApacheModWsgi(Stack):
             self.entry_file(),
             self.run_file(),
             self.maintenance_page(),
+            *self.error_pages(),
         ] + self.init.worker_files(s)
 
     @staticmethod
@@ -312,6 +317,7 @@ class LoadBalancer(NginxUwsgi):
                                     lb_connect_timeout=self.CONNECT_TIMEOUT),
                            t.NGINX),
             self.maintenance_page(),
+            *self.error_pages(),
         ]
 
     def app_units(self):
@@ -326,6 +332,14 @@ class LoadBalancer(NginxUwsgi):
     @property
     def candidate_dir(self):
         return f"/etc/flask-ops/{self.s.app_name}/lb-candidate"
+
+
+def _project_page(s, key, page):
+    path = Path(s.project_root, page)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OpsError(f"{key}: cannot read {path}: {exc}") from None
 
 
 def uwsgi_check_command(ini):

@@ -85,13 +85,18 @@ def remove_app(host, s):
 
 
 def make_project(root, edits=None, config=None):
-    """A throwaway project: a copy of sample_app with edits {relpath: (old, new)}."""
+    """A throwaway project: a copy of sample_app with edits {relpath: (old, new)} (old None:
+    a new file)."""
     import shutil
 
     shutil.copytree(SAMPLE, root / "sample_app",
                     ignore=shutil.ignore_patterns("__pycache__", "build"))
     for rel, (old, new) in (edits or {}).items():
         path = root / "sample_app" / rel
+        if old is None:  # a new file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new)
+            continue
         text = path.read_text()
         assert old in text, f"{old!r} not in {rel}"
         path.write_text(text.replace(old, new, 1))

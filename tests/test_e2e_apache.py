@@ -87,8 +87,11 @@ def test_a_request_over_harakiri_is_cut_on_apache_too(host, project):
     start = time.monotonic()
     conn = http.client.HTTPConnection(host.address, 80, timeout=30)
     conn.request("GET", "/hello?stuck=1", headers={"Host": "sample.test"})
-    status = conn.getresponse().status
+    response = conn.getresponse()
+    status, body = response.status, response.read()
     conn.close()
     took = time.monotonic() - start
     assert status >= 500 and took < 10, (status, took)
+    # Apache's own error is our page, not Apache's
+    assert f"Error {status}".encode() in body and b"Apache" not in body, body
     assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, World!"

@@ -161,17 +161,24 @@ def test_a_get_killed_by_harakiri_runs_once(host, project, shape):
     """nginx lists the uWSGI socket twice (a retry for connections a reloading worker drops),
     but a request that ran until harakiri killed it is not sent again: the client gets its
     error after about harakiri, not twice that, and the app ran it once."""
-    s = project({"app.py": STUCK}, harakiri=3, nginx=shape)
+    # nginx's own 502 is a page: the project's (default shape), or ours (from the inner tier
+    # through the public one, in the proxy shape).
+    edits = {"app.py": STUCK, "errors/502.html": (None, "<h1>Our own 502</h1>\n")}
+    pages = {"error_pages": {502: "sample_app/errors/502.html"}} if shape == "default" else {}
+    s = project(edits, harakiri=3, nginx=shape, **pages)
     ship(s, host)
     sh(host, "rm -f /srv/sample/shared/data/stuck.log")
     start = time.monotonic()
     conn = http.client.HTTPConnection(host.address, 80, timeout=30)
     conn.request("GET", "/hello?stuck=1", headers={"Host": "sample.test"})
-    status = conn.getresponse().status
+    response = conn.getresponse()
+    status, body = response.status, response.read()
     conn.close()
     took = time.monotonic() - start
     assert status == 502 and took < 6, (status, took)
     assert sh(host, "cat /srv/sample/shared/data/stuck.log") == "ran"
+    assert body == b"<h1>Our own 502</h1>\n" if shape == "default" else b"Error 502" in body
+    assert response.getheader("Content-Type") == "text/html"
     assert get(host, s, "/hello").body == b"Hello, World!"
 
 

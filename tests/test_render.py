@@ -124,14 +124,40 @@ def test_nginx_security_defaults(load, shape):
     # No add_header inside the public server's locations: it would drop the inherited ones.
     public = conf[conf.index("# Public tier."):]
     for where, block in re.findall(r"location ([^{]+)\{([^}]*)\}", public):
-        if where.strip() == "= /__flask-ops/maintenance.html":
-            # the maintenance page repeats every server header, then adds Retry-After
+        if where.strip() in ("= /__flask-ops/maintenance.html", "^~ /__flask-ops/errors/"):
+            # the maintenance and error pages repeat every server header, then add their own
             for header in ["X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"]:
                 assert f"add_header {header} " in block
             continue
         assert "add_header" not in block
     assert "$proxy_add_x_forwarded_for" not in conf
     assert "uwsgi_param HTTP_X_FORWARDED_FOR $remote_addr;" in conf
+    # nginx's own errors get our pages, in each tier (an inner tier's 502 reaches the client)
+    assert conf.count("error_page 502 /__flask-ops/errors/502.html;") == (2 if shape != "default" else 1)
+
+
+def test_error_pages_are_ours_or_the_projects_verbatim(load):
+    files = {f.path: f.content for f in render.render(load())}
+    for code in (500, 502, 504):
+        page = files[f"/etc/flask-ops/sample/errors/{code}.html"]
+        assert f"Error {code}" in page and "nginx" not in page.lower()
+    s = load(error_pages={502: "sample_app/static/css/site.css"})
+    files = {f.path: f.content for f in render.render(s)}
+    assert files["/etc/flask-ops/sample/errors/502.html"] == (
+        ROOT / "sample_app/static/css/site.css").read_text()
+    assert "Error 504" in files["/etc/flask-ops/sample/errors/504.html"]
+
+
+@pytest.mark.parametrize("pages, message", [
+    ({503: "x.html"}, r"error_pages\.503: .*500, 502, 504"),
+    ({502: "../outside.html"}, r"error_pages\.502: .*inside the project"),
+    ({502: "/etc/passwd"}, r"error_pages\.502: .*inside the project"),
+    ({502: "no/such/page.html"}, r"error_pages\.502: .*an existing HTML file"),
+    ("502.html", r"error_pages: .*a mapping"),
+])
+def test_bad_error_pages_are_refused_naming_the_key(load, pages, message):
+    with pytest.raises(settings.SettingsError, match=message):
+        load(error_pages=pages)
 
 
 def test_streaming_locations_are_unbuffered_at_every_tier(load):
