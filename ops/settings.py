@@ -16,6 +16,7 @@ from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
 NGINX_SHAPES = ("default", "proxy", "cache")
+ACCESS_LOG_FORMATS = ("main", "json")
 INITS = tuple(inits.INITS)
 
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,30}\Z")
@@ -110,6 +111,8 @@ class Settings:
     maintenance: daytwo.Maintenance = daytwo.Maintenance()
     # The front server's own 500/502/504 pages: (code, project file); ours for the others.
     error_pages: Tuple[Tuple[int, str], ...] = ()
+    # The front server's access log: "main" (combined + timings and the request id) or "json".
+    access_log: str = "main"
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
     project_root: str = "."  # not a user key: where relative `source` is resolved
     # Not a user key: the URL prefixes where the app serves static files (its own and every
@@ -583,6 +586,7 @@ _VALIDATORS = {
     "workers": daytwo.parse_workers,
     "maintenance": daytwo.parse_maintenance,
     "error_pages": daytwo.parse_error_pages,
+    "access_log": lambda k, v: _choice(k, v, ACCESS_LOG_FORMATS),
     "templates": lambda k, v: _rel_path(k, v) if v is not None else None,
     "smoke_stream": lambda k, v: _url_path(k, v, _URL_WITH_QUERY, "a URL path with an optional query")
     if v else "",
@@ -620,6 +624,9 @@ def load(raw=None, project_root=".", check_files=True, stage=None):
         _fail("upstream_port", settings.upstream_port, "a port other than listen_port")
     if settings.tls:
         _check_tls(settings)
+    if settings.access_log == "json" and settings.stack != "nginx-uwsgi":
+        _fail("access_log", "json", "main on Apache: its log escaping (\\xhh) is not JSON; "
+              "json needs stack nginx-uwsgi")
     if settings.static_url == "/":
         _fail("static_url", settings.static_url, "a sub-path such as '/static/'")
     _check_conflicts(settings)

@@ -280,7 +280,7 @@ class ApacheModWsgi(Stack):
         # The catch-all's 443 virtual host needs mod_ssl and the host's self-signed pair.
         return super().provisioned_files() + [
             f"/etc/apache2/mods-enabled/{m}.load" for m in ("wsgi", "headers", "ssl", "http2",
-                                                            "rewrite")] + [
+                                                            "rewrite", "unique_id")] + [
             "/etc/ssl/private/ssl-cert-snakeoil.key"]
 
     def web_processes(self):

@@ -111,7 +111,9 @@ def create_app(config=None):
                        # The scheme of the Authorization header the app received (never
                        # its credentials): API clients' Basic/Bearer must reach the app.
                        authorization=(request.headers.get("Authorization") or " ").split(" ")[0]
-                       or None)
+                       or None,
+                       # The front server's id of this request (its access log has it too).
+                       request_id=request.headers.get("X-Request-ID"))
 
     @app.route("/healthz")
     def healthz():

@@ -148,3 +148,24 @@ def deploy_change_rollback(host, project, stack):
         assert hello(s) == b"Hello, World!"
     finally:
         remove_app(host, s)
+
+
+def followed_request_id(target, host_for_log, log, forged="forged-by-the-client", json_log=False):
+    """GET /whoami with a client's own X-Request-ID: the app must see the front server's id
+    (not the client's), the client gets that id back, and `log` (an access log on
+    `host_for_log`) has a line for it. Returns the id."""
+    import json
+    from ops import smoke
+
+    resp = smoke.request(target, f"/whoami?rid={forged}", headers={"X-Request-ID": forged})
+    seen = json.loads(resp.body)["request_id"]
+    assert seen and seen != forged and resp.header("X-Request-ID") == seen, (seen, resp.headers)
+    lines = host_for_log.run(f"grep -F -- {seen} {log}", "log").stdout.splitlines()
+    assert len(lines) == 1 and "/whoami?rid=" in lines[0], lines
+    if json_log:
+        entry = json.loads(lines[0])
+        assert entry["request_id"] == seen and entry["status"] == 200, entry
+        assert float(entry["request_time"]) >= 0 and entry["uri"].startswith("/whoami")
+    else:
+        assert f" id={seen}" in lines[0] and " rt=" in lines[0], lines[0]
+    return seen

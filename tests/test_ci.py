@@ -44,9 +44,10 @@ def test_fab_check_fails_with_the_checkers_message_on_a_broken_template(tmp_path
     overrides = tmp_path / "templates" / "nginx"
     overrides.mkdir(parents=True)
     site = (ROOT / "ops/templates/nginx/site.conf.j2").read_text()
-    line = "access_log /var/log/nginx/{{ s.app_name }}.access.log;"
+    line = "access_log /var/log/nginx/{{ s.app_name }}.access.log {{ s.app_name }}_{{ s.access_log }};"
     assert line in site
-    (overrides / "site.conf.j2").write_text(site.replace(line, line[:-1] + " no_such_format;"))
+    (overrides / "site.conf.j2").write_text(site.replace(
+        line, "access_log /var/log/nginx/{{ s.app_name }}.access.log no_such_format;"))
     (tmp_path / "ci.yaml").write_text(yaml.safe_dump({"deploy": {
         **SAMPLE_DEPLOY, "templates": str(overrides.parent.relative_to(tmp_path))}}))
     shutil.copytree(ROOT / "sample_app", tmp_path / "sample_app")

@@ -9,7 +9,7 @@ import pytest
 from ops import deploy, provision, smoke, staging
 from ops.errors import DeployError, OpsError
 
-from conftest import make_project, sample_settings
+from conftest import followed_request_id, make_project, sample_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +49,8 @@ def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
     who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami",
                                    headers={"Authorization": "Bearer t0ken"}).body)
     assert who["authorization"] == "Bearer"
+    # mod_unique_id's request id, from Apache to the app, back to the client, in the log.
+    followed_request_id(deploy.target_for(s, host), host, "/var/log/apache2/sample.access.log")
 
     changed = project({"app.py": ("Hello, World!", "Hello from Apache")})
     second = deploy.deploy(changed, host, out=lambda m: None)

@@ -13,7 +13,7 @@ import pytest
 from ops import deploy, plan, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
-from conftest import ROOT
+from conftest import ROOT, followed_request_id
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -39,7 +39,8 @@ def current(host, s):
 
 @pytest.mark.parametrize("shape", ["default", "proxy", "cache"])
 def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
-    s = project(nginx=shape)
+    fmt = "json" if shape == "cache" else "main"
+    s = project(nginx=shape, access_log=fmt)
     release, _ = ship(s, host)
     assert current(host, s) == release
     results = smoke.run(s, deploy.target_for(s, host), deploy.current_statics(s, host))
@@ -54,6 +55,9 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
     assert "6.6.6.6" not in (who["forwarded_for"] or "")
     assert who["forwarded_for"] == staging.BRIDGE_ADDR
     assert who["forwarded_proto"] == "http"
+    # One request id, from nginx to the app, back to the client, in the access log.
+    followed_request_id(deploy.target_for(s, host), host, "/var/log/nginx/sample.access.log",
+                        json_log=fmt == "json")
     bearer = json.loads(get(host, s, "/whoami", Authorization="Bearer t0ken").body)
     assert bearer["authorization"] == "Bearer"
     # Bodies over client_max_body_size are refused by nginx before the app sees them.

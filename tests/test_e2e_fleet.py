@@ -11,7 +11,7 @@ from ops import deploy, fleet, provision, smoke, staging
 from ops.errors import DeployError
 
 import loadgen
-from conftest import make_project
+from conftest import followed_request_id, make_project
 
 pytestmark = pytest.mark.e2e
 CONFIG = {"app_name": "fleet", "server_names": ["fleet.test"],
@@ -61,6 +61,22 @@ def test_rolling_deploy_under_load_loses_nothing(hosts, project):
     new = {text.split(": ", 1)[1] for name, text in outcome.items() if text.startswith("ok")}
     assert len(new) == 1 and set(releases(apps, s).values()) == new
     assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"), "/hello").body == b"Hello, rolled"
+
+
+def test_one_request_id_from_the_balancer_through_the_app_host_into_the_app(hosts, project):
+    """The balancer makes the id (a client's own is not believed); the app host keeps it, as
+    it comes from its balancer; the app, the client and both access logs see the same one."""
+    lbs, apps = hosts
+    s = project("Hello, ids")
+    fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+    rid = followed_request_id(smoke.Target(lbs[0].address, 80, "fleet.test"), lbs[0],
+                              "/var/log/nginx/fleet.access.log")
+    found = [a.name for a in apps
+             if a.run(f"grep -cF -- 'id={rid}' /var/log/nginx/fleet.access.log || true",
+                      "log").stdout.strip() == "1"]
+    assert len(found) == 1, found
+    # Straight to an app host (not from its balancer), a client's id is replaced there too.
+    followed_request_id(deploy.target_for(s, apps[0]), apps[0], "/var/log/nginx/fleet.access.log")
 
 
 def test_an_app_host_cut_off_mid_load_costs_no_request_and_at_most_the_bounded_wait(hosts, project):

@@ -290,3 +290,27 @@ def test_an_app_with_only_the_required_keys_renders_and_passes_the_checkers(stac
     files = render.render(s)
     assert checks.check_local(files, s)
     assert "healthz" not in "".join(f.content for f in files)
+
+
+@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+@pytest.mark.parametrize("fmt", settings.ACCESS_LOG_FORMATS)
+def test_request_id_reaches_app_log_and_client_in_every_shape(load, shape, fmt):
+    s = load(nginx=shape, access_log=fmt)
+    files = render.render(s)
+    conf = site(files)
+    assert f"access_log /var/log/nginx/sample.access.log sample_{fmt};" in conf
+    assert f"log_format sample_{fmt} " in conf and "$sample_request_id" in conf
+    assert 'add_header X-Request-ID "$sample_request_id" always;' in conf
+    if shape == "default":
+        assert "uwsgi_param HTTP_X_REQUEST_ID $sample_request_id;" in conf
+    else:  # the public tier hands its id to the inner tier, which hands it to the app
+        assert "proxy_set_header X-Request-ID $sample_request_id;" in conf
+        assert "uwsgi_param HTTP_X_REQUEST_ID $http_x_request_id;" in conf
+    # Without trusted proxies, a client's own X-Request-ID is never believed.
+    assert '"0:$http_x_request_id" $sample_request_id' in conf
+    checks.check_local(files, s)  # nginx -t accepts the formats
+
+
+def test_json_access_log_is_refused_on_apache(load):
+    with pytest.raises(settings.SettingsError, match=r"access_log: .*json needs stack nginx-uwsgi"):
+        load(stack="apache-modwsgi", access_log="json")

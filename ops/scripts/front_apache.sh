@@ -9,11 +9,12 @@ changed=
   echo 'changed: disabled the stock apache site'
 }
 # ssl, http2, rewrite: HTTPS (tls), and the catch-all's 443 virtual host on every host.
+# unique_id: the request id of each request (X-Request-ID, the access log).
 [ -e /etc/ssl/private/ssl-cert-snakeoil.key ] || {
   make-ssl-cert generate-default-snakeoil
   echo 'changed: made the self-signed certificate of the default TLS site'
 }
-for m in wsgi headers ssl http2 rewrite; do
+for m in wsgi headers ssl http2 rewrite unique_id; do
   [ -e "/etc/apache2/mods-enabled/$m.load" ] || {
     a2enmod -q "$m" >/dev/null
     changed=1
