@@ -1,10 +1,14 @@
 """Rolling deploys over a fleet: app hosts behind nginx load balancers.
 
 The slow steps (build once; facts, upload, dependency install and config checks on every
-app host) run in parallel. Then, batch by batch, each host is drained from every load
-balancer, switched, verified and smoke-tested directly, and put back. A failed batch stops
-the roll: its hosts are restored, hosts not yet switched drop their staged release, and the
-summary names every host's outcome.
+app host) run in parallel. Then, batch by batch, each host is switched, verified and
+smoke-tested directly. A host whose switch could cost its clients a request (its front server
+reloads or restarts, or its app server restarts) is drained from every load balancer first
+and put back after; a host whose switch is uWSGI's own graceful reload stays in: requests
+wait in its socket's queue, and no balancer reloads (an nginx reload closes its clients' idle
+keep-alive connections, and a client sending on one at that moment loses the request). A
+failed batch stops the roll: its hosts are restored, hosts not yet switched drop their staged
+release, and the summary names every host's outcome.
 """
 
 import dataclasses
@@ -15,9 +19,11 @@ from .errors import DeployError, OpsError
 from .steps import Prefixed, Steps
 
 
-def lb_script(s, upstreams):
-    """Check a load balancer's new site in the context of its whole nginx config, then
-    install it and reload (graceful: in-flight requests finish on the old workers)."""
+def lb_script(s, upstreams, reload=False):
+    """Check a load balancer's new site in the context of its whole nginx config, then, if it
+    differs from the live one, install it and reload (graceful: in-flight requests finish on
+    the old workers). Prints `reloaded` when it did. reload: whatever the site (a new
+    certificate)."""
     lb = stacks.LoadBalancer(s)
     files = lb.files(upstreams)
     sites = [f for f in files if f.is_site]
@@ -27,12 +33,17 @@ def lb_script(s, upstreams):
              for f in files if not f.is_site]  # the maintenance page
     lines += lb.check_in_context(cand, names, [plan.write_line(f"{cand}/sites/{name}", f.content)
                                                for f, name in zip(sites, names)])
+    lines.append("changed=" + ("1" if reload else ""))
     for f in sites:
-        lines.append(plan.install_line(f"{cand}/sites/{f.path.rsplit('/', 1)[1]}", f.path, f.mode)
-                     + " && " + plan.enable_line(lb.sites_enabled, f.path))
-    lines.append("if systemctl is-active --quiet nginx; then")
-    lines += ["  " + line for line in lb.reload(lb.front)]
-    lines += ["else", "  systemctl restart nginx", "fi"]
+        new = plan.q(f"{cand}/sites/{f.path.rsplit('/', 1)[1]}")
+        enabled = plan.q(f"{lb.sites_enabled}/{f.path.rsplit('/', 1)[1]}")
+        lines += [f"if ! cmp -s {new} {plan.q(f.path)} || [ ! -e {enabled} ]; then",
+                  "  " + plan.install_line(f"{cand}/sites/{f.path.rsplit('/', 1)[1]}", f.path, f.mode)
+                  + " && " + plan.enable_line(lb.sites_enabled, f.path),
+                  "  changed=1", "fi"]
+    lines.append("if ! systemctl is-active --quiet nginx; then")
+    lines += ["  systemctl restart nginx && echo reloaded", "elif [ -n \"$changed\" ]; then"]
+    lines += ["  " + line for line in lb.reload(lb.front)] + ["  echo reloaded", "fi"]
     return plan.script(lines)
 
 
@@ -42,11 +53,12 @@ class LoadBalancers:
     def __init__(self, s, lbs, apps, out):
         self.s, self.lbs, self.apps, self.out = s, lbs, apps, out
 
-    def apply(self, drained=()):
-        script = lb_script(self.s, [render.Upstream(a.address, a.name in drained) for a in self.apps])
-        for lb in self.lbs:
-            lb.run(script, "load balancer config")
-        if self.lbs:
+    def apply(self, drained=(), reload=False):
+        script = lb_script(self.s, [render.Upstream(a.address, a.name in drained) for a in self.apps],
+                           reload)
+        reloaded = [lb.run(script, "load balancer config").stdout.split()[-1:] == ["reloaded"]
+                    for lb in self.lbs]
+        if any(reloaded):
             state = ", ".join(f"{a.name} {'drained' if a.name in drained else 'in'}" for a in self.apps)
             self.out(f"  lb         {state}")
 
@@ -67,9 +79,10 @@ def app_settings(s, lbs):
 
 def lb_certificates(s, lbs, out):
     """Each balancer's certificate (ACME through its own certbot, or the user's files) before
-    its TLS config is checked against it."""
+    its TLS config is checked against it. Returns whether the balancers must reload to serve
+    it (certbot reloads by itself when it renews)."""
     if not (s.tls and lbs):
-        return
+        return False
     cert_files = None if s.tls.acme else certs.load_files(s, warn=out)
     # No facts: certbot keeps a certificate that is still valid; files are rewritten.
     steps = plan.certificate_steps(s, {}, cert_files, certs.acme_ca(s))
@@ -81,14 +94,25 @@ def lb_certificates(s, lbs, out):
     if steps:
         out(f"  lb         certificate for {', '.join(s.server_names)} on "
             f"{', '.join(lb.name for lb in lbs)}")
+    return bool(steps and cert_files)
 
 
-def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print):
+DRAIN_MODES = ("auto", "always")
+
+
+def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="auto"):
     """Deploy to every app host in batches behind the load balancers. Returns {host: outcome};
-    raises DeployError with the per-host summary when more than max_fail hosts failed."""
+    raises DeployError with the per-host summary when more than max_fail hosts failed.
+
+    drain: "auto" takes a host out of the balancers only when its switch could cost a client
+    a request (plan.disturbs_clients); "always" also for uWSGI's graceful reload, so that a
+    release failing its checks on a host is never seen by clients, at the price of balancer
+    reloads (each can cost a keep-alive client a request)."""
+    if drain not in DRAIN_MODES:
+        raise OpsError(f"--drain {drain}: one of {', '.join(DRAIN_MODES)}")
     fleet = render.Fleet(tuple(lb.address for lb in lbs))
     lb_s, s = s, app_settings(s, lbs)
-    lb_certificates(lb_s, lbs, out)
+    new_certificate = lb_certificates(lb_s, lbs, out)
     built = deploy.build(s, Steps(out), fleet)
     outcome, prepared = {}, {}
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:
@@ -118,12 +142,15 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print):
             executor.discard(p)
             outcome[p.remote.name] = "untouched (old release kept)"
         return _finish(outcome, max_fail, out)
-    balancers.apply()
+    balancers.apply(reload=new_certificate)
     order = [a.name for a in apps if a.name in prepared]
     failures = len(outcome)
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        balancers.apply(drained=batch)
+        if drain == "always" or any(prepared[n].plan.drain for n in batch):
+            balancers.apply(drained=batch)
+        else:
+            out(f"  lb         {', '.join(batch)} stay in (uWSGI's graceful reload only)")
         with ThreadPoolExecutor(max_workers=len(batch)) as pool:
             results = {n: pool.submit(executor.activate, prepared.pop(n)) for n in batch}
         for name, future in results.items():

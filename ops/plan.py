@@ -72,6 +72,9 @@ class Plan:
     finish: Optional[Step] = None
     nothing_to_do: bool = False
     todo: Tuple[Tuple[str, str], ...] = field(default=())
+    # Whether the switch can disturb clients of this host (a front server reload or restart,
+    # an app server restart): in a fleet, such a host leaves the balancers first (drained).
+    drain: bool = True
     history: dict = field(default_factory=dict)  # the entry a failed attempt records
     noop: Optional[Step] = None  # nothing_to_do: record it, release the lock
 
@@ -189,8 +192,13 @@ def changed_configs(files, facts):
     return [f for f in config_files(files) if facts["live"].get(f.path) != sha256(f.content)]
 
 
-def actions(s, files, facts):
-    """What must be restarted or reloaded, and why: ('restart'|'reload', unit)."""
+def actions(s, files, facts, certificate=False):
+    """What must be restarted or reloaded, and why: ('restart'|'reload', unit).
+
+    The front server is reloaded only when something it reads at start changed (its site
+    files, a certificate: `certificate`), on stacks where the app's code switches without it
+    (nginx + uWSGI): a reload closes every idle keep-alive connection of its clients, which a
+    client that sends its next request at that moment sees fail."""
     stack = stacks.of(s)
     changed = changed_configs(files, facts)
     unit_paths = stack.init.unit_paths(s) if stack.app_units() else {}
@@ -205,8 +213,21 @@ def actions(s, files, facts):
                    # a restarted socket stops its service: the service starts on the new one
                    or (unit in unit_paths and any(action == "restart" and u in unit_paths
                                                   for action, u in todo)))
+        if (unit == stack.front and not restart and not stack.front_reloads_the_app
+                and not certificate and not any(f.is_site for f in changed)):
+            continue
         todo.append(("restart" if restart else "reload", unit))
-    return todo[1:] + todo[:1]  # the app server first, the front server last
+    # the app server first, the front server last
+    return todo[1:] + todo[:1] if todo and todo[0][1] == stack.front else todo
+
+
+def disturbs_clients(s, todo):
+    """Whether these actions can cost a client of the host a request: any restart of the
+    front or app server, or a front server reload (it closes idle keep-alive connections).
+    uWSGI's own reload cannot: the socket stays open and requests wait in its queue."""
+    stack = stacks.of(s)
+    return any(unit == stack.front or (action == "restart" and unit in stack.app_units())
+               for action, unit in todo)
 
 
 # ----------------------------------------------------------------------------- step scripts
@@ -482,14 +503,14 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
     or acme_ca (tls.acme's private CA): what the certificate step needs."""
     previous = facts["current"]
     files = host_files(s, release.files)
-    todo = tuple(actions(s, files, facts))
+    cert_steps = certificate_steps(s, facts, cert_files, acme_ca)
+    todo = tuple(actions(s, files, facts, certificate=bool(cert_steps)))
     manifest = facts.get("manifest") or {}
     state = facts.get("state") or {}
     env_digest = env.digest(env_key) if env is not None else None
     env_changed = env is not None and state.get("env_digest") != env_digest
     env_steps = (Step("env", env_stage_script(s), f"{len(env.names)} names staged; values not "
                       "shown", stdin=env.payload(env_key)),) if env_changed else ()
-    cert_steps = certificate_steps(s, facts, cert_files, acme_ca)
     cert_files_step = bool(cert_steps) and not s.tls.acme
     workers = stacks.of(s).worker_units()
     dropped = dropped_workers(s, facts.get("workers", []), workers)
@@ -504,7 +525,7 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
     env_file = s.env_file + ".new" if env_changed else s.env_file
     return Plan(
         host_action="deploy", target=release.id, previous=previous, nothing_to_do=nothing,
-        todo=todo, history={"file": s.history_file, "entry": entry},
+        todo=todo, drain=disturbs_clients(s, todo), history={"file": s.history_file, "entry": entry},
         noop=Step("unlock", script([history_line(s.history_file, dict(entry, result="no change")),
                                     unlock_line(s)])),
         before_switch=hook_steps(s, release.id, "before_switch", env_file),

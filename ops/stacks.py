@@ -69,6 +69,10 @@ class Stack:
     def caches(self):
         return False
 
+    # Whether the front server's reload is what switches the app's code (mod_wsgi's daemons
+    # live in Apache); else the front server reloads only when its own config changed.
+    front_reloads_the_app = True
+
     # Whether a generator response reaches the client chunk by chunk only under the
     # `streaming` paths (nginx buffers every other uwsgi/proxy response).
     streams_only_listed = False
@@ -184,6 +188,7 @@ class NginxUwsgi(Stack):
     packages = ("nginx", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv")
     provision_script = "front_nginx.sh"
     streams_only_listed = True
+    front_reloads_the_app = False
     UWSGI_PLUGIN = "python3"
 
     @property

@@ -183,8 +183,10 @@ def provision(c):
 @ops_task(name="deploy", help={
     "dry_run": "show the config diffs and commands; change nothing",
     "batch_size": "fleet: app hosts switched at a time (default 1)",
-    "max_fail": "fleet: failed hosts tolerated before the roll stops (default 0)"})
-def deploy_(c, dry_run=False, batch_size=1, max_fail=0):
+    "max_fail": "fleet: failed hosts tolerated before the roll stops (default 0)",
+    "drain": "fleet: take hosts out of the balancers 'auto' (only when their switch needs it) "
+             "or 'always' (a release failing its checks is never seen; balancer reloads)"})
+def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto"):
     """Build, upload, check on the host, switch atomically, smoke-test; roll back on failure.
 
     Without -H and with `roles` in the app description: a rolling deploy over the fleet.
@@ -198,7 +200,7 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0):
         names = ", ".join(a.name for a in apps)
         print(f"rolling {s.app_name} over {len(apps)} app hosts behind {len(lbs)} load balancers"
               if lbs else f"deploying {s.app_name} to {names}, {batch_size} at a time")
-        fleet.rolling_deploy(s, lbs, apps, int(batch_size), int(max_fail))
+        fleet.rolling_deploy(s, lbs, apps, int(batch_size), int(max_fail), drain=drain)
         if lbs:
             print(f"serving through http://{lbs[0].address}:{s.listen_port}/ (Host: {s.server_names[0]})")
         return

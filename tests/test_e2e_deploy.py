@@ -13,6 +13,7 @@ import pytest
 from ops import deploy, plan, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
+import loadgen
 from conftest import ROOT, followed_request_id
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +100,32 @@ def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
     assert float(score.split(":")[1].split()[0]) <= 2.0, score
     # The listen queue is listen_queue, not the kernel's default of 128 (uWSGI's 100).
     assert sh(host, "ss -Hlx src /run/sample/uwsgi.sock").split()[3] == "1024"
+
+
+def test_keepalive_clients_lose_nothing_while_code_changes_deploy(host, project):
+    """Clients that keep their connection (browsers, API clients), GETs and POSTs mixed, while
+    two code changes deploy: nginx is not reloaded (that would close their idle connections
+    under their next request), uWSGI reloads gracefully, its socket queues; no request fails."""
+    ship(project(), host)
+    # A connection that sits idle across a deploy is still open after it (an nginx reload
+    # would have closed it: the next request on it would fail).
+    idle = http.client.HTTPConnection(host.address, 80, timeout=10)
+    idle.request("GET", "/hello", headers={"Host": "sample.test"})
+    assert idle.getresponse().read() == b"Hello, World!"
+    with loadgen.Load(host.address, 80, "sample.test", path="/echo", concurrency=8,
+                      keepalive=True, post_every=3, max_requests=100000,
+                      max_seconds=120) as traffic:
+        traffic.wait_for(200)
+        for greeting in ("Hello, keep-alive one", "Hello, keep-alive two"):
+            _, output = ship(project({"app.py": ("Hello, World!", greeting)}), host)
+            switch = next(line for line in output.splitlines() if line.split()[:1] == ["switch"])
+            assert "reload sample-uwsgi" in switch and "nginx" not in switch, switch
+        traffic.wait_for(traffic.result.sent + 200)
+    assert traffic.result.failed == 0, traffic.result.errors
+    assert traffic.result.sent > 400
+    idle.request("GET", "/hello", headers={"Host": "sample.test"})
+    assert idle.getresponse().read() == b"Hello, keep-alive two"
+    idle.close()
 
 
 def test_uploads_land_in_the_data_dir_the_sandbox_leaves_writable(host, project):

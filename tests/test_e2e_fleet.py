@@ -1,6 +1,7 @@
 """Fleets and zero downtime, proven under a bounded load on the project's own staging hosts:
 staging3 balances staging1 and staging2."""
 
+import http.client
 import json
 import subprocess
 import threading
@@ -45,22 +46,40 @@ def releases(apps, s):
 
 
 def through(lb, **kwargs):
-    return loadgen.Load(lb.address, 80, "fleet.test", concurrency=4, max_requests=100000,
-                     max_seconds=90, **kwargs)
+    return loadgen.Load(lb.address, 80, "fleet.test", **{
+        "concurrency": 4, "max_requests": 100000, "max_seconds": 90, **kwargs})
 
 
-def test_rolling_deploy_under_load_loses_nothing(hosts, project):
+@pytest.mark.parametrize("clients", ["new connection per request", "keep-alive, GET and POST"])
+def test_rolling_deploy_under_load_loses_nothing(hosts, project, clients):
+    """A code change rolls with uWSGI's graceful reload on each app host: no balancer reloads
+    (a reload would close keep-alive connections under a client's next request), no request
+    lost, whether clients reconnect for each request or keep their connection as browsers
+    and API clients do."""
     lbs, apps = hosts
-    s = project("Hello, rolled")
-    with through(lbs[0], path="/hello") as traffic:
+    s = project(f"Hello, rolled ({clients})")
+    lines = []
+    keepalive = clients.startswith("keep-alive")
+    # A client's connection to the balancer, idle during the roll, still works after it.
+    idle = http.client.HTTPConnection(lbs[0].address, 80, timeout=10)
+    idle.request("GET", "/hello", headers={"Host": "fleet.test"})
+    idle.getresponse().read()
+    with through(lbs[0], path="/echo", keepalive=keepalive, post_every=3 if keepalive else 0,
+                 concurrency=8 if keepalive else 4) as traffic:
         traffic.wait_for(100)
-        outcome = fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+        outcome = fleet.rolling_deploy(s, lbs, apps, out=lines.append)
         traffic.wait_for(traffic.result.sent + 100)
+    idle.request("GET", "/hello", headers={"Host": "fleet.test"})
+    assert idle.getresponse().read() == f"Hello, rolled ({clients})".encode()
+    idle.close()
     assert traffic.result.failed == 0, traffic.result.errors
     assert traffic.result.sent > 200
+    assert sum("stay in (uWSGI's graceful reload only)" in line for line in lines) == 2, lines
+    assert not [line for line in lines if "drained" in line], lines
     new = {text.split(": ", 1)[1] for name, text in outcome.items() if text.startswith("ok")}
     assert len(new) == 1 and set(releases(apps, s).values()) == new
-    assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"), "/hello").body == b"Hello, rolled"
+    assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"),
+                         "/hello").body == f"Hello, rolled ({clients})".encode()
 
 
 def test_one_request_id_from_the_balancer_through_the_app_host_into_the_app(hosts, project):
@@ -102,7 +121,11 @@ def test_an_app_host_cut_off_mid_load_costs_no_request_and_at_most_the_bounded_w
     assert max(traffic.result.latencies) <= bound, max(traffic.result.latencies)
 
 
-def test_a_failing_first_batch_stops_the_roll_and_traffic_never_notices(hosts, project):
+@pytest.mark.parametrize("drain", ["always", "auto"])
+def test_a_failing_first_batch_stops_the_roll_and_no_request_fails(hosts, project, drain):
+    """With --drain always the failed release is never seen: clients get the old page only.
+    With auto (uWSGI's graceful reload, no balancer reload) the failed host serves it until
+    it is restored: the roll still stops and no request fails."""
     lbs, apps = hosts
     s = project("Hello, steady")
     fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
@@ -112,10 +135,11 @@ def test_a_failing_first_batch_stops_the_roll_and_traffic_never_notices(hosts, p
         {"app.py": ('return jsonify(status="ok", release=RELEASE, cwd=os.getcwd())',
                     'return jsonify(status="failing"), 500')}, CONFIG)
     lines = []
-    with through(lbs[0], path="/hello", expect=b"Hello, steady") as traffic:
+    with through(lbs[0], path="/hello",
+                 expect=b"Hello, steady" if drain == "always" else b"Hello") as traffic:
         traffic.wait_for(100)
         with pytest.raises(DeployError, match="the roll stopped"):
-            fleet.rolling_deploy(broken, lbs, apps, out=lines.append)
+            fleet.rolling_deploy(broken, lbs, apps, out=lines.append, drain=drain)
         traffic.wait_for(traffic.result.sent + 100)
     assert traffic.result.failed == 0, traffic.result.errors
     summary = "\n".join(lines)

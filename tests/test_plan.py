@@ -171,7 +171,7 @@ def test_unchanged_build_on_a_host_that_serves_it_is_nothing_to_do(load):
               enabled={n: True for n in plan.site_names(rel.files)})
     p = plan.deploy_plan(s, rel, f, RECORD)
     assert p.nothing_to_do and p.todo == (("reload", "sample-uwsgi.socket"),
-                                          ("reload", "sample-uwsgi"), ("reload", "nginx"))
+                                          ("reload", "sample-uwsgi"))
     assert not plan.deploy_plan(s, rel, dict(f, enabled={"sample.conf": False}), RECORD).nothing_to_do
 
 
@@ -181,11 +181,33 @@ def test_a_changed_unit_or_a_stopped_service_means_restart(load):
     live = live_for(files)
     live["/etc/systemd/system/sample-uwsgi.service"] = "old"
     assert ("restart", "sample-uwsgi") in plan.actions(s, files, facts(live=live))
-    assert ("reload", "nginx") in plan.actions(s, files, facts(live=live))
     stopped = facts(live=live_for(files), active={"nginx": "inactive", "sample-uwsgi": "active",
                                                   "sample-uwsgi.socket": "active"})
     assert plan.actions(s, files, stopped) == [("reload", "sample-uwsgi.socket"),
                                                ("reload", "sample-uwsgi"), ("restart", "nginx")]
+
+
+def test_nginx_reloads_only_when_its_site_or_certificate_changed(load):
+    """A reload closes every idle keep-alive connection: a code change (uWSGI's own graceful
+    reload) leaves nginx alone, and such a host need not leave the balancers of a fleet."""
+    s = load()
+    files = render.render(s)
+    live = live_for(files)
+    code_change = plan.actions(s, files, facts(live=live))
+    assert [unit for _, unit in code_change] == ["sample-uwsgi.socket", "sample-uwsgi"]
+    assert not plan.disturbs_clients(s, code_change)
+    assert ("reload", "nginx") in plan.actions(s, files, facts(live=live), certificate=True)
+    live["/etc/nginx/sites-available/sample.conf"] = "old"
+    site_change = plan.actions(s, files, facts(live=live))
+    assert site_change[-1] == ("reload", "nginx") and plan.disturbs_clients(s, site_change)
+    live = live_for(files)
+    live["/etc/systemd/system/sample-uwsgi.service"] = "old"
+    assert plan.disturbs_clients(s, plan.actions(s, files, facts(live=live)))
+    # Apache's reload is the code switch (mod_wsgi's daemons live in it): always there.
+    a = load(stack="apache-modwsgi")
+    a_files = render.render(a)
+    apache = plan.actions(a, a_files, facts(live=live_for(a_files), active={"apache2": "active"}))
+    assert apache == [("reload", "apache2")] and plan.disturbs_clients(a, apache)
 
 
 def test_a_changed_socket_unit_restarts_socket_then_service_and_a_changed_service_keeps_the_socket(load):
