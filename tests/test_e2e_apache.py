@@ -97,3 +97,53 @@ def test_a_request_over_harakiri_is_cut_on_apache_too(host, project):
     # Apache's own error is our page, not Apache's
     assert f"Error {status}".encode() in body and b"Apache" not in body, body
     assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, World!"
+
+
+SLOW = ('    def hello():\n', '    def hello():\n'
+        '        if request.args.get("slow"):\n'
+        '            open(os.path.join(DATA_DIR, "slow.started"), "w").close()\n'
+        '            time.sleep(float(request.args["slow"]))\n'
+        '            return "slow done"\n')
+
+
+@pytest.mark.parametrize("seconds, finishes", [(4, True), (25, False)])
+def test_an_apache_reload_waits_drain_timeout_for_a_request_in_flight(host, project, seconds,
+                                                                       finishes):
+    """drain_timeout is mod_wsgi's graceful/shutdown-timeout: a code change reloads Apache,
+    and a request already running finishes if it needs less than drain_timeout (8 s here);
+    a longer one is cut about then, and the deploy does not wait for it any longer."""
+    import threading
+    import time
+    edits = {"app.py": SLOW}
+    s = project(edits, drain_timeout=8, harakiri=60)
+    deploy.deploy(s, host, out=lambda m: None)
+    host.run("rm -f /srv/sample/shared/data/slow.started", "clean")
+    got = {}
+
+    def slow():
+        conn = http.client.HTTPConnection(host.address, 80, timeout=60)
+        try:
+            conn.request("GET", f"/hello?slow={seconds}", headers={"Host": "sample.test"})
+            response = conn.getresponse()
+            got["status"], got["body"] = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            got["status"], got["body"] = type(exc).__name__, b""
+        got["at"] = time.monotonic()
+        conn.close()
+
+    reader = threading.Thread(target=slow)
+    reader.start()
+    deadline = time.monotonic() + 15
+    while host.run("test -e /srv/sample/shared/data/slow.started", "started",
+                   check=False).exited != 0:
+        assert time.monotonic() < deadline, "the slow request never started"
+    start = time.monotonic()
+    changed = project({"app.py": SLOW, "reports/__init__.py": ('"""A', '"""Changed: a')},
+                      drain_timeout=8, harakiri=60)
+    before = deploy.releases(s, host)[0]
+    assert deploy.deploy(changed, host, out=lambda m: None) != before  # Apache reloaded
+    reader.join(70)
+    if finishes:
+        assert (got["status"], got["body"]) == (200, b"slow done"), got
+    else:
+        assert got["status"] != 200 and got["at"] - start < 8 + 6, (got, got["at"] - start)
