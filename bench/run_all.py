@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import deploy_vs_ansible  # noqa: E402
 import serve  # noqa: E402
 import tls as tls_bench  # noqa: E402
+import zero_downtime  # noqa: E402
 
 
 def plot(ratios, path):
@@ -42,6 +43,7 @@ def main():
     speed = deploy_vs_ansible.main()
     served, ratios = serve.main()
     tls_report, tls_ratios = tls_bench.main()
+    zdt_report = zero_downtime.main([])
     ratios.update(tls_ratios)
     import json
     runs = json.loads((ROOT / "build/deploy_vs_ansible.json").read_text())
@@ -69,7 +71,8 @@ def main():
     text = doc.read_text()
     marker = "<!-- make bench: generated below -->"
     text = text.split(marker)[0].rstrip() + f"\n\n{marker}\n\n## `make bench` ({machine})\n\n" \
-        f"Reproduce: `make bench`.\n\n{speed}\n{served}\n{tls_report}\n![ratios](benchmarks.png)\n"
+        f"Reproduce: `make bench`.\n\n{speed}\n{served}\n{tls_report}\n{zdt_report}\n" \
+        "![ratios](benchmarks.png)\n"
     doc.write_text(text)
     print(f"wrote {doc} and docs/benchmarks.png")
 

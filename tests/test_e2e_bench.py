@@ -20,7 +20,8 @@ def test_deploy_benchmark_runs(staging_hosts):
 def test_serve_and_ansible_benchmarks_run(staging_hosts):
     for script, args in [("serve.py", ["--seconds", "1", "--reps", "1"]),
                          ("tls.py", ["--seconds", "1", "--reps", "1"]),
-                         ("deploy_vs_ansible.py", ["--reps", "1"])]:
+                         ("deploy_vs_ansible.py", ["--reps", "1"]),
+                         ("zero_downtime.py", ["--seconds", "1"])]:
         out = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
                              text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert out.returncode == 0, out.stdout[-3000:]
