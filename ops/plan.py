@@ -217,6 +217,8 @@ def actions(s, files, facts, certificate=False):
                 and not certificate and not any(f.is_site for f in changed)):
             continue
         todo.append(("restart" if restart else "reload", unit))
+    if stack.in_place_reload() and not any(unit == stack.front for _, unit in todo):
+        todo.insert(0, ("reload", stack.in_place_reload()))
     # the app server first, the front server last
     return todo[1:] + todo[:1] if todo and todo[0][1] == stack.front else todo
 

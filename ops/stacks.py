@@ -69,9 +69,14 @@ class Stack:
     def caches(self):
         return False
 
-    # Whether the front server's reload is what switches the app's code (mod_wsgi's daemons
-    # live in Apache); else the front server reloads only when its own config changed.
+    # Whether the front server's reload is what switches the app's code; else the front
+    # server reloads only when its own config changed, and the app switches in place.
     front_reloads_the_app = True
+
+    def in_place_reload(self):
+        """The label of the app's own graceful reload when it is no unit's (mod_wsgi's
+        daemons), run when the front server is not reloaded; None: the units' reloads do it."""
+        return None
 
     # Whether a generator response reaches the client chunk by chunk only under the
     # `streaming` paths (nginx buffers every other uwsgi/proxy response).
@@ -262,6 +267,19 @@ class ApacheModWsgi(Stack):
     # ssl-cert: the self-signed certificate of the catch-all's 443 virtual host.
     packages = ("apache2", "libapache2-mod-wsgi-py3", "python3-venv", "ssl-cert")
     provision_script = "front_apache.sh"
+    front_reloads_the_app = False
+
+    def in_place_reload(self):
+        return f"{self.s.app_name} mod_wsgi daemons"
+
+    def reload(self, unit):
+        if unit == self.in_place_reload():
+            # mod_wsgi 4.1+: SIGUSR1 makes each daemon process take no new request, finish
+            # those in flight (up to drain_timeout) and start again, from the release
+            # `current` now points at. Apache's own reload would close its clients' idle
+            # keep-alive connections and give requests in flight 3 s at most.
+            return [f"pkill -USR1 -u {q(self.s.app_user)} -f {q('^[(]wsgi:')} || true"]
+        return super().reload(unit)
 
     def files(self, fleet=None):
         s = self.s

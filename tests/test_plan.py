@@ -92,7 +92,7 @@ def test_code_change_on_a_live_apache_host(load):
     previous = built(s, OLD)
     p = plan.deploy_plan(s, built(s), facts(current=OLD, manifest=release.manifest(s, previous),
                                             live=live_for(previous.files)), RECORD)
-    assert p.todo == (("reload", "apache2"),)
+    assert p.todo == (("reload", "sample mod_wsgi daemons"),)  # SIGUSR1: Apache stays up
     assert matches_golden("deploy-change-apache", show(p))
 
 
@@ -203,10 +203,16 @@ def test_nginx_reloads_only_when_its_site_or_certificate_changed(load):
     live = live_for(files)
     live["/etc/systemd/system/sample-uwsgi.service"] = "old"
     assert plan.disturbs_clients(s, plan.actions(s, files, facts(live=live)))
-    # Apache's reload is the code switch (mod_wsgi's daemons live in it): always there.
+    # Apache: its daemons restart in place (SIGUSR1), Apache reloads only for its site.
     a = load(stack="apache-modwsgi")
     a_files = render.render(a)
-    apache = plan.actions(a, a_files, facts(live=live_for(a_files), active={"apache2": "active"}))
+    live = live_for(a_files)
+    apache = plan.actions(a, a_files, facts(live=live, active={"apache2": "active"}))
+    assert apache == [("reload", "sample mod_wsgi daemons")]
+    assert not plan.disturbs_clients(a, apache)
+    assert plan.service_lines(a, apache) == ["pkill -USR1 -u sample -f '^[(]wsgi:' || true"]
+    live["/etc/apache2/sites-available/sample.conf"] = "old"
+    apache = plan.actions(a, a_files, facts(live=live, active={"apache2": "active"}))
     assert apache == [("reload", "apache2")] and plan.disturbs_clients(a, apache)
 
 
