@@ -35,9 +35,11 @@ SCENARIOS = ("first deploy", "code-change deploy", "no-op redeploy")
 
 def reset(host, s):
     """Back to a provisioned host without the app: the next deploy is a first deploy."""
-    host.run(f"systemctl stop {s.service} 2>/dev/null || true; rm -rf {s.releases}/* {s.current} "
+    host.run(f"systemctl stop {s.service} {s.service}.socket 2>/dev/null || true; "
+             f"rm -rf {s.releases}/* {s.current} "
              f"{s.shared}/venvs/* {s.shared}/wheelhouse/* {s.base}/.flask-ops/state.json "
              f"/etc/nginx/sites-enabled/{s.app_name}.conf /etc/systemd/system/{s.service}.service "
+             f"/etc/systemd/system/{s.service}.socket "
              f"/etc/flask-ops/{s.app_name}/uwsgi.ini; systemctl daemon-reload; "
              "systemctl reload nginx", "reset")
 

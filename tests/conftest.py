@@ -157,7 +157,10 @@ def followed_request_id(target, host_for_log, log, forged="forged-by-the-client"
     import json
     from ops import smoke
 
-    resp = smoke.request(target, f"/whoami?rid={forged}", headers={"X-Request-ID": forged})
+    import time
+    # a URL of its own: a cache in front must not answer with another request's page
+    resp = smoke.request(target, f"/whoami?rid={forged}-{time.time_ns()}",
+                         headers={"X-Request-ID": forged})
     seen = json.loads(resp.body)["request_id"]
     assert seen and seen != forged and resp.header("X-Request-ID") == seen, (seen, resp.headers)
     lines = host_for_log.run(f"grep -F -- {seen} {log}", "log").stdout.splitlines()

@@ -42,15 +42,20 @@ def healthy(host, s):
         return False
 
 
-def test_systemctl_stop_leaves_no_process_or_socket(host, project):
+def test_systemctl_stop_leaves_no_process_and_the_socket_starts_it_again(host, project):
+    """Stopping the service stops every uWSGI process; systemd keeps the socket, so the next
+    request starts uWSGI again. Stopping the socket too removes its file: nothing is left."""
     s = project()
     ship(s, host)
     host.run("systemctl stop sample-uwsgi", "stop")
     try:
         assert sh(host, "pgrep -u sample -c uwsgi || true") == "0"
-        assert sh(host, "ls /run/sample 2>&1 || true").endswith("No such file or directory")
+        assert serving(host, s)  # socket activation: the request started it
+        host.run("systemctl stop sample-uwsgi sample-uwsgi.socket", "stop both")
+        assert sh(host, "pgrep -u sample -c uwsgi || true") == "0"
+        assert sh(host, "ls /run/sample/uwsgi.sock 2>&1 || true").endswith("No such file or directory")
     finally:
-        host.run("systemctl start sample-uwsgi", "start")
+        host.run("systemctl start sample-uwsgi.socket sample-uwsgi", "start")
     staging.wait_until(lambda: healthy(host, s), 15, "uWSGI to come back")
 
 

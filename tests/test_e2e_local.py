@@ -2,6 +2,7 @@
 uWSGI: streaming arrives in pieces over time, a repeated GET is a cache HIT, and static files
 come from nginx (they are still served with uWSGI stopped)."""
 
+import contextlib
 import os
 import random
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import build, checks, release, render, scripts, smoke, staging
+from ops import build, checks, release, render, scripts, smoke, staging, templating
 from ops.errors import OpsError
 
 from conftest import make_project
@@ -91,6 +92,9 @@ def served(tmp_path):
 
         for f in files:
             (stage / Path(f.path).name).write_text(f.content)
+            if f.kind == templating.PAGE:  # the front server's own pages, where the site has them
+                Path(f.path).parent.mkdir(parents=True, exist_ok=True)
+                Path(f.path).write_text(f.content)
         sites = stage / "sites"
         sites.mkdir()
         for f in files:
@@ -101,7 +105,11 @@ def served(tmp_path):
             f"error_log {stage}/nginx-error.log;\nevents {{ worker_connections 64; }}\n"
             f"http {{\n  include /etc/nginx/mime.types;\n  include {sites}/*.conf;\n}}\n")
 
-        uwsgi = subprocess.Popen(["uwsgi", "--ini", str(stage / "uwsgi.ini")],
+        # What systemd does for the rendered ini on a host: the socket unit makes the socket
+        # USER:www-data 0660, and the service starts uWSGI as USER.
+        uwsgi = subprocess.Popen(["uwsgi", "--ini", str(stage / "uwsgi.ini"), f"--uid={USER}",
+                                  f"--gid={USER}", f"--chown-socket={USER}:www-data",
+                                  "--chmod-socket=660"],
                                  stdout=open(stage / "uwsgi.log", "w"), stderr=subprocess.STDOUT,
                                  start_new_session=True)
         procs.append(uwsgi)
@@ -140,6 +148,9 @@ def served(tmp_path):
             stop(proc)
         shutil.rmtree(stage, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(f"/etc/flask-ops/{APP}", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir("/etc/flask-ops")  # only if this test made it (empty)
 
 
 def test_cache_shape_serves_streams_caches_and_static(served):

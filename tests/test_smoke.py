@@ -94,3 +94,37 @@ def test_a_smoke_page_without_a_status_passes_on_a_redirect(target):
                        "server_names": ["shop.test"]}, project_root=ROOT)
     page = dict(smoke.checks_for(s, target))["page /"]
     assert page() == (True, "302, 4 bytes")
+
+
+def test_checks_run_at_once_and_report_in_order(load):
+    """Two pages that answer only when both are being asked for at the same time: checks run
+    one after another would see both time out. The results keep the checks' order."""
+    both = threading.Barrier(2, timeout=5)
+
+    class Together(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status = 200
+            if self.path in ("/a", "/b"):
+                try:
+                    both.wait()
+                except threading.BrokenBarrierError:
+                    status = 504
+            self.send_response(status if self.path in ("/a", "/b") else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Together)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        s = load(smoke=[{"path": "/a", "status": 200}, {"path": "/b", "status": 200}])
+        target = smoke.Target("127.0.0.1", server.server_address[1], "shop.test", timeout=10)
+        results = smoke.run(s, target)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.name for r in results] == [name for name, _ in smoke.checks_for(s, target)]
+    pages = {r.name: r for r in results if r.name.startswith("page ")}
+    assert pages["page /a"].ok and pages["page /b"].ok, pages
