@@ -172,3 +172,18 @@ def followed_request_id(target, host_for_log, log, forged="forged-by-the-client"
     else:
         assert f" id={seen}" in lines[0] and " rt=" in lines[0], lines[0]
     return seen
+
+
+def timed_get(address, path, host="sample.test", timeout=30):
+    """(status, body, Content-Type, seconds) of one GET on its own connection."""
+    import http.client
+    import time
+    start = time.monotonic()
+    conn = http.client.HTTPConnection(address, 80, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        return (response.status, response.read(), response.getheader("Content-Type"),
+                time.monotonic() - start)
+    finally:
+        conn.close()

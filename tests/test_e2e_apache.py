@@ -9,7 +9,7 @@ import pytest
 from ops import deploy, provision, smoke, staging
 from ops.errors import DeployError, OpsError
 
-from conftest import followed_request_id, make_project, sample_settings
+from conftest import followed_request_id, make_project, sample_settings, timed_get
 
 pytestmark = pytest.mark.e2e
 
@@ -82,17 +82,10 @@ def test_a_deploy_for_the_other_stack_asks_for_provision_and_changes_nothing(hos
 
 def test_a_request_over_harakiri_is_cut_on_apache_too(host, project):
     """harakiri is mod_wsgi's request-timeout: a request stuck for 12 s is cut after about 3."""
-    import time
     s = project({"app.py": ('    def hello():\n', '    def hello():\n        if request.args.get("stuck"):\n'
                                                   '            time.sleep(12)\n')}, harakiri=3)
     deploy.deploy(s, host, out=lambda m: None)
-    start = time.monotonic()
-    conn = http.client.HTTPConnection(host.address, 80, timeout=30)
-    conn.request("GET", "/hello?stuck=1", headers={"Host": "sample.test"})
-    response = conn.getresponse()
-    status, body = response.status, response.read()
-    conn.close()
-    took = time.monotonic() - start
+    status, body, _, took = timed_get(host.address, "/hello?stuck=1")
     assert status >= 500 and took < 10, (status, took)
     # Apache's own error is our page, not Apache's
     assert f"Error {status}".encode() in body and b"Apache" not in body, body

@@ -14,7 +14,7 @@ from ops import deploy, plan, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
-from conftest import ROOT, followed_request_id
+from conftest import ROOT, followed_request_id, timed_get
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -199,17 +199,11 @@ def test_a_get_killed_by_harakiri_runs_once(host, project, shape):
     s = project(edits, harakiri=3, nginx=shape, **pages)
     ship(s, host)
     sh(host, "rm -f /srv/sample/shared/data/stuck.log")
-    start = time.monotonic()
-    conn = http.client.HTTPConnection(host.address, 80, timeout=30)
-    conn.request("GET", "/hello?stuck=1", headers={"Host": "sample.test"})
-    response = conn.getresponse()
-    status, body = response.status, response.read()
-    conn.close()
-    took = time.monotonic() - start
+    status, body, content_type, took = timed_get(host.address, "/hello?stuck=1")
     assert status == 502 and took < 6, (status, took)
     assert sh(host, "cat /srv/sample/shared/data/stuck.log") == "ran"
     assert body == b"<h1>Our own 502</h1>\n" if shape == "default" else b"Error 502" in body
-    assert response.getheader("Content-Type") == "text/html"
+    assert content_type == "text/html"
     assert get(host, s, "/hello").body == b"Hello, World!"
 
 
