@@ -128,6 +128,18 @@ def test_keepalive_clients_lose_nothing_while_code_changes_deploy(host, project)
     idle.close()
 
 
+def test_a_site_disabled_by_hand_is_served_again_by_the_next_deploy(host, project):
+    """Its file unchanged but its link gone: the deploy links it again and reloads nginx
+    (nginx reloads only for a changed site, and this is one)."""
+    s = project()
+    ship(s, host)
+    sh(host, "rm /etc/nginx/sites-enabled/sample.conf && systemctl reload nginx")
+    # nginx's old workers finish first: then the catch-all answers the name (no answer)
+    staging.wait_until(lambda: get(host, s, "/hello") is None, 15, "the site to be gone")
+    ship(s, host)
+    assert get(host, s, "/hello").body == b"Hello, World!"
+
+
 def test_uploads_land_in_the_data_dir_the_sandbox_leaves_writable(host, project):
     """The app sees the filesystem read-only but for shared/data (FLASK_OPS_DATA_DIR); an
     upload through nginx is written there, group-readable at most (UMask=0027)."""

@@ -197,6 +197,9 @@ def test_nginx_reloads_only_when_its_site_or_certificate_changed(load):
     assert [unit for _, unit in code_change] == ["sample-uwsgi.socket", "sample-uwsgi"]
     assert not plan.disturbs_clients(s, code_change)
     assert ("reload", "nginx") in plan.actions(s, files, facts(live=live), certificate=True)
+    # the site's link was removed by hand: the deploy enables it again, and nginx reloads
+    disabled = facts(live=live, enabled={"sample.conf": False, "000-flask-ops-catchall-80.conf": True})
+    assert ("reload", "nginx") in plan.actions(s, files, disabled)
     live["/etc/nginx/sites-available/sample.conf"] = "old"
     site_change = plan.actions(s, files, facts(live=live))
     assert site_change[-1] == ("reload", "nginx") and plan.disturbs_clients(s, site_change)
