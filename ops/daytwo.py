@@ -145,9 +145,7 @@ def parse_error_pages(key, value):
         if str(code) not in {str(c) for c in ERROR_CODES}:
             _fail(f"{key}.{code}", page, "one of the codes the front server answers itself: "
                   + ", ".join(map(str, ERROR_CODES)))
-        if not isinstance(page, str) or not _REL_FILE.match(page) or ".." in page.split("/"):
-            _fail(f"{key}.{code}", page, "a relative path to an HTML file inside the project")
-        pages.append((int(code), page))
+        pages.append((int(code), _project_file(f"{key}.{code}", page)))
     return tuple(sorted(pages))
 
 
@@ -172,7 +170,13 @@ def parse_maintenance(key, value):
     if isinstance(retry, bool) or not isinstance(retry, int) or not 1 <= retry <= 604800:
         _fail(f"{key}.retry_after", retry, "seconds, 1-604800")
     page = value.get("page")
-    if page is not None and (not isinstance(page, str) or not _REL_FILE.match(page)
-                             or ".." in page.split("/")):
-        _fail(f"{key}.page", page, "a relative path to an HTML file inside the project")
+    if page is not None:
+        _project_file(f"{key}.page", page)
     return Maintenance(tuple(nets), retry, page)
+
+
+def _project_file(key, page):
+    """A page the user ships: a relative path that stays inside the project."""
+    if not isinstance(page, str) or not _REL_FILE.match(page) or ".." in page.split("/"):
+        _fail(key, page, "a relative path to an HTML file inside the project")
+    return page
