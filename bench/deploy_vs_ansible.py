@@ -65,7 +65,9 @@ def ansible(s, work):
         "release_id": tree_id(s.source_dir), "rendered": str(rendered),
         "collected": str(work / "collected"), "wheelhouse": str(build.wheelhouse(s)),
         "build_python": str(build.venv(s) / "bin/python"), "collect_driver": str(build.DRIVER),
-        "server_name": s.server_names[0],
+        "server_name": s.server_names[0], "work": str(work),
+        # archives by release id, kept across runs: an unchanged release is not built again
+        "cache": str(work.parent / "ansible-cache"),
     }
     (work / "wsgi.json").write_text(json.dumps(s.wsgi_spec.as_json()))
     (work / "vars.json").write_text(json.dumps(variables))
@@ -81,6 +83,8 @@ def ansible(s, work):
     elapsed = time.monotonic() - start
     if out.returncode != 0:
         raise SystemExit(f"ansible-playbook failed:\n{out.stdout[-4000:]}")
+    recap = re.search(r"changed=(\d+)", out.stdout.rsplit("PLAY RECAP", 1)[-1])
+    print(f"  ansible: {recap.group(0) if recap else 'no recap'}", file=sys.stderr)
     return elapsed, len(re.findall(r"SSH: EXEC ssh", out.stdout))
 
 
