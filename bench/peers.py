@@ -1,0 +1,169 @@
+"""The peers of `fab deploy`, run the way their experts would, on our staging hosts.
+
+Each peer gets the same job: the same app and rendered configs (`fab render`), the same
+wheels, shipped as one archive built on this machine (the build counts in its time), an
+offline venv, the switch, reloads, one health check through nginx. `run(tool, ...)` returns
+the wall time of the whole tool process and what the tool said it changed.
+
+Remote commands are counted the same way for every tool, ours included: SSH sessions the
+host's sshd starts (LogLevel VERBOSE logs one line per exec, sftp or scp session).
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ops import build, render, staging  # noqa: E402
+from ops.release import tree_digest  # noqa: E402
+
+TOOLS = ("ansible", "pyinfra", "capistrano")
+ANSIBLE = ROOT / ".venv-ansible/bin/ansible-playbook"
+PYINFRA = ROOT / ".venv-pyinfra/bin/pyinfra"
+PEERS = ROOT / "bench/peers"
+
+
+def versions():
+    """The peers' versions, for the report."""
+    def first_line(cmd):
+        try:
+            return subprocess.run(cmd, text=True, capture_output=True).stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "missing"
+    return {"ansible": first_line([str(ANSIBLE), "--version"]).replace("ansible-playbook ", "ansible-core "),
+            "pyinfra": first_line([str(PYINFRA), "--version"]),
+            "capistrano": first_line(["cap", "--version"])}
+
+
+def missing():
+    """What `make bench-deps` has not installed yet."""
+    need = {"ansible": ANSIBLE, "pyinfra": PYINFRA}
+    gone = [tool for tool, path in need.items() if not path.exists()]
+    return gone + ([] if shutil.which("cap") else ["capistrano"])
+
+
+class Sessions:
+    """SSH sessions started on a set of hosts, as their sshd logs them."""
+
+    LINE = "Starting session:"
+
+    def __init__(self, remotes):
+        self.remotes = remotes
+        for r in remotes:
+            r.run("echo 'LogLevel VERBOSE' > /etc/ssh/sshd_config.d/flask-ops-bench.conf; "
+                  "systemctl reload ssh", "bench: sshd logs sessions")
+
+    def count(self):
+        # the counting command's own session is logged before it reads the journal
+        return sum(int(r.run(f"journalctl -u ssh.service -o cat --no-pager | grep -c '{self.LINE}' "
+                             "|| true", "bench: sessions").stdout.strip() or 0)
+                   for r in self.remotes)
+
+    def measure(self, fn):
+        """(result of fn, sessions fn started)."""
+        before = self.count()
+        result = fn()
+        return result, self.count() - before - len(self.remotes)
+
+
+def job(s, work, hosts):
+    """The variables every peer gets: what to ship where, and the local build's inputs."""
+    cache = work.parent / "peer-cache"  # archives by release id, kept across runs
+    source_id = tree_digest(s.source_dir)[:16]
+    requirements = hashlib.sha256((Path(s.source_dir) / "requirements.txt").read_bytes()).hexdigest()[:16]
+    rendered = work / "rendered"
+    shutil.rmtree(rendered, ignore_errors=True)
+    render.write_tree(render.render(s), rendered)
+    (work / "wsgi.json").write_text(json.dumps(s.wsgi_spec.as_json()))
+    return {
+        "app": s.app_name, "base": s.base, "source": str(s.source_dir), "wsgi": "@" + str(work / "wsgi.json"),
+        "release_id": source_id, "rendered": str(rendered), "collected": str(work / "collected"),
+        "wheelhouse": str(build.wheelhouse(s)), "build_python": str(build.venv(s) / "bin/python"),
+        "collect_driver": str(build.DRIVER), "server_name": s.server_names[0], "work": str(work),
+        "cache": str(cache), "archive": str(cache / f"release-{source_id}.tar.gz"),
+        "wheels_archive": str(cache / f"wheelhouse-{requirements}.tar.gz"),
+        "requirements_digest": requirements, "hosts": list(hosts),
+    }
+
+
+def local_build(v):
+    """What the Ansible playbook does on localhost, for the peers that have no such step:
+    collect static files, archive the release and the wheelhouse (skipped when cached)."""
+    cache, work = Path(v["cache"]), Path(v["work"])
+    cache.mkdir(parents=True, exist_ok=True)
+    if not Path(v["archive"]).exists():
+        subprocess.run([v["build_python"], v["collect_driver"], v["source"], v["wsgi"], v["collected"]],
+                       check=True, capture_output=True)
+        release = work / "release"
+        shutil.rmtree(release, ignore_errors=True)
+        shutil.copytree(v["source"], release)
+        shutil.copy(f"{v['rendered']}{v['base']}/current/{v['app']}.wsgi", release)
+        shutil.copytree(v["collected"], release / "collected_static")
+        subprocess.run(["tar", "-czf", v["archive"], "-C", str(release), "."], check=True)
+    if not Path(v["wheels_archive"]).exists():
+        subprocess.run(["tar", "-czf", v["wheels_archive"], "-C", v["wheelhouse"], "."], check=True)
+
+
+def _run(argv, env, cwd=None):
+    out = subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if out.returncode != 0:
+        raise SystemExit(f"{Path(argv[0]).name} failed:\n{out.stdout[-4000:]}")
+    return out.stdout
+
+
+def ansible(v, work):
+    (work / "vars.json").write_text(json.dumps(v))
+    ssh = staging.ssh_config_path()
+    (work / "inventory.ini").write_text("[app]\n" + "".join(
+        f"{h} ansible_user=root ansible_python_interpreter=/usr/bin/python3 "
+        f"ansible_ssh_common_args='-F {ssh}'\n" for h in v["hosts"]))
+    out = _run([str(ANSIBLE), "-i", str(work / "inventory.ini"), str(PEERS / "ansible/deploy.yml"),
+                "-e", f"@{work / 'vars.json'}", "--forks", str(max(5, len(v["hosts"])))],
+               {"ANSIBLE_PIPELINING": "True", "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"), "ANSIBLE_STDOUT_CALLBACK": "default"})
+    changed = sum(int(n) for n in re.findall(r"changed=(\d+)", out.rsplit("PLAY RECAP", 1)[-1]))
+    return f"changed={changed}"
+
+
+def pyinfra(v, work):
+    local_build(v)
+    hosts = [(h, {"ssh_hostname": staging.host(h).address, "ssh_user": "root",
+                  "ssh_key": str(staging.key_path()),
+                  "ssh_known_hosts_file": str(staging.key_path().parent / "known_hosts"),
+                  "ssh_strict_host_key_checking": "yes", **v}) for h in v["hosts"]]
+    (work / "inventory.py").write_text(f"app = {hosts!r}\n")
+    out = _run([str(PYINFRA), "-y", "--no-wait", str(work / "inventory.py"),
+                str(PEERS / "pyinfra/deploy.py")], {"TERM": "dumb", "NO_COLOR": "1"})
+    # pyinfra's results table: "Grand total  HOSTS  SUCCESS  ERROR  NO-CHANGE" ("-" for 0);
+    # an operation that changed something counts as a success
+    total = re.search(r"Grand total\s+\S+\s+(\S+)", out)
+    return f"changed={total.group(1).replace('-', '0')}" if total else "changed=?"
+
+
+def capistrano(v, work):
+    local_build(v)
+    (work / "vars.json").write_text(json.dumps(v))
+    out = _run(["cap", "bench", "deploy"], {"FLASK_OPS_VARS": str(work / "vars.json"),
+                                            "SSH_CONFIG": str(staging.ssh_config_path())},
+               cwd=PEERS / "capistrano")
+    return "no change" if "no change:" in out else "new release"
+
+
+RUNNERS = {"ansible": ansible, "pyinfra": pyinfra, "capistrano": capistrano}
+
+
+def run(tool, s, work, hosts):
+    """(seconds, what the tool said): one deploy of s to hosts by a peer, timed whole."""
+    start = time.monotonic()
+    v = job(s, work, hosts)
+    said = RUNNERS[tool](v, work)
+    return time.monotonic() - start, said

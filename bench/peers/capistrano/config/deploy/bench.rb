@@ -1,0 +1,1 @@
+fetch(:vars).fetch("hosts").each { |h| server h, user: "root", roles: %w[app] }
