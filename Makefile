@@ -55,11 +55,14 @@ demo: system-deps python-deps
 demo-down: python-deps
 	$(VENV)/bin/fab staging.down
 
-## Benchmarks: flask-ops vs. Ansible, and what the configs serve (wrk); writes docs/benchmarks.md.
+## Benchmarks: flask-ops vs. its peers (Ansible, pyinfra, Capistrano), the fleet curve, what
+## the configs serve (wrk); writes docs/benchmarks.md.
 bench-deps: system-deps python-deps
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
+	command -v cap >/dev/null || (apt-get update -qq && apt-get install -y -qq capistrano ruby-ed25519 ruby-bcrypt-pbkdf)
 	test -x .venv-ansible/bin/ansible-playbook || ($(PYTHON) -m venv .venv-ansible && .venv-ansible/bin/python -m pip install --quiet ansible-core)
+	test -x .venv-pyinfra/bin/pyinfra || ($(PYTHON) -m venv .venv-pyinfra && .venv-pyinfra/bin/python -m pip install --quiet 'pyinfra>=3,<4')
 	$(PY) -m pip install --quiet matplotlib
 
 bench: bench-deps

@@ -80,6 +80,15 @@ def _answers(address, port):
         return False
 
 
+def _answers_with(address, port, path, host):
+    try:
+        conn = http.client.HTTPConnection(address, port, timeout=1)
+        conn.request("GET", path, headers={"Host": host})
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+
+
 def median_of(reps, fn):
     values = [fn() for _ in range(reps)]
     return statistics.median(values), min(values), max(values)

@@ -5,7 +5,9 @@ this module only knows how to render one.
 """
 
 import functools
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 import jinja2.sandbox
@@ -18,6 +20,18 @@ MANAGED = "Managed by flask-ops: local edits are overwritten on the next deploy.
 NGINX, APACHE, UWSGI, SYSTEMD, UPSTART, WSGI = "nginx", "apache", "uwsgi", "systemd", "upstart", "wsgi"
 PAGE = "page"  # a static page the front server sends itself (maintenance)
 SITE_KINDS = (NGINX, APACHE)  # front-server sites: installed in sites-available, linked enabled
+
+
+def _bytecode_cache():
+    """Compiled templates kept between runs (keyed by each source's checksum, so an edited
+    template compiles again): compiling them is most of a no-op deploy's build step."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    path = Path(base, "flask-ops", "jinja")
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None  # a read-only home: compile every time
+    return jinja2.FileSystemBytecodeCache(str(path))
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,6 +47,7 @@ def environment(override_dir=None):
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # config files, not HTML; every value is whitelisted in settings
+        bytecode_cache=_bytecode_cache(),
     )
 
 

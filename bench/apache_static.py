@@ -1,0 +1,106 @@
+"""Where Apache's time goes on a static file: the deployed site, then one change at a time.
+
+    .venv/bin/python bench/apache_static.py [--seconds 3] [--reps 3]
+
+On staging2 (Apache + mod_wsgi, the sample app), wrk fetches the same small static file
+through Apache with each variant of the configuration (applied on the host, checked by
+`apache2ctl -t`, the deployed site put back afterwards), against Flask's own static route
+(uWSGI's HTTP server, the same baseline as bench/serve.py). Target: Apache >= 10x Flask.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import serve  # noqa: E402
+from conftest import make_project  # noqa: E402
+from ops import deploy, provision, staging  # noqa: E402
+
+HOST = "staging2"
+PATH = "/static/css/site.css"
+DROPIN = "/etc/apache2/conf-enabled/zz-flask-ops-bench.conf"
+# (label, global directives, sed expression applied to the site): each alone, then together
+VARIANTS = [
+    ("as deployed", "", ""),
+    ("MaxKeepAliveRequests 0 (Debian: 100, then the connection closes)",
+     "MaxKeepAliveRequests 0", ""),
+    ("EnableSendfile On (Debian: Off)", "EnableSendfile On", ""),
+    ("no access log", "", r"/CustomLog/d"),
+    ("no mod_headers directives (the security headers and Cache-Control)", "",
+     r"/^\s*Header /d"),
+    ("no mod_unique_id request id", "", r"/X-Request-ID/d"),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args(argv)
+    staging.up(2, log=lambda m: None)
+    host = staging.remote(HOST)
+    s = make_project(Path(tempfile.mkdtemp()), config={
+        "stack": "apache-modwsgi", "app_name": "apstatic", "server_names": ["apstatic.test"]})
+    provision.provision(s, host)
+    deploy.deploy(s, host, out=lambda m: None)
+    site = f"/etc/apache2/sites-available/{s.app_name}.conf"
+    a, p, h = host.address, s.listen_port, f"Host: {s.server_names[0]}"
+
+    def rate(port, headers):
+        return statistics.median(serve.wrk(a, port, PATH, args.seconds, headers)
+                                 for _ in range(args.reps))
+
+    def apply(directives, sed):
+        host.run(f"cp {site} /tmp/site.bench && printf '%s\\n' {_q(directives)} > {DROPIN} && "
+                 + (f"sed -i {_q(sed)} {site} && " if sed else "")
+                 + "apache2ctl -t 2>&1 && systemctl reload apache2", "bench variant")
+        staging.wait_until(lambda: serve._answers_with(a, p, PATH, s.server_names[0]), 20,
+                           "Apache after the reload")
+
+    def restore():
+        host.run(f"rm -f {DROPIN}; test -f /tmp/site.bench && mv /tmp/site.bench {site}; "
+                 "systemctl reload apache2", "bench restore", check=False)
+
+    serve.direct_uwsgi(host, s)
+    rows = []
+    try:
+        flask = rate(serve.DIRECT_PORT, [])
+        everything = (" ; ".join(d for _, d, _ in VARIANTS if d),
+                      " ; ".join(e for _, _, e in VARIANTS if e))
+        for label, directives, sed in VARIANTS + [("all of the above", *everything)]:
+            if label != "as deployed":
+                apply(directives.replace(" ; ", "\n"), sed)
+            try:
+                rows.append((label, rate(p, [h])))
+            finally:
+                restore()
+    finally:
+        host.run(f"kill -INT $(cat {serve.RUN}/uwsgi.pid) 2>/dev/null; rm -rf {serve.RUN}",
+                 "stop", check=False)
+    base = rows[0][1]
+    lines = [f"### Apache static files, profiled ({time.strftime('%Y-%m-%d')}, wrk -t2 -c8 "
+             f"-d{args.seconds}s, median of {args.reps})", "",
+             f"`{PATH}` through Apache 2.4 + mod_wsgi (event MPM) on {HOST}; Flask's own static "
+             f"route (uWSGI's HTTP server): {flask:.0f} req/s. Target: Apache >= 10x Flask.", "",
+             "| configuration | req/s | vs. as deployed | **vs. Flask** |", "| --- | --- | --- | --- |"]
+    for label, value in rows:
+        lines.append(f"| {label} | {value:.0f} | {value / base:.2f}x | **{value / flask:.1f}x** |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    return report, {label: value / flask for label, value in rows}
+
+
+def _q(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+if __name__ == "__main__":
+    main()
