@@ -37,7 +37,12 @@ VARIANTS = [
     ("no mod_headers directives (the security headers and Cache-Control)", "",
      r"/^\s*Header /d"),
     ("no mod_unique_id request id", "", r"/X-Request-ID/d"),
+    ("Options +FollowSymLinks (ours: -FollowSymLinks, one lstat per path part)", "",
+     r"s/Options -Indexes -FollowSymLinks/Options -Indexes +FollowSymLinks/"),
+    ("no maintenance RewriteCond (a stat of the flag file per request)", "", r"/Rewrite/d"),
 ]
+CPU = ("awk '{t += $14 + $15} END {print t}' $(grep -l '^Name:\\s*%s$' /proc/[0-9]*/status "
+       "2>/dev/null | sed 's/status$/stat/') 2>/dev/null; getconf CLK_TCK")
 
 
 def main(argv=None):
@@ -54,9 +59,16 @@ def main(argv=None):
     site = f"/etc/apache2/sites-available/{s.app_name}.conf"
     a, p, h = host.address, s.listen_port, f"Host: {s.server_names[0]}"
 
-    def rate(port, headers):
-        return statistics.median(serve.wrk(a, port, PATH, args.seconds, headers)
-                                 for _ in range(args.reps))
+    def rate(port, headers, remote=host, comm="apache2"):
+        """(median req/s, the server's CPU ms per 1000 requests): where the time goes on a
+        machine whose two cores wrk shares with the server."""
+        serve.wrk(remote.address, port, PATH, 1, headers)  # warm: workers spawned, files cached
+        rates, cpu = [], []
+        for _ in range(args.reps):
+            before = _cpu(remote, comm)
+            rates.append(serve.wrk(remote.address, port, PATH, args.seconds, headers))
+            cpu.append((_cpu(remote, comm) - before) * 1e6 / (rates[-1] * args.seconds))
+        return statistics.median(rates), statistics.median(cpu)
 
     def apply(directives, sed):
         host.run(f"cp {site} /tmp/site.bench && printf '%s\\n' {_q(directives)} > {DROPIN} && "
@@ -72,7 +84,7 @@ def main(argv=None):
     serve.direct_uwsgi(host, s)
     rows = []
     try:
-        flask = rate(serve.DIRECT_PORT, [])
+        flask, flask_cpu = rate(serve.DIRECT_PORT, [], comm="uwsgi")
         everything = (" ; ".join(d for _, d, _ in VARIANTS if d),
                       " ; ".join(e for _, _, e in VARIANTS if e))
         for label, directives, sed in VARIANTS + [("all of the above", *everything)]:
@@ -85,17 +97,42 @@ def main(argv=None):
     finally:
         host.run(f"kill -INT $(cat {serve.RUN}/uwsgi.pid) 2>/dev/null; rm -rf {serve.RUN}",
                  "stop", check=False)
-    base = rows[0][1]
+    nginx = _nginx_reference(args, rate)
+    base = rows[0][1][0]
     lines = [f"### Apache static files, profiled ({time.strftime('%Y-%m-%d')}, wrk -t2 -c8 "
              f"-d{args.seconds}s, median of {args.reps})", "",
              f"`{PATH}` through Apache 2.4 + mod_wsgi (event MPM) on {HOST}; Flask's own static "
-             f"route (uWSGI's HTTP server): {flask:.0f} req/s. Target: Apache >= 10x Flask.", "",
-             "| configuration | req/s | vs. as deployed | **vs. Flask** |", "| --- | --- | --- | --- |"]
-    for label, value in rows:
-        lines.append(f"| {label} | {value:.0f} | {value / base:.2f}x | **{value / flask:.1f}x** |")
+             f"route (uWSGI's HTTP server): {flask:.0f} req/s ({flask_cpu:.0f} ms of CPU per 1000 "
+             "requests). Target: Apache >= 10x Flask. Each change alone, then all together; "
+             "the server's CPU per request says where the time goes (wrk shares the two cores).",
+             "", "| configuration | req/s | server CPU ms / 1000 req | vs. as deployed | **vs. Flask** |",
+             "| --- | --- | --- | --- | --- |"]
+    for label, (value, cpu) in rows:
+        lines.append(f"| {label} | {value:.0f} | {cpu:.0f} | {value / base:.2f}x | "
+                     f"**{value / flask:.1f}x** |")
+    if nginx:
+        lines.append(f"| for reference: nginx, the same file on staging1 | {nginx[0]:.0f} | "
+                     f"{nginx[1]:.0f} | {nginx[0] / base:.2f}x | **{nginx[0] / flask:.1f}x** |")
     report = "\n".join(lines) + "\n"
     print(report)
-    return report, {label: value / flask for label, value in rows}
+    return report, {label: value / flask for label, (value, _) in rows}
+
+
+def _cpu(remote, comm):
+    """CPU seconds the running processes named comm have used so far."""
+    ticks, hz = remote.run(CPU % comm, "bench: cpu").stdout.split()
+    return float(ticks) / float(hz)
+
+
+def _nginx_reference(args, rate):
+    """nginx on staging1 serving the same file, when the sample app is deployed there."""
+    try:
+        host = staging.remote("staging1")
+        if not serve._answers_with(host.address, 80, PATH, "sample.test"):
+            return None
+        return rate(80, ["Host: sample.test"], remote=host, comm="nginx")
+    except Exception:  # the reference is optional
+        return None
 
 
 def _q(text):
