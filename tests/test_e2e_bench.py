@@ -17,10 +17,15 @@ def test_deploy_benchmark_runs(staging_hosts):
     assert "| no-op redeploy |" in out.stdout
 
 
-def test_serve_and_ansible_benchmarks_run(staging_hosts):
+def test_every_benchmark_in_make_bench_runs(staging_hosts):
+    """One tiny run of each script `make bench` runs (the fleet curve on 1 and 2 hosts, with
+    one peer: the three peers each run in deploy_vs_peers)."""
     for script, args in [("serve.py", ["--seconds", "1", "--reps", "1"]),
+                         ("apache_static.py", ["--seconds", "1", "--reps", "1"]),
                          ("tls.py", ["--seconds", "1", "--reps", "1"]),
-                         ("deploy_vs_ansible.py", ["--reps", "1"]),
+                         ("deploy_vs_peers.py", ["--reps", "1"]),
+                         ("fleet.py", ["--sizes", "1,2", "--tools", "capistrano"]),
+                         ("own_speed.py", ["--reps", "1"]),
                          ("zero_downtime.py", ["--seconds", "1"])]:
         out = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=ROOT,
                              text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
