@@ -45,16 +45,16 @@ def median(runs):
 
 
 def table(figures, tools, scenarios):
-    head = "| deploy | " + " | ".join(
-        f"{t} s (sessions)" for t in tools) + " | " + " | ".join(
-        f"{t} / flask-ops" for t in tools[1:]) + " |"
-    lines = [head, "| --- " * (len(tools) * 2) + "|"]
+    """Ratios first (each peer's time over ours: higher, flask-ops faster), then the times."""
+    lines = ["| deploy | " + " | ".join(f"**{t} / flask-ops**" for t in tools[1:]) + " | "
+             + " | ".join(f"{t} s (sessions)" for t in tools) + " |",
+             "| --- " * (len(tools) * 2) + "|"]
     for sc in scenarios:
-        cells = [f"{median(figures[(t, sc)]):.2f} ({statistics.median(c for _, c, _ in figures[(t, sc)]):.0f})"
-                 for t in tools]
         ours = median(figures[("flask-ops", sc)])
         ratios = [f"**{median(figures[(t, sc)]) / ours:.1f}x**" for t in tools[1:]]
-        lines.append(f"| {sc} | " + " | ".join(cells + ratios) + " |")
+        cells = [f"{median(figures[(t, sc)]):.2f} ({statistics.median(c for _, c, _ in figures[(t, sc)]):.0f})"
+                 for t in tools]
+        lines.append(f"| {sc} | " + " | ".join(ratios + cells) + " |")
     said = {t: sorted({s for _, _, s in figures[(t, "no-op redeploy")]}) for t in tools
             if (t, "no-op redeploy") in figures}
     return "\n".join(lines) + "\n\nWhat each tool said on the no-op: " + "; ".join(
@@ -99,8 +99,7 @@ def main(argv=None):
     report = (f"### flask-ops vs. its peers, one host ({time.strftime('%Y-%m-%d')}, {args.reps} "
               "alternating repetitions, medians)\n\nPeers: " + ", ".join(
                   versions[t] for t in tools[1:]) + ". Wall time of the whole tool process "
-              "in seconds, with the SSH sessions the host's sshd started for it; the ratio "
-              "is the peer's time over ours (higher: flask-ops faster).\n\n"
+              "in seconds, with the SSH sessions the host's sshd started for it.\n\n"
               + table(figures, tools, SCENARIOS))
     print(report)
     (ROOT / "build").mkdir(exist_ok=True)

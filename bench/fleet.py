@@ -74,19 +74,20 @@ def main(argv=None):
     versions = peers.versions()
     lines = [f"### The fleet curve ({time.strftime('%Y-%m-%d')}, one run)", "",
              "Wall time of the whole tool process (s) for a deploy to N app hosts, with SSH "
-             "sessions on all hosts; **4/1** is each tool's time on the biggest fleet over one "
-             "host (1.0: a flat curve). flask-ops switches one host at a time (its default), "
+             f"sessions on all hosts; **{sizes[-1]}/{sizes[0]}** is each tool's time on the biggest fleet over the smallest "
+             "(1.0: a flat curve). flask-ops switches one host at a time (its default), "
              "flask-ops/2 half the fleet at a time (`--batch-size`); both re-render the "
              "balancer and smoke-check through it; the peers ("
              + ", ".join(versions[t] for t in tools[1:]) + ") deploy to the app hosts only.", "",
-             "| deploy | tool | " + " | ".join(f"{n} host{'s' if n > 1 else ''}" for n in sizes)
-             + f" | **{sizes[-1]}/{sizes[0]}** |", "| --- " * (len(sizes) + 3) + "|"]
+             f"| deploy | tool | **{sizes[-1]}/{sizes[0]}** | "
+             + " | ".join(f"{n} host{'s' if n > 1 else ''} s (sessions)" for n in sizes) + " |",
+             "| --- " * (len(sizes) + 3) + "|"]
     for scenario in SCENARIOS:
         for tool in tools:
             cells = [f"{figures[(tool, n, scenario)][0]:.2f} ({figures[(tool, n, scenario)][1]})"
                      for n in sizes]
             ratio = figures[(tool, sizes[-1], scenario)][0] / figures[(tool, sizes[0], scenario)][0]
-            lines.append(f"| {scenario} | {tool} | " + " | ".join(cells) + f" | **{ratio:.2f}** |")
+            lines.append(f"| {scenario} | {tool} | **{ratio:.2f}** | " + " | ".join(cells) + " |")
     report = "\n".join(lines) + "\n"
     print(report)
     (ROOT / "build").mkdir(exist_ok=True)
