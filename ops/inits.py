@@ -56,6 +56,11 @@ class Systemd(Init):
     def socket(self, s):
         return f"/run/{s.app_name}/uwsgi.sock"  # the socket unit makes /run/<app> (DirectoryMode=)
 
+    def master_fifo(self, s):
+        # the service's own RuntimeDirectory= (APP:APP 0700): not the socket's directory,
+        # which systemd would remove with the service
+        return f"/run/{s.service}/master.fifo"
+
     def unit_paths(self, s):
         socket = f"{s.service}.socket"
         return {socket: self.unit_file_for(socket), s.service: self.unit_file_for(s.service)}
@@ -112,6 +117,9 @@ class Upstart(Init):
         # upstart has no RuntimeDirectory= and its setuid applies to pre-start too, so the
         # socket lives in a directory that provisioning creates once.
         return f"{s.shared}/run/uwsgi.sock"
+
+    def master_fifo(self, s):
+        return None  # upstart never ran here for real: its ini stays as it was
 
     templates = {False: "upstart/uwsgi.conf.j2"}
 

@@ -385,9 +385,10 @@ def switch_script(s, release_id, files, todo, env_digest=None):
 
 def verify_script(s, release_id, timeout):
     """Wait until every app process runs from the new release directory (not an old cwd)."""
-    pids, expected, fail_fast = stacks.of(s).app_processes()
+    stack = stacks.of(s)
+    pids, expected, fail_fast = stack.app_processes()
     return scripts.command("verify.sh", release_dir(s, release_id), release_id, expected,
-                           timeout, pids, fail_fast)
+                           timeout, pids, fail_fast, stack.wake_command())
 
 
 def restore_script(s, previous_id, previous_files, failed_id, enabled_before=(), env=None,

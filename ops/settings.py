@@ -163,6 +163,11 @@ class Settings:
         return inits.of(self).socket(self)
 
     @property
+    def master_fifo(self):
+        """uWSGI's command FIFO, when the init system makes a private directory for it."""
+        return inits.of(self).master_fifo(self)
+
+    @property
     def service(self):
         return f"{self.app_name}-uwsgi"
 

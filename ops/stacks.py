@@ -178,6 +178,11 @@ class Stack:
     def web_processes(self):
         raise NotImplementedError
 
+    def wake_command(self):
+        """A command that makes the app server notice a finished reload at once (verify runs
+        it while it waits); by default nothing."""
+        return "true"
+
     def remove_workers(self, units):
         """Stop and delete worker units (dropped from the description, or a failed first
         deploy's)."""
@@ -256,6 +261,16 @@ class NginxUwsgi(Stack):
         unit = self.s.service
         return (self.init.main_pid_command(unit), self.s.processes + 1,
                 self.init.fail_fast_command(unit))
+
+    def wake_command(self):
+        # A newline is no command for uWSGI's master FIFO, but it wakes the master's loop,
+        # which reaps the workers a graceful reload stopped and re-executes: about 0.3 s
+        # instead of the next 1 s check. Non-blocking: while the master re-executes nobody
+        # reads the FIFO, and the write fails (ignored); never creates a file in its place.
+        fifo = self.s.master_fifo
+        if not fifo:
+            return "true"
+        return f"printf '\\n' | dd of={q(fifo)} oflag=nonblock conv=nocreat status=none 2>/dev/null || true"
 
     def remove_app(self):
         return [line for unit in reversed(self.app_units()) for line in self.init.remove(unit)]

@@ -100,6 +100,9 @@ def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
     assert float(score.split(":")[1].split()[0]) <= 2.0, score
     # The listen queue is listen_queue, not the kernel's default of 128 (uWSGI's 100).
     assert sh(host, "ss -Hlx src /run/sample/uwsgi.sock").split()[3] == "1024"
+    # uWSGI's master FIFO (a deploy wakes the master through it): the app's and root's only.
+    assert sh(host, "stat -c '%F %U' /run/sample-uwsgi/master.fifo") == "fifo sample"
+    assert sh(host, "stat -c '%a %U' /run/sample-uwsgi") == "700 sample"
 
 
 def test_keepalive_clients_lose_nothing_while_code_changes_deploy(host, project):

@@ -89,6 +89,10 @@ def served(tmp_path):
         env_file.chmod(0o600)
         run_dir.mkdir(exist_ok=True)
         run_dir.chmod(0o755)  # as systemd's RuntimeDirectory= makes it
+        fifo_dir = Path(s.master_fifo).parent  # the service's RuntimeDirectory=: APP 0700
+        fifo_dir.mkdir(exist_ok=True)
+        shutil.chown(fifo_dir, USER, USER)
+        fifo_dir.chmod(0o700)
 
         for f in files:
             (stage / Path(f.path).name).write_text(f.content)
@@ -148,6 +152,7 @@ def served(tmp_path):
             stop(proc)
         shutil.rmtree(stage, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(Path(s.master_fifo).parent, ignore_errors=True)
         shutil.rmtree(f"/etc/flask-ops/{APP}", ignore_errors=True)
         with contextlib.suppress(OSError):
             os.rmdir("/etc/flask-ops")  # only if this test made it (empty)

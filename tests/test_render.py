@@ -80,8 +80,11 @@ def test_systemd_units_socket_activated_as_the_app(load):
                  "KillSignal=SIGTERM", "Restart=on-failure", "ReadWritePaths=-/srv/sample/shared/data",
                  "ExecStart=/usr/bin/uwsgi --ini /etc/flask-ops/sample/uwsgi.ini"]:
         assert line in service, line
-    # A RuntimeDirectory= would be removed, socket and all, each time uWSGI stops.
-    assert not [line for line in service if line.startswith("RuntimeDirectory")]
+    # The service's RuntimeDirectory= holds uWSGI's master FIFO only: were it the socket's
+    # directory, it would be removed, socket and all, each time uWSGI stops.
+    assert [line for line in service if line.startswith("RuntimeDirectory")] == [
+        "RuntimeDirectory=sample-uwsgi", "RuntimeDirectoryMode=0700"]
+    assert "master-fifo = /run/sample-uwsgi/master.fifo" in by_kind(files, "uwsgi")[0].content
 
 
 @pytest.mark.parametrize("stack", ["nginx-uwsgi", "apache-modwsgi"])

@@ -1,12 +1,15 @@
 #!/bin/bash
 # Wait until every app process runs from the new release directory (not an old cwd).
 # Usage: verify.sh RELEASE_DIR RELEASE_ID EXPECTED TIMEOUT PIDS_COMMAND [FAIL_FAST_COMMAND]
+#                  [WAKE_COMMAND]
 # PIDS_COMMAND prints the app's process ids; FAIL_FAST_COMMAND exits non-zero (after saying
-# why) when waiting longer is pointless, e.g. a unit in a restart loop.
+# why) when waiting longer is pointless, e.g. a unit in a restart loop; WAKE_COMMAND, run at
+# each check, makes the app server notice a finished reload at once (uWSGI's master FIFO).
 set -u
-rel=$1 release_id=$2 expected=$3 timeout=$4 pids_command=$5 fail_fast=${6:-true}
+rel=$1 release_id=$2 expected=$3 timeout=$4 pids_command=$5 fail_fast=${6:-true} wake=${7:-true}
 deadline=$(( $(date +%s) + timeout ))
 while :; do
+  bash -c "$wake"
   pids=$(bash -c "$pids_command" 2>/dev/null | tr '\n' ' ')
   ok=1
   n=0
@@ -30,5 +33,5 @@ while :; do
     [ "$n" -gt 0 ] || echo "  no app process is running" >&2
     exit 1
   fi
-  sleep 0.2
+  sleep 0.05
 done
