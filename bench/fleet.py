@@ -78,7 +78,7 @@ def main(argv=None):
              "(1.0: a flat curve). flask-ops switches one host at a time (its default), "
              "flask-ops/2 half the fleet at a time (`--batch-size`); both re-render the "
              "balancer and smoke-check through it; the peers ("
-             + ", ".join(versions[t] for t in tools[1:]) + ") deploy to the app hosts only.", "",
+             + ", ".join(versions[t] for t in tools if t in versions) + ") deploy to the app hosts only.", "",
              f"| deploy | tool | **{sizes[-1]}/{sizes[0]}** | "
              + " | ".join(f"{n} host{'s' if n > 1 else ''} s (sessions)" for n in sizes) + " |",
              "| --- " * (len(sizes) + 3) + "|"]

@@ -61,6 +61,7 @@ class LoadBalancers:
         if any(reloaded):
             state = ", ".join(f"{a.name} {'drained' if a.name in drained else 'in'}" for a in self.apps)
             self.out(f"  lb         {state}")
+        return any(reloaded)
 
 
 def app_settings(s, lbs):
@@ -142,14 +143,17 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
             executor.discard(p)
             outcome[p.remote.name] = "untouched (old release kept)"
         return _finish(outcome, max_fail, out)
-    balancers.apply(reload=new_certificate)
+    lb_changed = balancers.apply(reload=new_certificate)
     order = [a.name for a in apps if a.name in prepared]
+    changes = lb_changed or not all(p.plan.nothing_to_do for p in prepared.values())
     failures = len(outcome)
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        if drain == "always" or any(prepared[n].plan.drain for n in batch):
+        switching = any(not prepared[n].plan.nothing_to_do for n in batch)
+        drained = (drain == "always" and switching) or any(prepared[n].plan.drain for n in batch)
+        if drained:
             balancers.apply(drained=batch)
-        else:
+        elif switching:
             out(f"  lb         {', '.join(batch)} stay in (uWSGI's graceful reload only)")
         with ThreadPoolExecutor(max_workers=len(batch)) as pool:
             results = {n: pool.submit(executor.activate, prepared.pop(n)) for n in batch}
@@ -159,12 +163,15 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
             except OpsError as exc:
                 failures += 1
                 outcome[name] = f"FAILED, rolled back: {exc}"
-        balancers.apply()  # restored hosts serve the old release: they go back in too
+        if drained:  # back in (restored hosts serve the old release: they go back in too)
+            balancers.apply()
         if failures > max_fail:
             for p in prepared.values():
                 executor.discard(p)
                 outcome[p.remote.name] = "untouched (old release kept)"
             break
+    if not changes:  # nothing changed anywhere: as on one host, a no-op checks nothing
+        return _finish(outcome, max_fail, out)
     for lb in lbs:  # the visitor's view: the whole stack through each load balancer
         failed = [r for r in smoke.run(lb_s, deploy.target_for(lb_s, lb), built.release.statics)
                   if not r.ok]

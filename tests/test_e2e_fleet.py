@@ -40,6 +40,10 @@ def project(tmp_path):
         tmp_path / f"p{next(counter)}", {"app.py": ("Hello, World!", greeting)}, {**CONFIG, **extra})
 
 
+def sh(host, command):
+    return host.run(command, "test").stdout.strip()
+
+
 def releases(apps, s):
     return {a.name: json.loads(smoke.request(deploy.target_for(s, a), "/healthz").body)["cwd"]
             .rsplit("/", 1)[1] for a in apps}
@@ -80,6 +84,25 @@ def test_rolling_deploy_under_load_loses_nothing(hosts, project, clients):
     assert len(new) == 1 and set(releases(apps, s).values()) == new
     assert smoke.request(smoke.Target(lbs[0].address, 80, "fleet.test"),
                          "/hello").body == f"Hello, rolled ({clients})".encode()
+
+
+def test_a_noop_rolling_deploy_reloads_nothing_and_runs_no_check(hosts, project):
+    """The same build again: every app host says so, no balancer reloads (its nginx workers
+    are the same processes), no smoke through the balancer, and it costs a few commands per
+    host, as a single-host no-op does."""
+    lbs, apps = hosts
+    s = project("Hello, twice")
+    first = fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
+    workers = {h.name: sh(h, "pgrep -P $(cat /run/nginx.pid) | sort") for h in lbs + apps}
+    for h in lbs + apps:
+        h.commands = 0
+    lines = []
+    again = fleet.rolling_deploy(s, lbs, apps, out=lines.append)
+    assert {n: t for n, t in again.items()} == {n: t for n, t in first.items() if "(lb)" not in n}
+    assert workers == {h.name: sh(h, "pgrep -P $(cat /run/nginx.pid) | sort") for h in lbs + apps}
+    assert not [line for line in lines if "lb " in line or "smoke" in line], lines
+    assert all(h.commands <= 3 for h in apps) and all(h.commands <= 1 for h in lbs), \
+        {h.name: h.commands for h in lbs + apps}
 
 
 def test_one_request_id_from_the_balancer_through_the_app_host_into_the_app(hosts, project):
