@@ -31,7 +31,7 @@ def plot(ratios, path):
     import matplotlib.pyplot as plt
 
     names, values = list(ratios), list(ratios.values())
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 1.5))
+    fig, ax = plt.subplots(figsize=(12, 0.5 * len(names) + 1.5))
     ax.barh(names, values, color="#4c72b0")
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.1f}x", va="center")
@@ -39,6 +39,30 @@ def plot(ratios, path):
     ax.set_xscale("log")  # 1x to 60x on one axis
     ax.set_xlabel("ratio (higher: flask-ops / its configs ahead)")
     ax.set_title(f"flask-ops benchmarks, {time.strftime('%Y-%m-%d')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_fleet(runs, path):
+    """The fleet curve: seconds against app hosts, one line per tool, code change and no-op."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, scenario in zip(axes, fleet.SCENARIOS):
+        tools = sorted({k.split("|")[0] for k in runs})
+        for tool in tools:
+            points = sorted((int(k.split("|")[1]), v[0]) for k, v in runs.items()
+                            if k.startswith(tool + "|") and k.endswith("|" + scenario))
+            ax.plot([n for n, _ in points], [s for _, s in points], marker="o", label=tool)
+        ax.set_xlabel("app hosts")
+        ax.set_ylabel("seconds (whole tool process)")
+        ax.set_xticks(sorted({int(k.split("|")[1]) for k in runs}))
+        ax.set_yscale("log")
+        ax.set_title(scenario)
+    axes[0].legend()
+    fig.suptitle(f"deploy time as the fleet grows, {time.strftime('%Y-%m-%d')}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -63,14 +87,16 @@ def main():
                 statistics.median(r[0] for r in runs[key])
                 / statistics.median(r[0] for r in runs[f"flask-ops|{scenario}"]))
     plot(ratios, ROOT / "docs/benchmarks.png")
+    plot_fleet(json.loads((ROOT / "build/fleet.json").read_text()), ROOT / "docs/fleet.png")
     doc = ROOT / "docs/benchmarks.md"
     text = doc.read_text()
     marker = "<!-- make bench: generated below -->"
     text = text.split(marker)[0].rstrip() + f"\n\n{marker}\n\n## `make bench` ({machine})\n\n" \
         f"Reproduce: `make bench`.\n\n{speed}\n{fleet_report}\n{own}\n{served}\n" \
-        f"{apache_report}\n{tls_report}\n{zdt_report}\n![ratios](benchmarks.png)\n"
+        f"{apache_report}\n{tls_report}\n{zdt_report}\n![ratios](benchmarks.png)\n\n" \
+        "![the fleet curve](fleet.png)\n"
     doc.write_text(text)
-    print(f"wrote {doc} and docs/benchmarks.png")
+    print(f"wrote {doc}, docs/benchmarks.png and docs/fleet.png")
 
 
 if __name__ == "__main__":
