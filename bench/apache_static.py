@@ -74,7 +74,7 @@ def main(argv=None):
         host.run(f"cp {site} /tmp/site.bench && printf '%s\\n' {_q(directives)} > {DROPIN} && "
                  + (f"sed -i {_q(sed)} {site} && " if sed else "")
                  + "apache2ctl -t 2>&1 && systemctl reload apache2", "bench variant")
-        staging.wait_until(lambda: serve._answers_with(a, p, PATH, s.server_names[0]), 20,
+        staging.wait_until(lambda: serve.answers(a, p, PATH, s.server_names[0]), 20,
                            "Apache after the reload")
 
     def restore():

@@ -68,22 +68,14 @@ def direct_uwsgi(host, s):
              f"--module {s.wsgi} --master --processes {s.processes} --uid {s.app_user} "
              f"--gid {s.app_group} --need-app --daemonize2 {RUN}/uwsgi.log "
              f"--pidfile2 {RUN}/uwsgi.pid", "direct uwsgi")
-    staging.wait_until(lambda: _answers(host.address, DIRECT_PORT), 20, "uWSGI's HTTP server")
+    staging.wait_until(lambda: answers(host.address, DIRECT_PORT), 20, "uWSGI's HTTP server")
 
 
-def _answers(address, port):
+def answers(address, port, path="/hello", host=None):
+    """Whether a GET answers 200 now (a probe for wait_until)."""
     try:
         conn = http.client.HTTPConnection(address, port, timeout=1)
-        conn.request("GET", "/hello")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-
-
-def _answers_with(address, port, path, host):
-    try:
-        conn = http.client.HTTPConnection(address, port, timeout=1)
-        conn.request("GET", path, headers={"Host": host})
+        conn.request("GET", path, headers={"Host": host} if host else {})
         return conn.getresponse().status == 200
     except OSError:
         return False

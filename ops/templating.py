@@ -5,9 +5,7 @@ this module only knows how to render one.
 """
 
 import functools
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 import jinja2.sandbox
@@ -25,8 +23,9 @@ SITE_KINDS = (NGINX, APACHE)  # front-server sites: installed in sites-available
 def _bytecode_cache():
     """Compiled templates kept between runs (keyed by each source's checksum, so an edited
     template compiles again): compiling them is most of a no-op deploy's build step."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    path = Path(base, "flask-ops", "jinja")
+    from .build import cache_root  # at call time: ops.build imports what imports this module
+
+    path = cache_root() / "jinja"
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
