@@ -51,6 +51,8 @@ class Worker:
     name: str
     argv: Tuple[str, ...]
     hosts: Tuple[str, ...] = ()  # in a fleet: the app hosts that run it (default: every one)
+    # Seconds a stopping worker has to finish its job (a deploy restarts it); None: drain_timeout.
+    stop_timeout: Optional[int] = None
 
     @property
     def text(self):
@@ -116,18 +118,24 @@ def parse_workers(key, value):
         if not isinstance(name, str) or not _WORKER_NAME.match(name):
             _fail(key, name, "worker names: lowercase letters, digits and '-', starting with a "
                              "letter (they name the unit APP-worker-NAME)")
-        hosts = ()
+        hosts, stop_timeout = (), None
         if isinstance(command, dict):
-            if set(command) - {"command", "hosts"} or "command" not in command:
+            if set(command) - {"command", "hosts", "stop_timeout"} or "command" not in command:
                 _fail(f"{key}.{name}", command, "a command line, or {command: ..., hosts: [app "
-                                                "hosts that run it]}")
+                                                "hosts that run it], stop_timeout: seconds}")
+            stop_timeout = command.get("stop_timeout")
+            if stop_timeout is not None and (isinstance(stop_timeout, bool) or not isinstance(
+                    stop_timeout, int) or not 1 <= stop_timeout <= 86400):
+                _fail(f"{key}.{name}.stop_timeout", stop_timeout, "seconds a stopping worker has "
+                      "to finish its job: an integer from 1 to 86400")
             hosts = command.get("hosts") or []
             if isinstance(hosts, str):
                 hosts = [hosts]
             if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
                 _fail(f"{key}.{name}.hosts", hosts, "a list of app hosts (as in roles.app)")
             command = command["command"]
-        workers.append(Worker(name, _command(f"{key}.{name}", command, _WORD), tuple(hosts)))
+        workers.append(Worker(name, _command(f"{key}.{name}", command, _WORD), tuple(hosts),
+                              stop_timeout))
     return tuple(workers)
 
 

@@ -41,13 +41,23 @@ def environment(override_dir=None):
         loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(override_dir)), loader])
     # Sandboxed: a project's override template is data, and must not reach Python internals
     # (`{{ s.__class__.__init__.__globals__ }}`) or run commands on the deploying machine.
-    return jinja2.sandbox.ImmutableSandboxedEnvironment(
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # config files, not HTML; every value is whitelisted in settings
         bytecode_cache=_bytecode_cache(),
     )
+    env.globals["stream_matches"] = stream_matches
+    return env
+
+
+def stream_matches(path):
+    """The nginx locations of a streaming path: the path itself and what lies below it, never
+    a mere prefix (`location /time` would also unbuffer, and never cache, /timeline)."""
+    if path.endswith("/"):
+        return [path]
+    return [f"= {path}", f"{path}/"]
 
 
 @dataclass(frozen=True)

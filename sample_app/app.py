@@ -1,12 +1,16 @@
 """The sample app: every Flask feature the toolkit must serve correctly in production."""
 
 import datetime
+import locale
 import os
+import sys
 import time
 
 from flask import (Flask, Response, flash, jsonify, redirect, render_template, request,
                    session, stream_with_context, url_for)
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import secure_filename
+from werkzeug.wrappers import Request
 
 from reports import bp as reports_bp
 
@@ -15,6 +19,24 @@ RELEASE = os.environ.get("FLASK_OPS_RELEASE", "dev")
 #: The one directory a deployed app may write (flask-ops sets it; kept across releases).
 DATA_DIR = os.environ.get("FLASK_OPS_DATA_DIR", os.path.join(os.path.dirname(__file__), "instance"))
 STREAM_DELAY = float(os.environ.get("SAMPLE_STREAM_DELAY", "0.5"))
+
+
+FORWARDING = ("X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Proto",
+              "X-Forwarded-Server", "X-Forwarded-Ssl", "Forwarded", "X-Original-URL",
+              "X-Rewrite-URL")
+
+
+def proxyfix_url_root(environ):
+    """The URL root a ProxyFix(x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1) app sees."""
+    seen = {}
+
+    def inner(env, start_response):
+        seen["root"] = Request(env).url_root
+        return []
+
+    ProxyFix(inner, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)(dict(environ),
+                                                                       lambda *a: None)
+    return seen["root"]
 
 
 def create_app(config=None):
@@ -74,6 +96,11 @@ def create_app(config=None):
 
         return Response(stream_with_context(generate()), mimetype="text/plain")
 
+    @app.route("/timeline")
+    def timeline():
+        """A page whose path starts like the streaming one (/time): served as any page."""
+        return "timeline: not streamed"
+
     @app.route("/counter")
     def counter():
         session["visits"] = session.get("visits", 0) + 1
@@ -113,7 +140,18 @@ def create_app(config=None):
                        authorization=(request.headers.get("Authorization") or " ").split(" ")[0]
                        or None,
                        # The front server's id of this request (its access log has it too).
-                       request_id=request.headers.get("X-Request-ID"))
+                       request_id=request.headers.get("X-Request-ID"),
+                       # The Host header as the app received it, and every forwarding header
+                       # a proxy-aware app believes: a client's copies must never arrive.
+                       http_host=request.environ.get("HTTP_HOST"),
+                       forwarded={name: request.headers.get(name) for name in FORWARDING
+                                  if request.headers.get(name) is not None},
+                       # Where links point in an app wrapped as Flask's docs recommend behind
+                       # a proxy (ProxyFix trusting one hop of every X-Forwarded-* header).
+                       proxyfix_url_root=proxyfix_url_root(request.environ),
+                       # The encoding of file names and text files (UTF-8, not ascii).
+                       fs_encoding=sys.getfilesystemencoding(),
+                       text_encoding=locale.getpreferredencoding(False))
 
     @app.route("/healthz")
     def healthz():

@@ -187,3 +187,54 @@ def timed_get(address, path, host="sample.test", timeout=30):
                 time.monotonic() - start)
     finally:
         conn.close()
+
+
+# Every forwarding header a proxy-aware app may believe, as a hostile client sends them.
+FORGED_FORWARDING = {
+    "X-Forwarded-Prefix": "//evil.example", "X-Forwarded-Port": "666",
+    "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+    "X-Forwarded-Server": "evil.example", "X-Forwarded-Ssl": "on",
+    "Forwarded": "for=6.6.6.6;host=evil.example;proto=https",
+    "X-Original-URL": "/admin", "X-Rewrite-URL": "/admin",
+}
+
+
+def absolute_form_whoami(target, path, host_header):
+    """/whoami asked as `GET http://SITE/PATH` with another Host header (what the app saw)."""
+    import json
+    conn = target.connection()
+    try:
+        scheme = "https" if target.tls else "http"
+        conn.putrequest("GET", f"{scheme}://{target.host}{path}", skip_host=True)
+        conn.putheader("Host", host_header)
+        conn.endheaders()
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, (json.loads(body) if response.status == 200 else body)
+    finally:
+        conn.close()
+
+
+def assert_forgeries_refused(target, scheme="http"):
+    """A client's forwarding headers and Host never reach the app, nor a cache in front: the
+    app (wrapped in ProxyFix as Flask's docs say) builds links to the site, and so does the
+    page the next visitor gets, cached or not. `scheme`: what the app must believe."""
+    import json
+    import time
+    from ops import smoke
+
+    root = f"{scheme}://{target.host}/"
+    path = f"/whoami?forged={time.time_ns()}"
+    who = json.loads(smoke.request(target, path, headers=FORGED_FORWARDING).body)
+    assert who["http_host"] == target.host, who
+    assert set(who["forwarded"]) <= {"X-Forwarded-Host", "X-Forwarded-Proto"}, who
+    assert who["forwarded"].get("X-Forwarded-Host", target.host) == target.host, who
+    assert who["forwarded"].get("X-Forwarded-Proto", scheme) == scheme, who
+    assert who["scheme"] == scheme and who["proxyfix_url_root"] == root, who
+    # The next plain visitor of that URL (a HIT where the site caches) gets clean links.
+    again = json.loads(smoke.request(target, path).body)
+    assert again["proxyfix_url_root"] == root, again
+    status, raw = absolute_form_whoami(target, f"/whoami?absolute={time.time_ns()}",
+                                       "evil.example")
+    assert status == 200 and raw["http_host"] == target.host, raw
+    return who

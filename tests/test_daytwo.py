@@ -28,6 +28,8 @@ HOOKS = {"before_switch": ["flask db upgrade"], "after_switch": ["flask warm-cac
     ("workers", {"mail": "rq worker $HOME"}, "workers.mail"),
     ("workers", {"mail": "rq 'two words'"}, "workers.mail"),
     ("workers", {"mail": "rq worker %n"}, "workers.mail"),  # a systemd specifier
+    ("workers", {"mail": {"command": "rq worker", "stop_timeout": 0}}, "workers.mail.stop_timeout"),
+    ("workers", {"mail": {"command": "rq worker", "stop_timeout": "1m"}}, "workers.mail.stop_timeout"),
     ("maintenance", {"allow": ["10.0.0.0/8; deny all"]}, "maintenance.allow"),
     ("maintenance", {"retry_after": "soon"}, "maintenance.retry_after"),
     ("maintenance", {"page": "../outside.html"}, "maintenance.page"),
@@ -59,6 +61,23 @@ def test_worker_units_and_the_maintenance_page_pass_the_real_checkers(load, stac
     assert f"/usr/bin/python3 /srv/sample/current/flask-ops-run.py -- {WORKERS['mail']}" in unit.content
     page = next(f for f in files if f.path == "/etc/flask-ops/sample/maintenance.html")
     assert "Down for maintenance" in page.content
+
+
+@pytest.mark.parametrize("init", ["systemd", "upstart"])
+def test_a_stopping_worker_signals_its_main_process_and_waits_its_stop_timeout(load, init):
+    """A deploy restarts workers: SIGTERM (a warm shutdown for RQ and Celery) goes to the
+    worker alone, never at once to the job's own process, which gets stop_timeout to finish."""
+    s = load(init=init, workers={"mail": WORKERS["mail"],
+                                 "long": {"command": "rq worker long", "stop_timeout": 600}})
+    units = {f.path: f.content.splitlines() for f in render.render(s) if "-worker-" in f.path}
+    if init == "systemd":
+        mail = units["/etc/systemd/system/sample-worker-mail.service"]
+        long = units["/etc/systemd/system/sample-worker-long.service"]
+        assert {"KillMode=mixed", "KillSignal=SIGTERM", "TimeoutStopSec=15"} <= set(mail)
+        assert {"KillMode=mixed", "TimeoutStopSec=600"} <= set(long)
+    else:  # upstart signals the job's main process only
+        assert "kill timeout 15" in units["/etc/init/sample-worker-mail.conf"]
+        assert "kill timeout 600" in units["/etc/init/sample-worker-long.conf"]
 
 
 def test_the_project_maintenance_page_is_shipped_verbatim(load, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from ops import deploy, provision, smoke, staging
 from ops.errors import DeployError, OpsError
 
-from conftest import followed_request_id, make_project, sample_settings, timed_get
+from conftest import assert_forgeries_refused, followed_request_id, make_project, sample_settings, timed_get
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +45,7 @@ def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
     who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami",
                                    headers={"X-Forwarded-For": "6.6.6.6"}).body)
     assert who["forwarded_for"] is None and who["remote_addr"] == "198.18.0.1"
+    assert assert_forgeries_refused(deploy.target_for(s, host))["fs_encoding"] == "utf-8"
     # Authorization reaches the app (WSGIPassAuthorization), as under uWSGI.
     who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami",
                                    headers={"Authorization": "Bearer t0ken"}).body)

@@ -14,7 +14,7 @@ from ops import deploy, plan, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
-from conftest import ROOT, followed_request_id, timed_get
+from conftest import ROOT, assert_forgeries_refused, followed_request_id, timed_get
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -56,6 +56,9 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
     assert "6.6.6.6" not in (who["forwarded_for"] or "")
     assert who["forwarded_for"] == staging.BRIDGE_ADDR
     assert who["forwarded_proto"] == "http"
+    # ...nor any other forwarding header, nor a Host other than the site's; the app runs in
+    # a UTF-8 locale.
+    assert assert_forgeries_refused(deploy.target_for(s, host))["fs_encoding"] == "utf-8"
     # One request id, from nginx to the app, back to the client, in the access log.
     followed_request_id(deploy.target_for(s, host), host, "/var/log/nginx/sample.access.log",
                         json_log=fmt == "json")

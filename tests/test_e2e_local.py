@@ -17,7 +17,7 @@ import pytest
 from ops import build, checks, release, render, scripts, smoke, staging, templating
 from ops.errors import OpsError
 
-from conftest import make_project
+from conftest import assert_forgeries_refused, make_project
 
 pytestmark = pytest.mark.e2e
 APP = "localtest"
@@ -178,6 +178,13 @@ def test_cache_shape_serves_streams_caches_and_static(served):
     assert css.status == 200 and b".report" in css.body
     assert "max-age=604800" in css.header("Cache-Control")
     assert css.header("X-Content-Type-Options") == "nosniff"
+
+    # A path that merely starts like a streaming one (/timeline, /time is streamed) is
+    # cached like any page.
+    smoke.request(target, "/timeline")
+    assert smoke.request(target, "/timeline").header("X-Cache-Status") == "HIT"
+    # Forged forwarding headers and Host reach neither the app nor the cache.
+    assert_forgeries_refused(target)
 
     stop(uwsgi)  # the app server is gone; nginx still serves the static files
     assert smoke.request(target, "/static/css/site.css").status == 200

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, remove_app, sample_settings
+from conftest import ROOT, assert_forgeries_refused, remove_app, sample_settings
 from certfiles import own_certificate
 from loadgen import Load
 from ops import deploy, fleet, pebble, provision, smoke, staging
@@ -287,10 +287,11 @@ def test_the_fleet_load_balancer_terminates_tls_for_plain_app_hosts(acme, stagin
             host.close()
 
 
-def test_behind_a_tls_terminator_only_its_scheme_is_believed(staging_hosts):
+@pytest.mark.parametrize("shape", ["default", "proxy", "cache"])
+def test_behind_a_tls_terminator_only_its_scheme_is_believed(staging_hosts, shape):
     host, other = staging.remote("staging1"), staging.remote("staging2")
     # This machine (198.18.0.1 on the staging bridge) plays the terminator.
-    s = sample_settings(ROOT, app_name="behind", server_names=["behind.test"],
+    s = sample_settings(ROOT, app_name="behind", server_names=["behind.test"], nginx=shape,
                         trusted_proxies=[staging.BRIDGE_ADDR])
     provision.provision(s, host)
     try:
@@ -299,6 +300,8 @@ def test_behind_a_tls_terminator_only_its_scheme_is_believed(staging_hosts):
         trusted = json.loads(smoke.request(target, "/whoami",
                                            headers={"X-Forwarded-Proto": "https"}).body)
         assert trusted["scheme"] == "https"
+        # Its scheme, and nothing else it did not set (every tier, the cache key included).
+        assert_forgeries_refused(target, scheme="https")
         forged = json.loads(other.run(
             f"curl -sS -H 'Host: behind.test' -H 'X-Forwarded-Proto: https' "
             f"http://{host.address}/whoami", "forged").stdout)

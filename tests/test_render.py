@@ -167,13 +167,16 @@ def test_streaming_locations_are_unbuffered_at_every_tier(load):
     conf = site(render.render(load(nginx="proxy")))
     inner = conf[:conf.index("# Public tier.")]
     public = conf[conf.index("# Public tier."):]
-    time_inner = re.search(r"location /time \{([^}]*)\}", inner).group(1)
+    time_inner = re.search(r"location = /time \{([^}]*)\}", inner).group(1)
     assert "uwsgi_buffering off;" in time_inner
     assert 'add_header X-Accel-Buffering "no";' in time_inner
     assert "uwsgi_pass_header X-Accel-Buffering;" in inner
-    assert "gzip off;" in re.search(r"location /time \{([^}]*)\}", public).group(1)
+    assert "gzip off;" in re.search(r"location = /time \{([^}]*)\}", public).group(1)
     one_tier = site(render.render(load()))
-    assert "uwsgi_buffering off;" in re.search(r"location /time \{([^}]*)\}", one_tier).group(1)
+    assert "uwsgi_buffering off;" in re.search(r"location = /time \{([^}]*)\}", one_tier).group(1)
+    # The path and what lies below it, never a bare prefix (that would take /timeline too).
+    for conf in (inner, public, one_tier):
+        assert "location /time/ {" in conf and "location /time {" not in conf
 
 
 def test_cache_shape_caches_only_what_is_safe(load):
@@ -184,7 +187,7 @@ def test_cache_shape_caches_only_what_is_safe(load):
     assert "proxy_no_cache $cookie_session $http_authorization;" in conf
     assert "add_header X-Cache-Status $upstream_cache_status always;" in conf
     assert "proxy_ignore_headers" not in conf  # Set-Cookie responses stay uncached
-    assert "proxy_cache off;" in re.search(r"location /time \{([^}]*)\}",
+    assert "proxy_cache off;" in re.search(r"location = /time \{([^}]*)\}",
                                            conf[conf.index("# Public tier."):]).group(1)
 
 
@@ -192,12 +195,14 @@ def test_apache_site_daemon_mode(load):
     files = render.render(load(stack="apache-modwsgi"))
     conf = site(files)
     assert ("WSGIDaemonProcess sample python-home=/srv/sample/current/venv "
-            "home=/srv/sample/current processes=4 threads=1 display-name=%{GROUP} "
-            "user=sample group=sample") in conf
+            "home=/srv/sample/current lang=C.UTF-8 locale=C.UTF-8 processes=4 threads=1 "
+            "display-name=%{GROUP} user=sample group=sample") in conf
     for line in ["WSGIProcessGroup sample", "WSGIApplicationGroup %{GLOBAL}",
                  "WSGIRestrictEmbedded On", "Require all granted",
                  "Alias /static/ /srv/sample/current/collected_static/static/",
-                 "WSGIScriptAlias / /srv/sample/current/sample.wsgi"]:
+                 # the daemon imports the app at start, not on its first request
+                 "WSGIScriptAlias / /srv/sample/current/sample.wsgi process-group=sample "
+                 "application-group=%{GLOBAL}"]:
         assert line in conf, line
     assert "Order allow,deny" not in conf
     wsgi = by_kind(files, "wsgi")[0].content
@@ -279,7 +284,7 @@ def test_load_balancer_and_fleet_app_configs_pass_nginx(load, shape):
 
 def test_fleet_app_host_streams_through_the_balancer_without_losing_headers(load):
     conf = site(render.render(load(), render.Fleet(("198.18.0.13",))))
-    block = re.search(r"location /time \{([^}]*)\}", conf).group(1)
+    block = re.search(r"location = /time \{([^}]*)\}", conf).group(1)
     assert 'add_header X-Accel-Buffering "no";' in block
     assert 'add_header X-Frame-Options "SAMEORIGIN" always;' in block  # repeated, not dropped
 
