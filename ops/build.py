@@ -24,8 +24,12 @@ DRIVER = Path(__file__).with_name("collect_driver.py")
 
 
 def build_root(settings):
-    """Per-project build output: the release tree and collected static files."""
-    return Path(settings.project_root, "build", settings.app_name).absolute()
+    """Per-project build output (the release tree, collected static files), in this user's
+    cache and never in the project: an app at its repository's root (`source: "."`) would
+    otherwise hold its own build output, and a release would ship it."""
+    project = str(Path(settings.project_root).resolve())
+    digest = hashlib.sha256(project.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return cache_root() / "builds" / f"{settings.app_name}-{digest}"
 
 
 def cache_root():
@@ -174,7 +178,7 @@ def _make_venv(settings, python, wheels, path):
 
 
 def collectstatic(settings, out=None, source=None):
-    """Run Flask-Collect for the app into out (default build/APP/collected_static).
+    """Run Flask-Collect for the app into out (default: collected_static in build_root).
 
     source: the release tree to collect from; by default a fresh copy of what a release ships,
     so an excluded file (a `.env` behind a symlink in static/) can never be collected.
@@ -217,6 +221,9 @@ def checked_statics(s, result):
     if app_static and app_static != s.static_url:
         raise OpsError(f"deploy.static_url is {s.static_url!r} but the app serves its static "
                        f"folder at {app_static!r}: set static_url: {app_static}")
+    instance = result.get("instance")
+    if instance is not None and not settings_mod.is_release_path(instance):
+        instance = None  # a name flask-ops would not put in a config: not linked
     prefixes = []
     for prefix in result["prefixes"]:
         try:
@@ -225,12 +232,31 @@ def checked_statics(s, result):
             raise OpsError(f"the app serves static files at {prefix!r}, which flask-ops cannot "
                            f"serve from files: {exc}") from None
         prefixes.append(prefix)
-    return {"prefixes": tuple(prefixes), "samples": tuple(result["samples"])}
+    return {"prefixes": tuple(prefixes), "samples": tuple(result["samples"]), "instance": instance}
 
 
 def stage_source(settings, dest):
-    """A fresh copy of what a release ships from the app's source (see ops.tree) at dest."""
-    selection = tree_mod.select(settings.source_dir, settings.exclude)
+    """A fresh copy of what a release ships from the app's source (see ops.tree) at dest.
+    Shared paths (shared_dirs, shared_files) are never shipped: the host links them."""
+    shared = [path for _, path in settings.shared_links]
+    if shared:
+        _check_shared_paths(settings, shared)
+    selection = tree_mod.select(settings.source_dir,
+                                settings.exclude + tuple(f"/{path}" for path in shared))
     dest = outdir.scratch(Path(dest).parent, Path(dest).name)
     tree_mod.copy(settings.source_dir, dest, selection)
     return dest
+
+
+def _check_shared_paths(settings, shared):
+    """A shared path holds what the app writes, never what the project ships: a path with
+    files of the source (its code, templates...) would lose them in every release."""
+    shipped = tree_mod.select(settings.source_dir, settings.exclude).files
+    for kind, path in settings.shared_links:
+        key = "shared_dirs" if kind == "dir" else "shared_files"
+        for rel in shipped:
+            inside = rel == path or rel.startswith(path + "/")
+            if inside and not rel.rsplit("/", 1)[-1].startswith("."):
+                raise OpsError(f"{key}: {path} holds {rel}, a file of the app's source; a "
+                               "shared path is where the app writes (logs, uploads), kept on "
+                               "the host: move that file out, or name another path")

@@ -140,8 +140,14 @@ def main(source, wsgi, out):
     if wrong:
         fail("; ".join(wrong[:5]) + (f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""))
     app_static = (app.static_url_path or "/static").rstrip("/") + "/" if app.has_static_folder else None
+    # Flask's instance folder (its place for SQLite and a per-deployment config.py), relative
+    # to the release when it lies inside it: the deploy links it to a persistent directory.
+    instance = os.path.relpath(os.path.realpath(app.instance_path), os.path.realpath(source))
+    if instance.startswith("..") or os.path.isabs(instance) or instance == ".":
+        instance = None
     print(json.dumps({"files": files, "prefixes": prefixes, "app_static_url": app_static,
-                      "samples": [samples[p] for p in sorted(samples)]}))
+                      "samples": [samples[p] for p in sorted(samples)],
+                      "instance": instance and instance.replace(os.sep, "/")}))
 
 
 if __name__ == "__main__":

@@ -22,25 +22,11 @@ def exec_script(s, argv):
             + " ".join(q(a) for a in argv))
 
 
-def log_sources(s):
-    """(journal units, log files): the app's and its workers' logs, the front server's for
-    this site."""
-    stack = stacks.of(s)
-    units = stack.process_units() if s.init == "systemd" else []
-    if stack.front == "nginx":
-        files = [f"/var/log/nginx/{s.app_name}.access.log", f"/var/log/nginx/{s.app_name}.error.log"]
-    else:  # mod_wsgi writes the app's stderr into the site's error log
-        files = [f"/var/log/apache2/{s.app_name}.access.log", f"/var/log/apache2/{s.app_name}.error.log"]
-    if s.init == "upstart":
-        files += [f"/var/log/upstart/{u}.log" for u in stack.process_units()]
-    return units, files
-
-
 def logs_script(s, lines=100, since=None, follow=False):
     if since is not None and not _SINCE.match(since):
         raise OpsError(f"--since {since!r}: a time journalctl understands, e.g. '10 min ago', "
                        "'today', '2026-12-01 10:00'")
-    units, files = log_sources(s)
+    units, files = stacks.of(s).log_sources()
     journal = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines)]
     journal += [a for u in units for a in ("-u", u)]
     if since:

@@ -32,8 +32,8 @@ def build(s, steps, fleet=None):
         env = appenv.resolve(s)
         cert_files = certs.load_files(s, warn=steps.out) if s.tls and not s.tls.acme else None
         acme_ca = certs.acme_ca(s)
-        tree, digest, files, statics = release_mod.stage_tree(s, fleet)
-        return Built(tree, release_mod.new_release(s, digest, files, statics), env,
+        tree, digest, files, statics, links = release_mod.stage_tree(s, fleet)
+        return Built(tree, release_mod.new_release(s, digest, files, statics, links), env,
                      cert_files, acme_ca, record(s))
 
 
@@ -192,6 +192,9 @@ def status(s, remote):
     info = {"host": remote.name, "current": facts["current"], "releases": len(facts["releases"]),
             "services": facts["active"], "last_deploy": facts["state"].get("last_deploy"),
             "pending": facts["state"].get("pending", []), "lock": lock}
+    shared = (facts.get("manifest") or {}).get("shared") or []
+    info["shared"] = ", ".join(f"{item.partition(':')[2]} -> {s.linked_dir}/{item.partition(':')[2]}"
+                               for item in shared if isinstance(item, str)) or "none"
     info["maintenance"] = ("ON: the site answers 503 (`fab maintenance off` ends it)"
                            if facts.get("maintenance") else "off")
     if s.tls:

@@ -130,6 +130,8 @@ def activate(run):
                     steps.note("", detail)
         except BaseException as exc:  # Ctrl-C mid-switch restores too
             failed, reason = steps.current, str(exc)
+            if isinstance(exc, OpsError):
+                reason += app_log(run)
             try:
                 run.remote.run(plan.restore.script, plan.restore.name)
                 steps.note("restore", f"back on {plan.previous or 'the state before the first deploy'}")
@@ -148,6 +150,21 @@ def activate(run):
             note = _cleanup(run, plan.unlock)
             if note:
                 steps.out("  warning: " + note.strip())
+
+
+def app_log(run):
+    """The app's last log lines on the host, for the failure message ("" when none)."""
+    if run.plan.app_log is None:
+        return ""
+    try:
+        text = run.remote.run(run.plan.app_log.script, run.plan.app_log.name,
+                              check=False).stdout.rstrip()
+    except OpsError:
+        return ""
+    if not text:
+        return ""
+    return (f"\nthe app's last log lines on {run.remote.name} (secrets masked):\n"
+            + "\n".join("  | " + line for line in text.splitlines()))
 
 
 def dry_run_lines(plan):

@@ -77,6 +77,8 @@ class Plan:
     drain: bool = True
     history: dict = field(default_factory=dict)  # the entry a failed attempt records
     noop: Optional[Step] = None  # nothing_to_do: record it, release the lock
+    # After a failed switch, verify or smoke, before restore: the app's last log lines.
+    app_log: Optional[Step] = None
 
     def steps(self):
         return [step for step in self.prepare + self.before_switch + self.activate if step]
@@ -264,6 +266,9 @@ def stage_script(s, release, facts):
                   f"--disable-pip-version-check --find-links {q(wheels)} "
                   f"-r {q(tmp + '/' + META + '/requirements.txt')}",
                   f"touch {q(venv)}/.complete"]
+    if release.shared_links:
+        lines.append(scripts.command("link_shared.sh", s.linked_dir, tmp, s.app_user,
+                                     s.app_group, *release.shared_links))
     lines += [
         f"ln -sfn {q(venv)} {q(tmp)}/venv",
         # Release files belong to root: the app's group can read them, nobody else can change
@@ -554,6 +559,7 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
                                                [n for n, on in facts["enabled"].items() if on],
                                                (state.get("env_digest"),) if env_changed else None,
                                                cert_files_step, workers)),
+        app_log=app_log_step(s, facts.get("now")),
         discard=Step("discard", discard_script(s, release, cert_files_step)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,
@@ -561,6 +567,16 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
                                             s.keep_releases, release.id, env_changed,
                                             cert_files_step, dropped, dict(entry, result="ok"))),
     )
+
+
+def app_log_step(s, since=None, lines=25):
+    """The app's last log lines (its journal, or the site's error log where mod_wsgi writes),
+    since `since` (the host's clock at facts) where the journal can say, secrets masked:
+    why the app did not start, printed before restore puts the old release back."""
+    units, files = stacks.of(s).log_sources()
+    spec = {"units": units, "files": [f for f in files if not f.endswith(".access.log")],
+            "env_file": s.env_file, "lines": lines, "since": since}
+    return Step("app log", scripts.command("app_log.py", json.dumps(spec, sort_keys=True)))
 
 
 def history_entry(action, record, release_id, previous, facts):
@@ -595,6 +611,7 @@ def rollback_plan(s, release_id, facts, record):
         ),
         restore=Step("restore", restore_script(s, current, current_files, None,
                                                new_workers=workers)),
+        app_log=app_log_step(s, facts.get("now")),
         discard=Step("unlock", unlock_line(s)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("record", finish_script(

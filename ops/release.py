@@ -35,6 +35,8 @@ class Release:
     # One collected file per static URL prefix, as (URL, sha256): the smoke test fetches each
     # through the front server and compares it with what Flask served at build time.
     statics: tuple = ()
+    # "dir:PATH" / "file:PATH": the shared paths the host links into the release.
+    shared_links: tuple = ()
 
 
 def tree_digest(root):
@@ -52,7 +54,8 @@ def tree_digest(root):
 
 
 def stage_tree(s, fleet=None):
-    """Build the release tree locally; returns (tree, digest, rendered files)."""
+    """Build the release tree locally; returns (tree, digest, rendered files, static
+    samples, shared links as "KIND:PATH")."""
     root = build.build_root(s)
     tree = build.stage_source(s, root / "release")
     source_digest = tree_digest(tree)
@@ -63,7 +66,8 @@ def stage_tree(s, fleet=None):
         (collected / ".complete").write_text(json.dumps(statics))
     shutil.copytree(collected, tree / "collected_static",
                     ignore=shutil.ignore_patterns(".complete", outdir.MARKER))
-    s = dataclasses.replace(s, static_prefixes=tuple(statics["prefixes"]))
+    s = dataclasses.replace(s, static_prefixes=tuple(statics["prefixes"]),
+                            instance_dir=statics["instance"])
     reqs = build.requirements(s)
     # pip reads this flat, checked copy on the host, never the app's own file (see requirements)
     build.write_requirements(reqs, tree / META, hashes=False)
@@ -75,23 +79,26 @@ def stage_tree(s, fleet=None):
             target = tree / META / "etc" / PurePosixPath(f.path).relative_to("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f.content)
-    digest = tree_digest(tree) + reqs.digest
-    return tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files, static_pairs(statics["samples"])
+    links = tuple(f"{kind}:{path}" for kind, path in s.shared_links)
+    digest = tree_digest(tree) + reqs.digest + "\0".join(links)
+    return (tree, hashlib.sha256(digest.encode()).hexdigest()[:16], files,
+            static_pairs(statics["samples"]), links)
 
 
 def _cached_statics(done):
     try:
         statics = json.loads(done.read_text())
-        return statics if {"prefixes", "samples"} <= set(statics) else None
+        return statics if {"prefixes", "samples", "instance"} <= set(statics) else None
     except (OSError, ValueError, TypeError):
         return None
 
 
-def new_release(s, digest, files, statics=()):
+def new_release(s, digest, files, statics=(), shared_links=()):
     release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:8]
     return Release(id=release_id, digest=digest,
                    requirements_digest=build.requirements_digest(s), files=tuple(files),
-                   upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz", statics=tuple(statics))
+                   upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz", statics=tuple(statics),
+                   shared_links=tuple(shared_links))
 
 
 def static_pairs(items):
@@ -112,6 +119,7 @@ def manifest(s, release):
             "requirements": release.requirements_digest, "app": s.app_name,
             "stack": s.stack, "nginx": s.nginx, "init": s.init, "built_by": who(),
             "statics": [{"url": url, "sha256": sha} for url, sha in release.statics],
+            "shared": list(release.shared_links),
             "files": [{"path": f.path, "kind": f.kind, "mode": f.mode, "in_release": f.in_release}
                       for f in release.files]}
 

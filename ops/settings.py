@@ -114,11 +114,19 @@ class Settings:
     # The front server's access log: "main" (combined + timings and the request id) or "json".
     access_log: str = "main"
     exclude: Tuple[str, ...] = ()  # .gitignore-style patterns kept out of the release, besides ours
+    # Paths inside the release the app writes (logs/, uploads/, a local config file): each is a
+    # link to shared/linked/PATH on the host, made with the app's ownership, kept across
+    # deploys and rollbacks, never shipped. Flask's instance folder is always one of them.
+    shared_dirs: Tuple[str, ...] = ()
+    shared_files: Tuple[str, ...] = ()
     project_root: str = "."  # not a user key: where relative `source` is resolved
     # Not a user key: the URL prefixes where the app serves static files (its own and every
     # blueprint's), found by the build; None before a build (then: static_url alone).
     static_prefixes: Optional[Tuple[str, ...]] = None
     stage: Optional[str] = None  # not a user key: the stage chosen from `stages` (None: no stages)
+    # Not a user key: Flask's instance folder relative to the release, found by the build
+    # (app.instance_path); None before a build or when it lies outside the release.
+    instance_dir: Optional[str] = None
     # Not a user key: worker units another app host runs, not this one (for_host).
     workers_elsewhere: Tuple[str, ...] = ()
 
@@ -157,6 +165,19 @@ class Settings:
         """The one directory the app may write (uploads, SQLite): outside every release, kept
         across deploys; the app sees it as FLASK_OPS_DATA_DIR."""
         return f"{self.shared}/data"
+
+    @property
+    def linked_dir(self):
+        """Where shared_dirs and shared_files live on the host (shared/linked/PATH)."""
+        return f"{self.shared}/linked"
+
+    @property
+    def shared_links(self):
+        """(kind "dir" or "file", path in the release) of every shared path, the instance
+        folder first when the build found it."""
+        dirs = tuple(dict.fromkeys(((self.instance_dir,) if self.instance_dir else ())
+                                   + self.shared_dirs))
+        return tuple(("dir", d) for d in dirs) + tuple(("file", f) for f in self.shared_files)
 
     @property
     def socket(self):
@@ -283,7 +304,7 @@ class Settings:
         return stacks.of(self).two_tier
 
 
-NOT_USER_KEYS = ("project_root", "static_prefixes", "stage", "workers_elsewhere")
+NOT_USER_KEYS = ("project_root", "static_prefixes", "stage", "workers_elsewhere", "instance_dir")
 USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in NOT_USER_KEYS) + ("stages",)
 # Keys a stage may not set: they name the app itself, the same on every stage.
 STAGE_FIXED = ("app_name", "source", "wsgi", "stages")
@@ -500,6 +521,32 @@ def _rel_path(key, value):
     return value.rstrip("/") or "."
 
 
+# Names a shared path may not take: the release's own parts.
+_RELEASE_OWN = ("venv", ".flask-ops", "collected_static", "flask-ops-run.py")
+
+
+def is_release_path(path):
+    """A relative path inside a release, of safe characters, no '.'/'..' parts, not one of
+    the release's own parts."""
+    return bool(isinstance(path, str) and _REL_PATH.match(path)
+                and not any(part in (".", "..") for part in path.split("/"))
+                and path.rstrip("/").split("/")[0] not in _RELEASE_OWN)
+
+
+def _shared_paths(key, value):
+    if value in (None, [], ()):
+        return ()
+    allowed = ("paths inside the release (e.g. logs, uploads, config/local.py): letters, "
+               "digits, '.', '_', '-', without '.' or '..' parts, not " + ", ".join(_RELEASE_OWN))
+    paths = _list(key, value, _REL_PATH, allowed)
+    out = []
+    for path in paths:
+        if not is_release_path(path):
+            _fail(key, path, allowed)
+        out.append(path.rstrip("/"))
+    return tuple(out)
+
+
 def _list(key, value, pattern, allowed, check=None):
     if isinstance(value, str):
         value = [value]
@@ -587,6 +634,8 @@ _VALIDATORS = {
     "secrets": _secrets,
     "env": _env,
     "exclude": _exclude,
+    "shared_dirs": _shared_paths,
+    "shared_files": _shared_paths,
     "hooks": daytwo.parse_hooks,
     "workers": daytwo.parse_workers,
     "maintenance": daytwo.parse_maintenance,
@@ -753,6 +802,12 @@ def _check_workers(s):
 
 def _check_conflicts(s):
     """Keys that are each valid but cannot work together; the error names both."""
+    shared = [("shared_dirs", p) for p in s.shared_dirs] + [("shared_files", p) for p in s.shared_files]
+    for i, (key, path) in enumerate(shared):
+        for other_key, other in shared[i + 1:]:
+            if path == other or other.startswith(path + "/") or path.startswith(other + "/"):
+                _fail(other_key, other, f"a path apart from {key} {path}: one shared path "
+                      "cannot hold another")
     both = sorted({n for n, _ in s.env} & {n for n, _, _ in s.secrets})
     if both:
         _fail(f"env.{both[0]}", "(also under secrets)", f"one place for a name: secrets."

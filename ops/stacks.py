@@ -126,6 +126,17 @@ class Stack:
         workers = self.worker_units() if workers is None else workers
         return [u for u in self.app_units() if not u.endswith(".socket")] + list(workers)
 
+    def log_sources(self):
+        """(journal units, log files): the app's and its workers' logs, then the front
+        server's access and error logs for this site (mod_wsgi writes the app's stderr into
+        the site's error log)."""
+        s, units = self.s, self.process_units()
+        files = [f"/var/log/{self.front}/{s.app_name}.access.log",
+                 f"/var/log/{self.front}/{s.app_name}.error.log"]
+        if s.init == "upstart":
+            return [], files + [f"/var/log/upstart/{u}.log" for u in units]
+        return units, files
+
     def entry_file(self):
         """The release's WSGI entry module (ops.wsgispec): env file, then the app."""
         s = self.s

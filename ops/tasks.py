@@ -78,7 +78,7 @@ def render_(c, out="rendered"):
         print(path)
 
 
-@ops_task(help={"out": "directory for the collected files (default: build/APP/collected_static)"})
+@ops_task(help={"out": "directory for the collected files (default: in ~/.cache/flask-ops/builds/APP-*/)"})
 def collectstatic(c, out=None):
     """Collect the app's and its blueprints' static files with Flask-Collect."""
     s = load_settings(c)

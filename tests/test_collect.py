@@ -120,5 +120,9 @@ def test_a_collected_cache_from_an_older_layout_is_collected_again(tmp_path):
     done = tmp_path / ".complete"
     done.write_text("")
     assert release._cached_statics(done) is None
+    # ...and one without the instance folder (it decides which paths the host links)
     done.write_text('{"prefixes": ["/static/"], "samples": []}')
-    assert release._cached_statics(done) == {"prefixes": ["/static/"], "samples": []}
+    assert release._cached_statics(done) is None
+    done.write_text('{"prefixes": ["/static/"], "samples": [], "instance": "instance"}')
+    assert release._cached_statics(done) == {"prefixes": ["/static/"], "samples": [],
+                                             "instance": "instance"}

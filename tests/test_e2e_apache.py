@@ -61,8 +61,10 @@ def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
     assert health["cwd"] == f"/srv/sample/releases/{second}"
 
     broken = project({"app.py": ("import datetime", "import flask_collect\nimport datetime")})
-    with pytest.raises(DeployError):
+    with pytest.raises(DeployError) as err:
         deploy.deploy(broken, host, out=lambda m: None)
+    # Why: the daemon's import error, from the site's error log (mod_wsgi writes it there).
+    assert "No module named 'flask_collect'" in str(err.value), str(err.value)
     assert deploy.releases(s, host)[0] == second
     assert smoke.request(target, "/hello").body == b"Hello from Apache"
     assert first != second

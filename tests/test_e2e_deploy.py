@@ -10,11 +10,11 @@ import threading
 
 import pytest
 
-from ops import deploy, plan, smoke, staging
+from ops import deploy, plan, provision, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
-from conftest import ROOT, assert_forgeries_refused, followed_request_id, timed_get
+from conftest import ROOT, assert_forgeries_refused, followed_request_id, remove_app, timed_get
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -257,6 +257,29 @@ def test_import_error_release_rolls_back_by_itself(host, project):
     assert current(host, good) == before
     assert deploy.releases(good, host)[1][-1] == before  # the failed release is gone
     assert [r for r in smoke.run(good, deploy.target_for(good, host)) if not r.ok] == []
+
+
+def test_an_app_that_cannot_start_says_why_with_its_secrets_masked(host, project):
+    """A first deploy whose app dies at import on the host: the deploy fails at the switch
+    (systemd's "Job for ... failed"), and its message ends with the app's own traceback, the
+    env file's values masked (a traceback may quote a database URL)."""
+    secret = "postgresql://shop:hunter2-not-for-logs@db.internal/shop"
+    bad = project({"app.py": ("import datetime", "import os\nif os.environ.get('FLASK_OPS_"
+                              "RELEASE'):\n    raise RuntimeError('cannot reach ' + "
+                              "os.environ['DATABASE_URL'])\nimport datetime")},
+                  app_name="nostart", server_names=["nostart.test"],
+                  env={"DATABASE_URL": secret})
+    provision.provision(bad, host)
+    try:
+        with pytest.raises(DeployError) as err:
+            ship(bad, host)
+        message = str(err.value)
+        assert err.value.step == "switch", message
+        assert "the app's last log lines on staging1" in message, message
+        assert "RuntimeError: cannot reach ***" in message, message
+        assert "hunter2" not in message
+    finally:
+        remove_app(host, bad)
 
 
 def test_app_that_cannot_import_here_fails_the_build_before_the_host(host, project):

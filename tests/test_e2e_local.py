@@ -72,7 +72,7 @@ def served(tmp_path):
         s = make_project(tmp_path / "project", config={
             "app_name": APP, "nginx": "cache", "base_dir": str(stage / "srv"),
             "listen_port": free_port(), "upstream_port": free_port(), "user": USER})
-        tree, _, files, _ = release.stage_tree(s)
+        tree, _, files, _, _ = release.stage_tree(s)
         rel = Path(s.releases) / "r1"
         shutil.copytree(tree, rel, symlinks=True)
         venv = Path(s.shared) / "venv"
