@@ -68,6 +68,14 @@ def stage_tree(s, fleet=None):
                     ignore=shutil.ignore_patterns(".complete", outdir.MARKER))
     s = dataclasses.replace(s, static_prefixes=tuple(statics["prefixes"]),
                             instance_dir=statics["instance"])
+    # What importing the app wrote there (its instance folder, a log file under a shared
+    # path) is the host's, never the release's: the host links those paths.
+    for _, path in s.shared_links:
+        target = tree / path
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
     reqs = build.requirements(s)
     # pip reads this flat, checked copy on the host, never the app's own file (see requirements)
     build.write_requirements(reqs, tree / META, hashes=False)

@@ -85,7 +85,9 @@ def _specifier(path, number, line):
 
 
 def read(path, root):
-    """Flatten `path` (a requirements file inside `root`)."""
+    """Flatten `path` (a requirements file inside `root`, or a pyproject.toml)."""
+    if Path(path).name == "pyproject.toml":
+        return read_pyproject(Path(path))
     lines, constraints, sources = [], [], []
     _read(Path(path), Path(root).resolve(), lines, constraints, sources, constraint=False)
     return Requirements(tuple(lines), tuple(constraints), tuple(sources))
@@ -117,3 +119,115 @@ def _read(path, root, lines, constraints, sources, constraint):
             continue
         spec = _specifier(path, number, line)
         (constraints if constraint else lines).append(spec)
+
+
+MAX_TOML = 4 * 2**20
+LOCK_FILES = ("uv.lock", "poetry.lock")
+# A lock entry that is the project itself or comes from outside an index.
+_NOT_FROM_INDEX = ("editable", "virtual", "directory", "path", "git", "url")
+
+
+def _toml(path):
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11 on the deploying machine
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise OpsError(f"{path}: reading TOML needs Python 3.11+ (or the tomli package) "
+                           "on this machine") from None
+    try:
+        if not path.is_file():
+            raise OpsError(f"{path}: not a regular file")
+        data = path.read_bytes()[:MAX_TOML + 1]
+    except OSError as exc:
+        raise OpsError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(data) > MAX_TOML:
+        raise OpsError(f"{path}: larger than {MAX_TOML // 2**20} MiB")
+    try:
+        return tomllib.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise OpsError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _poetry_requirement(name, value):
+    """One of Poetry's [tool.poetry.dependencies] as a PEP 508 line (None: skipped)."""
+    if name.lower() == "python":
+        return None
+    if isinstance(value, list):  # alternatives by marker: the lock decides
+        return name
+    if isinstance(value, dict):
+        if value.get("optional"):
+            return None
+        extras = value.get("extras") or []
+        marker = value.get("markers")
+        version = value.get("version", "*")
+        if not isinstance(version, str) or "git" in value or "path" in value or "url" in value:
+            raise OpsError(f"{name}: a Poetry dependency from git, a path or a URL; name a "
+                           "version from the index instead")
+        spec = name + (f"[{','.join(extras)}]" if extras else "") + _poetry_version(version)
+        return spec + (f"; {marker}" if marker else "")
+    if not isinstance(value, str):
+        raise OpsError(f"{name}: not a Poetry version constraint")
+    return name + _poetry_version(value)
+
+
+def _poetry_version(text):
+    """Poetry's ^ and ~ constraints in PEP 440 terms (the lock pins exact versions anyway)."""
+    text = text.strip()
+    if text in ("", "*"):
+        return ""
+    if text[0] in "^~" and not text.startswith("~="):
+        parts = [int(p) if p.isdigit() else 0 for p in text[1:].split(".")]
+        if text[0] == "^":
+            first = next((i for i, p in enumerate(parts) if p), len(parts) - 1)
+            upper = parts[:first] + [parts[first] + 1]
+        else:
+            upper = parts[:1] + [parts[1] + 1] if len(parts) > 1 else [parts[0] + 1]
+        return f">={text[1:]},<{'.'.join(map(str, upper))}"
+    return text if text[0] in "<>=!~" else f"=={text}"
+
+
+def read_pyproject(path):
+    """The app's dependencies from pyproject.toml: PEP 621 [project] dependencies, else
+    Poetry's; versions pinned by uv.lock or poetry.lock beside it (as constraints)."""
+    data = _toml(path)
+    project = data.get("project") or {}
+    poetry = ((data.get("tool") or {}).get("poetry") or {}).get("dependencies")
+    deps = project.get("dependencies")
+    if deps is None and isinstance(poetry, dict):
+        deps = [r for r in (_poetry_requirement(n, v) for n, v in poetry.items()) if r]
+    if deps is None:
+        why = (" (they are dynamic: list them in a requirements.txt and name it under "
+               "requirements)" if "dependencies" in project.get("dynamic", []) else "")
+        raise OpsError(f"{path}: no [project] dependencies{why}")
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise OpsError(f"{path}: [project] dependencies must be a list of requirement strings")
+    lines = [_specifier(f"{path} [project] dependencies", i, dep) for i, dep in enumerate(deps, 1)]
+    sources, pins = [path.resolve()], []
+    for name in LOCK_FILES:
+        lock = path.with_name(name)
+        if lock.exists():
+            pins = _lock_pins(lock)
+            sources.append(lock.resolve())
+            break
+    return Requirements(tuple(lines), tuple(pins), tuple(sources))
+
+
+def _lock_pins(lock):
+    """name==version for every package uv.lock or poetry.lock takes from an index."""
+    pins = {}
+    packages = _toml(lock).get("package") or []
+    if not isinstance(packages, list):
+        raise OpsError(f"{lock}: no [[package]] entries")
+    for entry in packages:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        source = entry.get("source") or {}
+        if isinstance(source, dict) and (set(source) & set(_NOT_FROM_INDEX)
+                                         or source.get("type") in _NOT_FROM_INDEX):
+            continue  # the project itself, or not from an index (refused if required)
+        version = entry.get("version")
+        if isinstance(version, str):
+            pins[entry["name"].lower()] = _specifier(lock, 0, f"{entry['name']}=={version}")
+    return [pins[name] for name in sorted(pins)]

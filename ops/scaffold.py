@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build, settings as settings_mod
+from . import build, requirements as requirements_mod, settings as settings_mod
 from .errors import OpsError
 
 DRIVER = Path(__file__).with_name("inspect_driver.py")
@@ -94,16 +94,16 @@ def find_source(root):
     dirs = [root / "src", root, root / "app"] + sorted(
         d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
         and d.name not in SKIP_DIRS | {"src", "app"})
-    with_reqs = [d for d in dirs if (d / "requirements.txt").is_file()]
+    with_reqs = [d for d in dirs if dependencies_file(root, d)]
     for d in with_reqs:
         found = candidates(d)
         if found:
             return str(d.relative_to(root)) if d != root else ".", found
     apps = [d for d in dirs if d.is_dir() and candidates(d)]
     if apps and not with_reqs:
-        raise OpsError(f"{apps[0]} holds a Flask app but no requirements.txt: flask-ops builds "
-                       "the app's dependencies from it (e.g. `pip freeze > "
-                       f"{apps[0] / 'requirements.txt'}`)")
+        raise OpsError(f"{apps[0]} holds a Flask app but no requirements.txt or pyproject.toml "
+                       "with [project] dependencies: flask-ops builds the app's dependencies "
+                       f"from one (e.g. `pip freeze > {apps[0] / 'requirements.txt'}`)")
     if apps:
         raise OpsError(f"the Flask app is in {apps[0]} but requirements.txt is in "
                        f"{with_reqs[0]}: put requirements.txt next to the app's code (the "
@@ -112,8 +112,41 @@ def find_source(root):
                    f"{', '.join(FACTORIES)} (run fab init in the project's directory)")
 
 
+def dependencies_file(root, source):
+    """The file the app's dependencies come from, as settings would find it: requirements.txt
+    in source, else a pyproject.toml with dependencies in source or at the project root."""
+    for path in (source / "requirements.txt", source / "pyproject.toml", Path(root) / "pyproject.toml"):
+        if path.is_file() and (path.name == "requirements.txt" or _declares_dependencies(path)):
+            return path
+    return None
+
+
+def _declares_dependencies(path):
+    try:
+        data = requirements_mod._toml(path)
+    except OpsError:
+        return False
+    return "dependencies" in (data.get("project") or {}) or "dependencies" in (
+        (data.get("tool") or {}).get("poetry") or {})
+
+
+def project_name(root):
+    """[project].name (or Poetry's) from the project's pyproject.toml, None without one."""
+    path = Path(root) / "pyproject.toml"
+    try:
+        data = requirements_mod._toml(path) if path.is_file() else {}
+    except OpsError:
+        return None
+    name = (data.get("project") or {}).get("name") or (
+        (data.get("tool") or {}).get("poetry") or {}).get("name")
+    return name if isinstance(name, str) else None
+
+
 def app_name(root, found):
-    """A name for the app: its package's, else the project directory's, as an identifier."""
+    """A name for the app: the project's ([project].name), else its package's, else the
+    project directory's, as an identifier."""
+    if project_name(root):
+        return _identifier(project_name(root))
     for c in found:
         module = c.text.split(":")[0].split(".")[0]
         if module not in ENTRY_MODULES:
@@ -184,7 +217,7 @@ def _line(text, comment=""):
     return f"  {text:30} # {comment}" if comment else f"  {text}"
 
 
-def fabric_yaml(name, source, wsgi_why, app):
+def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
     """The commented fabric.yaml text: found values set, the rest commented with defaults."""
     f = findings(app)
     prefixes = ", ".join(app["static_prefixes"]) or "none"
@@ -194,7 +227,8 @@ def fabric_yaml(name, source, wsgi_why, app):
         "#   fab provision deploy        (fab --list: every task; the README: every key)",
         "deploy:",
         _line(f"app_name: {name}", "names its user, group, service and site"),
-        _line(f"source: {_y(source)}", "shipped as each release (requirements.txt inside)"),
+        _line(f"source: {_y(source)}", "shipped as each release"),
+        _line(f"# dependencies: {deps}", "found (requirements: to name another file)"),
         _line(f"wsgi: {_y(app['wsgi'])}", f"found: {wsgi_why}"),
         _line("server_names:", "REQUIRED: the names the site answers, e.g. [shop.example.com]"),
         _line("# hosts: [web1.example.com]", "where fab deploy goes without -H (SSH hosts)"),
@@ -244,7 +278,11 @@ def plan(root):
     source, found = find_source(root)
     app = inspect_app(root, source, found)
     why = next(c.why for c in found if c.text == app["wsgi"])
-    text = fabric_yaml(app_name(root, found), source, why, app)
+    deps = dependencies_file(root, root / source)
+    lock = next((n for n in requirements_mod.LOCK_FILES if deps and deps.name == "pyproject.toml"
+                 and deps.with_name(n).is_file()), None)
+    described = str(deps.relative_to(root)) + (f", pinned by {lock}" if lock else "")
+    text = fabric_yaml(app_name(root, found), source, why, app, described)
     _check(text, root)
     return {"fabric.yaml": text, "fabfile.py": FABFILE}
 

@@ -76,7 +76,10 @@ class Settings:
     base_dir: Optional[str] = None  # default: /srv/<app_name>
     static_url: str = "/static/"
     streaming: Tuple[str, ...] = ()  # URL prefixes whose responses stream (never buffered)
-    requirements: str = "requirements.txt"
+    # The app's dependencies: a requirements file in source, or a pyproject.toml (PEP 621
+    # [project] dependencies or Poetry's, pinned by uv.lock / poetry.lock beside it). None:
+    # source/requirements.txt, else pyproject.toml in source or at the project root.
+    requirements: Optional[str] = None
     listen_port: int = 80
     upstream_port: int = 8001
     keep_releases: int = 5
@@ -293,7 +296,13 @@ class Settings:
 
     @property
     def requirements_file(self):
-        return self.source_dir / self.requirements
+        if self.requirements:
+            return self.source_dir / self.requirements
+        for path in (self.source_dir / "requirements.txt", self.source_dir / "pyproject.toml",
+                     Path(self.project_root).resolve() / "pyproject.toml"):
+            if path.is_file():
+                return path
+        return self.source_dir / "requirements.txt"
 
     @property
     def templates_dir(self):
@@ -612,7 +621,7 @@ _VALIDATORS = {
     "static_url": _url_prefix,
     "streaming": lambda k, v: _list(k, v, _URL_PATH, "URL paths starting with '/'",
                                     check=_url_path) if v else (),
-    "requirements": _rel_path,
+    "requirements": lambda k, v: _rel_path(k, v) if v is not None else None,
     "listen_port": lambda k, v: _int(k, v, 1, 65535),
     # The inner tier listens on loopback: never a privileged or well-known port.
     "upstream_port": lambda k, v: _int(k, v, 1024, 65535),
@@ -867,10 +876,16 @@ def _check_files(settings):
     for key, page in pages:
         if page and not (_inside(Path(root, page), root) and Path(root, page).is_file()):
             _fail(key, page, f"an existing HTML file inside the project ({root})")
-    req = Path(settings.project_root, settings.source, settings.requirements)
-    if not _inside(req, settings.source_dir) or not req.is_file():
-        _fail("requirements", settings.requirements,
-              f"a file inside source (looked for {req})")
+    req = settings.requirements_file
+    root = Path(settings.project_root).resolve()
+    inside = _inside(req, settings.source_dir) or (req.name == "pyproject.toml"
+                                                    and req.parent == root and _inside(req, root))
+    if not inside or not req.is_file():
+        if settings.requirements:
+            _fail("requirements", settings.requirements,
+                  f"a file inside source (looked for {req})")
+        _fail("requirements", None, "the app's dependencies: requirements.txt in source "
+              f"({settings.source_dir}), or a pyproject.toml in source or at the project root")
 
 
 def from_config(config, stage=None):

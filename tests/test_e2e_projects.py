@@ -1,0 +1,105 @@
+"""End to end with a project shaped as many published Flask apps are, and unchanged: the app
+at its repository's root, pyproject.toml only (locked by uv.lock), an app factory, SQLite in
+Flask's instance folder, a log file under logs/ next to its code (tests/apps/guestbook).
+Described by what `fab init` wrote plus the server name, the host, `shared_dirs: [logs]` and
+the command its README asks for (`flask init-db`, as a hook); deployed with `fab`, then used:
+a page, a static file, a form POST that writes to its database, a second deploy and a
+rollback that keep the data."""
+
+import http.client
+import re
+import shutil
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import fab, remove_app
+from ops import deploy, settings, smoke, staging
+
+pytestmark = pytest.mark.e2e
+
+GUESTBOOK = Path(__file__).parent / "apps" / "guestbook"
+
+
+def guestbook_project(root, host, stack):
+    shutil.copytree(GUESTBOOK, root)
+    result = fab("init", cwd=root)
+    assert result.returncode == 0, result.stdout
+    assert "# dependencies: pyproject.toml, pinned by uv.lock" in (root / "fabric.yaml").read_text()
+    text = (root / "fabric.yaml").read_text()
+    text = re.sub(r"^  server_names: *", "  server_names: [guestbook.test] ", text, count=1, flags=re.M)
+    text = re.sub(r"^  # hosts: \[[^]]*\]", f"  hosts: [{host}]", text, count=1, flags=re.M)
+    text = text.replace("  # stack: nginx-uwsgi", f"  stack: {stack}")
+    text += ("  shared_dirs: [logs]\n"
+             "  hooks: {before_switch: [flask init-db]}\n")
+    (root / "fabric.yaml").write_text(text)
+    # What importing the app at init wrote in the project (instance/, logs/) is the user's:
+    # it never ships (the host's copies are the ones that count).
+    for name in ("instance", "logs"):
+        shutil.rmtree(root / name, ignore_errors=True)
+    raw = yaml.safe_load(text)["deploy"]
+    assert raw["source"] == "." and raw["app_name"] == "guestbook"
+    return settings.load(raw, project_root=root)
+
+
+def sign(target, name, message):
+    conn = target.connection()
+    try:
+        body = urllib.parse.urlencode({"name": name, "message": message})
+        conn.request("POST", "/sign", body=body, headers={
+            "Host": target.host, "Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("host_name, stack", [("staging1", "nginx-uwsgi"),
+                                              ("staging2", "apache-modwsgi")])
+def test_a_pyproject_app_at_its_repository_root_deploys_and_keeps_its_data(
+        staging_hosts, tmp_path, host_name, stack):
+    root = tmp_path / "guestbook"
+    s = guestbook_project(root, host_name, stack)
+    host = staging.remote(host_name)
+    try:
+        result = fab("provision", "deploy", cwd=root)
+        assert result.returncode == 0, result.stdout[-3000:]
+        target = deploy.target_for(s, host)
+        page = smoke.request(target, "/")
+        assert page.status == 200 and b"<h1>Guestbook</h1>" in page.body
+        css = smoke.request(target, "/static/style.css")
+        assert css.status == 200 and css.body == (GUESTBOOK / "guestbook/static/style.css").read_bytes()
+        assert "max-age=604800" in css.header("Cache-Control")  # the front server's, not Flask's
+        assert sign(target, "ada", "first visit") == 302
+        assert b"<b>ada</b>: first visit" in smoke.request(target, "/").body
+
+        base = s.base
+        # The database and the log are the app's, in shared/linked; the release only links them.
+        assert host.run(f"stat -c %U {base}/shared/linked/instance/guestbook.sqlite; "
+                        f"readlink {base}/current/instance {base}/current/logs",
+                        "stat").stdout.split() == [
+            "guestbook", f"{base}/shared/linked/instance", f"{base}/shared/linked/logs"]
+        assert "signed by ada" in host.run(f"cat {base}/shared/linked/logs/guestbook.log",
+                                           "log").stdout
+        status = fab("status", cwd=root)
+        assert f"instance -> {base}/shared/linked/instance" in status.stdout, status.stdout
+
+        # A code change and a rollback: the data stays, whichever release serves.
+        template = root / "guestbook/templates/index.html"
+        template.write_text(template.read_text().replace("<h1>Guestbook</h1>", "<h1>Guest book</h1>"))
+        result = fab("deploy", cwd=root)
+        assert result.returncode == 0, result.stdout[-3000:]
+        page = smoke.request(target, "/").body
+        assert b"<h1>Guest book</h1>" in page and b"<b>ada</b>: first visit" in page
+        assert sign(target, "grace", "after the change") == 302
+        result = fab("rollback", cwd=root)
+        assert result.returncode == 0, result.stdout[-3000:]
+        page = smoke.request(target, "/").body
+        assert b"<h1>Guestbook</h1>" in page
+        assert b"<b>ada</b>" in page and b"<b>grace</b>: after the change" in page
+    finally:
+        remove_app(host, s)
+        host.close()

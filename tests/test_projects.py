@@ -1,0 +1,121 @@
+"""Projects as people publish them, without a host: the app at the repository's root,
+pyproject.toml with PEP 621 or Poetry dependencies, pinned by uv.lock or poetry.lock; the
+paths the app writes (shared_dirs, shared_files, Flask's instance folder)."""
+
+import shutil
+
+import pytest
+
+from ops import build, release, requirements, settings
+from ops.errors import OpsError, SettingsError
+
+from conftest import ROOT
+
+GUESTBOOK = ROOT / "tests" / "apps" / "guestbook"
+
+
+@pytest.fixture
+def guestbook(tmp_path):
+    root = tmp_path / "guestbook"
+    shutil.copytree(GUESTBOOK, root)
+    return root
+
+
+def load(root, **raw):
+    return settings.load({"app_name": "guestbook", "source": ".", "wsgi": "guestbook:create_app()",
+                          "server_names": ["guestbook.test"], **raw}, project_root=root)
+
+
+def test_pyproject_dependencies_pinned_by_uv_lock(guestbook):
+    reqs = build.requirements(load(guestbook))
+    assert reqs.lines == ("flask>=3.0", 'tomli>=2; python_version < "3.11"')
+    # Every package the lock takes from an index, pinned; never the project itself.
+    assert "flask==3.1.0" in reqs.constraints and "werkzeug==3.1.3" in reqs.constraints
+    assert not [c for c in reqs.constraints if c.startswith("guestbook")]
+    assert reqs.text(hashes=False).splitlines()[0] == "-c constraints.txt"
+    # The lock is part of what the wheelhouse is keyed by.
+    before = reqs.digest
+    lock = guestbook / "uv.lock"
+    lock.write_text(lock.read_text().replace('version = "3.1.0"', 'version = "3.1.1"'))
+    assert build.requirements(load(guestbook)).digest != before
+
+
+def test_poetry_dependencies_pinned_by_poetry_lock(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.poetry]\nname = "shop"\n[tool.poetry.dependencies]\npython = "^3.9"\n'
+        'flask = "^3.0"\nredis = {version = "~5.0", extras = ["hiredis"], markers = '
+        '"sys_platform == \'linux\'"}\ndev-thing = {version = "1", optional = true}\n')
+    (tmp_path / "poetry.lock").write_text(
+        '[[package]]\nname = "flask"\nversion = "3.1.0"\n\n[[package]]\nname = "redis"\n'
+        'version = "5.0.8"\n\n[[package]]\nname = "mine"\nversion = "0.1"\n'
+        '[package.source]\ntype = "directory"\nurl = "../mine"\n')
+    reqs = requirements.read(tmp_path / "pyproject.toml", tmp_path)
+    assert reqs.lines == ("flask<4,>=3.0", 'redis[hiredis]<5.1,>=5.0; sys_platform == "linux"')
+    assert reqs.constraints == ("flask==3.1.0", "redis==5.0.8")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[project]\nname = 'x'\n", "no \\[project\\] dependencies"),
+    ("[project]\nname = 'x'\ndynamic = ['dependencies']\n", "dynamic"),
+    ("[project\n", "not valid TOML"),
+    ("[project]\ndependencies = ['flask @ https://example.com/f.whl']\n", "direct reference"),
+    ("[project]\ndependencies = ['-e .']\n", "pip option"),
+])
+def test_a_pyproject_flask_ops_cannot_use_is_refused_in_one_line(tmp_path, text, message):
+    (tmp_path / "pyproject.toml").write_text(text)
+    with pytest.raises(OpsError, match=message) as err:
+        requirements.read(tmp_path / "pyproject.toml", tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_src_layout_finds_the_pyproject_at_the_project_root(tmp_path):
+    shutil.copytree(GUESTBOOK / "guestbook", tmp_path / "src" / "guestbook")
+    shutil.copy(GUESTBOOK / "pyproject.toml", tmp_path)
+    s = load(tmp_path, source="src")
+    assert s.requirements_file == tmp_path / "pyproject.toml"
+    with pytest.raises(SettingsError, match="requirements"):
+        load(tmp_path / "src" / "guestbook", source=".")  # no dependencies anywhere
+
+
+def test_an_app_at_the_repository_root_builds_a_release_without_its_build_output(guestbook):
+    s = load(guestbook, shared_dirs=["logs"], shared_files=["settings.local.cfg"])
+    before = sorted(p.relative_to(guestbook) for p in guestbook.rglob("*"))
+    tree, _, _, statics, links = release.stage_tree(s)
+    # The build happened outside the project, and nothing of it is in the release.
+    assert guestbook not in tree.parents
+    assert sorted(p.relative_to(guestbook) for p in guestbook.rglob("*")) == before
+    shipped = {p.relative_to(tree).as_posix() for p in tree.rglob("*")}
+    assert "guestbook/__init__.py" in shipped and "pyproject.toml" in shipped
+    assert not [p for p in shipped if p.split("/")[0] in ("instance", "logs", "build")]
+    assert (tree / "collected_static/static/style.css").is_file()
+    # Flask's instance folder (found by importing the app), then the user's shared paths.
+    assert links == ("dir:instance", "dir:logs", "file:settings.local.cfg")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("shared_dirs", ["../data"]), ("shared_dirs", ["/var/data"]), ("shared_dirs", ["a/./b"]),
+    ("shared_dirs", ["venv"]), ("shared_dirs", [".flask-ops/x"]), ("shared_files", ["a;b"]),
+    ("shared_dirs", ["collected_static"]), ("shared_dirs", "logs\nx"),
+])
+def test_shared_paths_outside_the_release_or_over_its_own_parts_are_refused(guestbook, key, value):
+    with pytest.raises(SettingsError, match=key):
+        load(guestbook, **{key: value})
+
+
+def test_shared_paths_may_not_nest_or_hold_the_apps_code(guestbook):
+    with pytest.raises(SettingsError, match="shared_files"):
+        load(guestbook, shared_dirs=["var"], shared_files=["var/x.cfg"])
+    s = load(guestbook, shared_dirs=["guestbook/templates"])
+    with pytest.raises(OpsError, match="shared_dirs: guestbook/templates holds "
+                                       "guestbook/templates/index.html"):
+        release.stage_tree(s)
+
+
+def test_init_describes_a_pyproject_app_at_the_repository_root(guestbook):
+    from ops import scaffold
+    import yaml
+
+    text = scaffold.plan(guestbook)["fabric.yaml"]
+    assert "# dependencies: pyproject.toml, pinned by uv.lock" in text
+    raw = yaml.safe_load(text)["deploy"]
+    assert (raw["app_name"], raw["source"], raw["wsgi"]) == ("guestbook", ".", "guestbook:create_app()")
