@@ -106,48 +106,113 @@ def _build_wheelhouse(settings, reqs, path):
     (path / ".complete").write_text("")
 
 
-LOCAL_PYTHON = "%d.%d" % sys.version_info[:2]
+LOCAL_PYTHON = "%d.%d.%d" % sys.version_info[:3]
+_WHEEL = re.compile(r"(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<tags>.+)\.whl$")
 _PURE = re.compile(r"-(py3|py2\.py3)-none-any\.whl$")
-_MANYLINUX = ("manylinux_2_17_{arch}", "manylinux2014_{arch}", "manylinux_2_28_{arch}",
-              "manylinux_2_34_{arch}", "linux_{arch}")
+_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\Z")
+DEFAULT_GLIBC = "2.17"  # manylinux2014: what a host whose C library is unknown is assumed to have
 
 
-def target_wheelhouse(settings, python, arch):
-    """Wheels for a host whose Python (X.Y) or machine differs from this one.
+def _canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
 
-    Pure-Python wheels are reused from the local build; every binary wheel is replaced by
-    the same version built for the host's CPython, downloaded from the index (manylinux).
+
+def target_wheelhouse(settings, python, arch, libc=None):
+    """Wheels for the host's own interpreter: `python` X.Y.Z, machine `arch`, glibc `libc`.
+
+    The local wheelhouse was resolved for this machine's Python: its environment markers
+    (`async-timeout; python_full_version <= "3.11.2"`, `tomli; python_version < "3.11"`)
+    were evaluated here. For any other interpreter the requirements are resolved again for
+    the host with uv (`uv pip compile --python-version X.Y.Z --python-platform
+    ARCH-manylinux_2_N`; pip evaluates markers for the running Python only, whatever its
+    --python-version says), preferring the versions already built here; each wheel is then
+    the local one when it is pure Python, else the host's, downloaded as a manylinux wheel.
     """
     local = wheelhouse(settings)
     if (python, arch) == (LOCAL_PYTHON, platform.machine()):
         return local
-    path = cache_root() / "wheelhouse" / f"{local.name}-cp{python.replace('.', '')}-{arch}"
+    path = cache_root() / "wheelhouse" / f"{local.name}-cp{python}-{arch}-glibc{libc or 'unknown'}"
     if (path / ".complete").exists():
         return path
     with building(path):
         if not (path / ".complete").exists():
-            _download_wheels(local, path, python, arch)
+            pins = resolve_for(settings, local, python, arch, libc, path.with_name(path.name + ".spec"))
+            _host_wheels(local, path, pins, python, arch, libc)
     return path
 
 
-def _download_wheels(local, path, python, arch):
+# The manylinux targets uv's --python-platform names (it has no 2_18..2_27, 2_29, 2_30).
+_UV_MANYLINUX = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+
+
+def uv_platform(arch, libc):
+    """uv's --python-platform for a Linux host: the newest manylinux target it names that
+    the host's glibc runs (a wheel for glibc 2.40 runs on 2.41)."""
+    if arch not in ("x86_64", "aarch64"):
+        return "linux"
+    minor = int((libc or DEFAULT_GLIBC).split(".")[1])
+    usable = [m for m in _UV_MANYLINUX if m <= minor] or [17]
+    return f"{arch}-manylinux_2_{usable[-1]}"
+
+
+def resolve_for(settings, local, python, arch, libc, spec):
+    """name==version lines: the app's requirements resolved for the host's interpreter."""
+    from uv import find_uv_bin
+
+    reqs = requirements(settings)
+    flat = write_requirements(reqs, spec, hashes=False)
+    resolved = spec / "resolved.txt"
+    # uv prefers versions already in its output file: the ones this machine built and tested.
+    resolved.write_text("".join(f"{m['name']}=={m['version']}\n" for m in
+                                (_WHEEL.match(w.name) for w in sorted(local.glob("*.whl"))) if m))
+    env = dict(os.environ)
+    if env.get("PIP_INDEX_URL") and not env.get("UV_INDEX_URL"):
+        env["UV_INDEX_URL"] = env["PIP_INDEX_URL"]
+    _run([find_uv_bin(), "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+          "--python-version", python, "--python-platform", uv_platform(arch, libc),
+          "--output-file", str(resolved), str(flat)],
+         f"resolving {settings.requirements_file.name} for Python {python} on {arch}", env=env)
+    pins = []
+    for line in resolved.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        match = _PIN.match(line)
+        if match:
+            pins.append((match.group(1), match.group(2)))
+        elif line:
+            raise OpsError(f"resolving for Python {python}: unexpected line {line!r}")
+    return pins
+
+
+def _platforms(arch, libc):
+    """pip's --platform values for a glibc host: every manylinux tag it can run."""
+    major, minor = (int(x) for x in (libc or DEFAULT_GLIBC).split(".")[:2])
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)]
+    tags += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+    return [arg for tag in tags for arg in ("--platform", tag)]
+
+
+def _host_wheels(local, path, pins, python, arch, libc):
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    binary = []
-    for wheel in sorted(local.glob("*.whl")):
-        if _PURE.search(wheel.name):
+    pure = {}
+    for wheel in local.glob("*.whl"):
+        m = _WHEEL.match(wheel.name)
+        if m and _PURE.search(wheel.name):
+            pure[(_canonical(m["name"]), m["version"])] = wheel
+    wanted = []
+    for name, version in pins:
+        wheel = pure.get((_canonical(name), version))
+        if wheel is not None:
             shutil.copy2(wheel, path)
         else:
-            name, version = wheel.name.split("-")[:2]
-            binary.append(f"{name}=={version}")
-    if binary:
-        tag = python.replace(".", "")
-        platforms = [arg for p in _MANYLINUX for arg in ("--platform", p.format(arch=arch))]
+            wanted.append(f"{name}=={version}")
+    if wanted:
+        tag = "".join(python.split(".")[:2])
         _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-              "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-              "--abi", f"cp{tag}", "--abi", "abi3", "--abi", "none", *platforms,
-              "--dest", str(path), *binary],
-             f"downloading wheels for Python {python} on {arch} ({', '.join(binary)}); "
+              "--only-binary=:all:", "--implementation", "cp", "--python-version",
+              ".".join(python.split(".")[:2]), "--abi", f"cp{tag}", "--abi", "abi3",
+              "--abi", "none", *_platforms(arch, libc), "--dest", str(path), *wanted],
+             f"downloading wheels for Python {python} on {arch} ({', '.join(wanted)}); "
              "a package without such a wheel needs a build on a machine like the host")
     (path / ".complete").write_text("")
 

@@ -102,7 +102,8 @@ def start(s, remote, built, steps, dry_run=False):
                                 built.cert_files, built.acme_ca)
 
     def bundle(upload):
-        wheels = build_mod.target_wheelhouse(s, upload.python, upload.arch) if upload.python else None
+        wheels = (build_mod.target_wheelhouse(s, upload.python, upload.arch, upload.libc)
+                  if upload.python else None)
         return release_mod.bundle(s, built.tree, rel, wheels)
 
     maintenance = bool(facts.get("maintenance"))

@@ -27,8 +27,9 @@ class Upload:
     """Ship the release bundle (with wheels for this host's Python when it lacks them)."""
 
     dest: str
-    python: Optional[str] = None  # set: the bundle carries wheels built for this Python/arch
-    arch: Optional[str] = None
+    python: Optional[str] = None  # set: the bundle carries wheels resolved for this Python
+    arch: Optional[str] = None  # (X.Y.Z), machine and glibc (None: another C library)
+    libc: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -543,7 +544,8 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
         prepare=cert_steps + (
             Step("upload", upload=Upload(f"/tmp/{release.upload_name}",
                                          facts["python"] if wheels else None,
-                                         facts["arch"] if wheels else None)),
+                                         facts["arch"] if wheels else None,
+                                         facts.get("libc") if wheels else None)),
             Step("stage", stage_script(s, release, facts),
                  "dependencies installed offline; configs pass the target's checkers"),
         ) + env_steps,

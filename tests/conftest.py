@@ -238,3 +238,17 @@ def assert_forgeries_refused(target, scheme="http"):
                                        "evil.example")
     assert status == 200 and raw["http_host"] == target.host, raw
     return who
+
+
+# Requirements whose environment markers select different packages on different Pythons:
+# redis 5.0.8 needs async-timeout on Python <= 3.11.2 only (Debian 12's; this machine runs
+# another 3.11.x), tomli only before 3.11.
+MARKED_REQUIREMENTS = 'flask>=3.0,<4\nredis==5.0.8\ntomli>=2; python_version < "3.11"'
+
+
+def installed_on_host(host, s, *modules):
+    """{module: whether the host's venv of the current release imports it}."""
+    script = "; ".join(f"print('{m}', importlib.util.find_spec('{m}') is not None)" for m in modules)
+    out = host.run(f"{s.current}/venv/bin/python -c \"import importlib.util; {script}\"",
+                   "imports").stdout.split()
+    return {out[i]: out[i + 1] == "True" for i in range(0, len(out), 2)}

@@ -14,7 +14,8 @@ from ops import deploy, plan, provision, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
-from conftest import ROOT, assert_forgeries_refused, followed_request_id, remove_app, timed_get
+from conftest import (MARKED_REQUIREMENTS, ROOT, assert_forgeries_refused, followed_request_id,
+                      installed_on_host, remove_app, timed_get)
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -280,6 +281,18 @@ def test_an_app_that_cannot_start_says_why_with_its_secrets_masked(host, project
         assert "hunter2" not in message
     finally:
         remove_app(host, bad)
+
+
+def test_dependencies_are_resolved_for_the_hosts_own_python(host, project):
+    """The host runs Python 3.11.2, this machine another 3.11.x: redis 5.0.8 needs
+    async-timeout on the host only (python_full_version < "3.11.3"). Resolved here, its
+    offline install failed ("No matching distribution found for async-timeout")."""
+    s = project({"requirements.txt": ("flask>=3.0,<4", MARKED_REQUIREMENTS),
+                 "app.py": ("import datetime", "import redis  # noqa: F401\nimport datetime")})
+    ship(s, host)
+    assert installed_on_host(host, s, "redis", "async_timeout", "tomli") == {
+        "redis": True, "async_timeout": True, "tomli": False}
+    ship(project(), host)  # the module's baseline again
 
 
 def test_app_that_cannot_import_here_fails_the_build_before_the_host(host, project):

@@ -4,7 +4,7 @@ systemd 257. On each stack: a first deploy, a code change, a rollback."""
 
 import pytest
 
-from conftest import deploy_change_rollback, extra_host
+from conftest import MARKED_REQUIREMENTS, deploy_change_rollback, extra_host, installed_on_host
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +27,18 @@ def test_deploy_a_change_and_roll_back_on_trixie(trixie, project, stack):
 
 
 def test_the_venv_holds_wheels_built_for_the_hosts_python(trixie, project):
-    """MarkupSafe's C speedups are cp313 (this machine builds cp311)."""
+    """MarkupSafe's C speedups are cp313 (this machine builds cp311), and the requirements'
+    markers are evaluated for 3.13: redis without async-timeout, no tomli."""
     from ops import deploy, provision
-    s = project()
+    s = project({"requirements.txt": ("flask>=3.0,<4", MARKED_REQUIREMENTS)})
     try:
         provision.provision(s, trixie)
         deploy.deploy(s, trixie, out=lambda m: None)
         found = trixie.run("ls /srv/sample/current/venv/lib/python3.13/site-packages/markupsafe/",
                            "wheels").stdout
         assert "_speedups.cpython-313" in found, found
+        assert installed_on_host(trixie, s, "redis", "async_timeout", "tomli") == {
+            "redis": True, "async_timeout": False, "tomli": False}
     finally:
         from conftest import remove_app
         remove_app(trixie, s)

@@ -48,6 +48,15 @@ def active(unit):
     return None
 
 
+def glibc():
+    """glibc's version ("2.36"), None on another C library."""
+    try:
+        name, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+    except (AttributeError, ValueError, OSError):
+        return None
+    return version if name == "glibc" else None
+
+
 def init_system():
     if os.path.isdir("/run/systemd/system"):
         return "systemd"
@@ -100,8 +109,11 @@ def main(args):
     lock = args["state"] + "/lock"
     return {
         "init": init_system(),
-        "python": "%d.%d" % sys.version_info[:2],
+        # The host's exact interpreter and C library: dependencies are resolved for them
+        # (environment markers such as python_full_version <= "3.11.2", manylinux tags).
+        "python": "%d.%d.%d" % sys.version_info[:3],
         "arch": os.uname().machine,
+        "libc": glibc(),
         "user": user_exists(args["user"]),
         "provisioned": os.path.isdir(base + "/shared") and os.path.isdir(releases_dir),
         "current": os.path.basename(current) if current else None,
