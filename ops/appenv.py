@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
 
-from . import settings as settings_mod
+from . import safeio, settings as settings_mod
 from .errors import OpsError
 
 COMMAND_TIMEOUT = 60  # seconds a secret's command may take (it may ask for a passphrase)
+MAX_SECRET_FILE = 64 * 1024  # a secret is a line, a key or a certificate, not a disk image
 
 
 @dataclass(frozen=True)
@@ -91,27 +92,22 @@ def resolve(s, environ=None):
 
 def _read_file(where, root, ref):
     path = Path(root, Path(ref).expanduser())
+    data = safeio.read_regular(path, where, limit=MAX_SECRET_FILE, follow=True)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OpsError(f"{where}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OpsError(f"{where}: {path} is not UTF-8 text") from None
     # One trailing newline is how editors end a file, not part of the secret.
     return text[:-1] if text.endswith("\n") else text
 
 
 def _run_command(where, ref, cwd):
     argv = shlex.split(ref)
-    try:
-        proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=COMMAND_TIMEOUT)
-    except FileNotFoundError:
-        raise OpsError(f"{where}: command not found: {argv[0]}") from None
-    except subprocess.TimeoutExpired:
-        raise OpsError(f"{where}: `{ref}` did not finish in {COMMAND_TIMEOUT}s") from None
+    proc = safeio.run_bounded(argv, f"{where}: `{ref}`", COMMAND_TIMEOUT, cwd=cwd)
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise OpsError(f"{where}: `{ref}` exited {proc.returncode}"
-                       + (f": {err[-1][:200]}" if err else ""))
+        # Its error output is not shown: a failing command may print the value it read.
+        raise OpsError(f"{where}: `{ref}` exited {proc.returncode} (its output is not shown: "
+                       "it may hold the secret; run it yourself to see why)")
     try:
         text = proc.stdout.decode("utf-8")
     except UnicodeDecodeError:

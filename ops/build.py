@@ -249,6 +249,8 @@ def collectstatic(settings, out=None, source=None):
     so an excluded file (a `.env` behind a symlink in static/) can never be collected.
     """
     project, src = Path(settings.project_root).resolve(), settings.source_dir
+    if out is not None and not str(out).strip():
+        raise OpsError("--out: an empty path; name a directory for the collected static files")
     wanted = Path(os.path.abspath(out or build_root(settings) / "collected_static"))
     if src in wanted.parents:
         raise OpsError(f"{out} is inside the app's source ({src}); name a directory outside it")
@@ -265,15 +267,26 @@ def collectstatic(settings, out=None, source=None):
     return out, result["files"], checked_statics(settings, result)
 
 
+IMPORT_TIMEOUT = int(os.environ.get("FLASK_OPS_IMPORT_TIMEOUT", "300"))
+
+
 def run_driver(python, driver, args, what):
     """A driver script run in the app's build venv: its last stdout line is one JSON object,
-    {"error": ...} when it refused; anything else (a crash) shows its stderr."""
-    proc = subprocess.run([str(python), str(driver), *map(str, args)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+    {"error": ...} when it refused; anything else (a crash) shows its stderr. The import of the
+    app is bounded (FLASK_OPS_IMPORT_TIMEOUT, 300 s): an app that waits at import for a
+    database it cannot reach is stopped, with its process group."""
+    from . import safeio
+
+    proc = safeio.run_bounded([str(python), str(driver), *map(str, args)],
+                              f"{what} (importing the app)", IMPORT_TIMEOUT)
+    stdout = proc.stdout.decode("utf-8", "replace")
+    stderr = proc.stderr.decode("utf-8", "replace").strip()
     try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result = json.loads(stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        raise OpsError(f"{what} failed:\n{proc.stderr.strip()[-3000:]}") from None
+        raise OpsError(f"{what} failed: the app's import ended with exit status "
+                       f"{proc.returncode}" + (f":\n{stderr[-3000:]}" if stderr else
+                                               " and printed nothing")) from None
     if "error" in result:
         raise OpsError(f"{what} failed: {result['error']}")
     return result

@@ -31,11 +31,12 @@ class CertFiles:
 
 
 def _read(key, path):
+    """A certificate, key or CA bundle: a regular file (a FIFO would block, /dev/zero would
+    never end), at most 1 MiB."""
+    from . import safeio
+
     p = Path(path).expanduser()
-    try:
-        return p, p.read_bytes()
-    except OSError as exc:
-        raise OpsError(f"deploy.{key}: {path}: cannot read it ({exc.strerror})") from None
+    return p, safeio.read_regular(p, f"deploy.{key}", limit=1024 * 1024, follow=True)
 
 
 def _names(cert):

@@ -27,10 +27,10 @@ APACHE_MODULES = (("wsgi_module", "mod_wsgi.so"), ("headers_module", "mod_header
 SNAKEOIL = ("/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key")
 
 
-def nginx_candidate_main(live_main, site_dir):
+def nginx_candidate_main(live_main, site_dir, prelude=""):
     """The live nginx.conf with its sites-enabled include pointed at site_dir."""
     try:
-        return candidate_main.nginx(live_main, site_dir)
+        return candidate_main.nginx(live_main, site_dir, prelude)
     except candidate_main.NoSitesInclude as exc:
         raise OpsError(str(exc)) from None
 
@@ -133,7 +133,12 @@ def check_nginx(files, workdir):
     sites.mkdir()
     _write(files, sites)
     main = Path(workdir, "nginx.conf")
-    main.write_text(nginx_candidate_main(Path(stacks.NginxUwsgi.main_conf).read_text(), sites))
+    live = Path(stacks.NginxUwsgi.main_conf).read_text()
+    # What provision adds to a host's http block (front_nginx.sh), when this machine lacks it.
+    conf_d = "".join(p.read_text(errors="replace") for p in Path("/etc/nginx/conf.d").glob("*.conf"))
+    prelude = "" if "server_names_hash_bucket_size" in live + conf_d else \
+        f"server_names_hash_bucket_size {stacks.NAMES_HASH_BUCKET};\n"
+    main.write_text(nginx_candidate_main(live, sites, prelude))
     return _run(stacks.NginxUwsgi.test_command(str(main)), "nginx -t", isolate=("/var/log", "/var/cache"))
 
 

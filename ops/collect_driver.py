@@ -107,6 +107,9 @@ def load_app(spec, source):
         module = importlib.import_module(spec["module"])
         target = getattr(module, spec["name"])
         app = target(*spec["args"], **spec["kwargs"]) if spec["call"] else target
+    except SystemExit as exc:  # the app calls sys.exit() at import (a missing setting...)
+        raise Refused(f"cannot load the app from {where}: it called sys.exit({exc.code!r}) "
+                      "while being imported") from None
     except Exception as exc:  # the app's own import error, reported as such
         raise Refused(f"cannot load the app from {where}: {type(exc).__name__}: {exc}") from None
     path = os.path.realpath(getattr(module, "__file__", None) or "")
@@ -135,6 +138,12 @@ def main(source, wsgi, out):
     except Refused as exc:
         fail(str(exc))
     owners = static_owners(app)
+    root = os.path.realpath(source)
+    for owner, endpoint, _ in owners:
+        folder = os.path.realpath(owner.static_folder)
+        if folder != root and not folder.startswith(root + os.sep):
+            fail(f"the static folder of {endpoint} ({owner.static_folder}) is outside the app's "
+                 "source: only the source's own files are collected and served")
     prefixes = collect(app, owners, out)
     files, wrong, samples = verify(app, owners, out)
     if wrong:

@@ -8,6 +8,7 @@ one line naming the file, and refuses unknown top-level sections (`deplyo:`) in 
 """
 
 import difflib
+import errno
 import json
 import os
 
@@ -40,13 +41,19 @@ class _StrictLoader(yaml.SafeLoader):
         seen = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if isinstance(key, int) and not isinstance(key, bool) and 100 <= key <= 599:
+                key_node.value, key_node.tag = str(key), "tag:yaml.org,2002:str"
+                self.constructed_objects.pop(key_node, None)
+                key = str(key)  # an HTTP status code (error_pages: {500: page.html})
             if not isinstance(key, str):
                 raise ConfigFileError(f"line {key_node.start_mark.line + 1}: key {key!r} is not "
                                       "a name; quote it or fix the indentation")
-            if key in seen:
-                raise ConfigFileError(f"line {key_node.start_mark.line + 1}: duplicate key "
-                                      f"{key!r} (first on line {seen[key]})")
-            seen[key] = key_node.start_mark.line + 1
+            if key.lower() in seen:
+                first, line = seen[key.lower()]
+                what = "duplicate key" if first == key else f"key {key!r} differs only in case from"
+                raise ConfigFileError(f"line {key_node.start_mark.line + 1}: {what} "
+                                      f"{first!r} (line {line})")
+            seen[key.lower()] = (key, key_node.start_mark.line + 1)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -60,10 +67,19 @@ def known_sections():
 
 
 def _text(path):
-    with open(path, "rb") as f:  # FileNotFoundError passes through: Invoke skips absent files
-        data = f.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise ConfigFileError(f"larger than {MAX_BYTES} bytes")
+    from . import safeio
+    from .errors import OpsError
+
+    if not os.path.lexists(path):
+        raise FileNotFoundError(errno.ENOENT, "No such file", path)  # Invoke skips absent files
+    if not os.path.exists(path):
+        raise ConfigFileError("a symlink to nothing")
+    try:  # a regular file only: a FIFO would block, /dev/zero would never end
+        data = safeio.read_regular(path, None, limit=MAX_BYTES, follow=True)
+    except OpsError as exc:
+        if "larger than" in str(exc):
+            raise ConfigFileError(f"larger than {MAX_BYTES} bytes") from None
+        raise ConfigFileError(str(exc).replace(f"{path} ", "it ")) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -84,6 +100,8 @@ def parse(path):
         raise ConfigFileError(f"{where}{exc.problem or exc}") from None
     except (yaml.YAMLError, ValueError) as exc:
         raise ConfigFileError(str(exc).splitlines()[0]) from None
+    except RecursionError:
+        raise ConfigFileError("nested too deeply; a description is a few levels deep") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -125,9 +143,25 @@ def check_sections(data, path):
                               "the others are Fabric's own)")
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".py")
+
+
+def check_unique(path):
+    """fabric.yaml next to fabric.yml (or .json, .py): Invoke reads the first and ignores the
+    others without a word; the user edits one and deploys the other."""
+    stem, suffix = os.path.splitext(path)
+    if os.path.basename(stem) not in ("fabric", "invoke") or suffix not in CONFIG_SUFFIXES:
+        return
+    others = [stem + s for s in CONFIG_SUFFIXES if s != suffix and os.path.lexists(stem + s)]
+    if others:
+        raise ConfigFileError(f"{os.path.basename(others[0])} is beside it: Fabric would read one "
+                              "and ignore the other; keep one of them")
+
+
 def strict_load(self, path):
     """Drop-in for Invoke's _load_yaml/_load_json."""
     try:
+        check_unique(path)
         data = parse(path)
         check_sections(data, path)
         return data
@@ -135,8 +169,30 @@ def strict_load(self, path):
         raise Exit(f"flask-ops: {path}: {exc}", code=1) from None
 
 
+def check_runtime_path(path):
+    """`fab -f PATH`: a YAML, JSON or Python file that exists (Invoke would raise a traceback
+    for /dev/null, a directory or over.txt). A missing one is refused later, by settings."""
+    if path is None:
+        return
+    if os.path.splitext(path)[1] not in CONFIG_SUFFIXES:
+        raise Exit(f"flask-ops: {path}: -f takes a config file ending in "
+                   + ", ".join(CONFIG_SUFFIXES), code=1)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise Exit(f"flask-ops: {path}: -f takes a regular file (this is a directory, a "
+                   "device, a FIFO or a link to nothing)", code=1)
+
+
+def _set_runtime_path(self, path):
+    check_runtime_path(path)
+    _original_set_runtime_path(self, path)
+
+
+_original_set_runtime_path = InvokeConfig.set_runtime_path
+
+
 def install():
     """Read every Fabric config file loaded from now on with the strict loader."""
+    InvokeConfig.set_runtime_path = _set_runtime_path
     InvokeConfig._load_yaml = strict_load
     InvokeConfig._load_yml = strict_load
     InvokeConfig._load_json = strict_load

@@ -18,13 +18,13 @@ def _contains(outer, inner):
     return outer == inner or outer in inner.parents
 
 
-def prepare(out, what, keep=()):
+def prepare(out, what, keep=(), outside=()):
     """An empty directory at `out`, ready to write into; returns its absolute path.
 
     what: the kind of output, named in the marker and in errors ("rendered configs").
     keep: directories that must never be inside or equal to `out` (project, source).
     """
-    path, label = check(out, what, keep)
+    path, label = check(out, what, keep, outside)
     if path.is_dir() and any(path.iterdir()):
         for child in path.iterdir():
             if child.is_dir() and not child.is_symlink():
@@ -36,10 +36,22 @@ def prepare(out, what, keep=()):
     return path
 
 
-def check(out, what, keep=()):
-    """Refuse `out` (OpsError) unless prepare() may use it; writes nothing. (path, label)."""
+def check(out, what, keep=(), outside=()):
+    """Refuse `out` (OpsError) unless prepare() may use it; writes nothing. (path, label).
+    outside: directories `out` may not be in (the app's source: it would ship)."""
+    if out is None or not str(out).strip():
+        raise OpsError(f"an empty path; name a directory for the {what}")
     path = Path(os.path.abspath(out))
     label = f"{out} ({path})" if str(out) != str(path) else str(path)
+    if any(len(os.fsencode(part)) > 255 for part in path.parts) or len(os.fsencode(str(path))) > 4000:
+        raise OpsError(f"{str(out)[:60]}...: the path is too long; name a directory for the {what}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise OpsError(f"{label}: {parent} is a file; name a directory for the {what}")
+    for source in outside:
+        if _contains(Path(os.path.abspath(source)), path):
+            raise OpsError(f"{label} is inside the app's source ({source}): the {what} would "
+                           "ship in its next release; name a directory outside it")
     if path.is_symlink():
         raise OpsError(f"{label} is a symlink; name a real directory for the {what}")
     for protected in keep:

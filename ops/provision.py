@@ -27,6 +27,8 @@ def provision_script(s):
     # openssl: the deploy's facts read the served certificate with it.
     tls_packages = ("openssl",) + (("certbot",) if s.tls and s.tls.acme else ()) if s.tls else ()
     return plan.script([
+        # Before anything changes: the base directory and the accounts are ours or new.
+        scripts.command("ensure_ours.sh", s.base, s.app_user, s.app_group),
         scripts.command("ensure_packages.sh", *stack.packages, *tls_packages),
         scripts.command("ensure_account.sh", s.app_user, s.app_group, s.base),
         scripts.command("ensure_dirs.sh", *[part for d in dirs for part in d]),

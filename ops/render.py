@@ -38,12 +38,12 @@ def render_lb(settings, upstreams):
     return stacks.LoadBalancer(settings).files(upstreams)
 
 
-def write_tree(files, out_dir, keep=()):
+def write_tree(files, out_dir, keep=(), outside=()):
     """Write rendered files under out_dir, mirroring their host paths. Returns the paths.
 
     out_dir is emptied first only if flask-ops wrote it (see ops.outdir); nothing is written
     through a symlink.
     """
-    root = outdir.prepare(out_dir, "rendered configs", keep=keep)
+    root = outdir.prepare(out_dir, "rendered configs", keep=keep, outside=outside)
     return [outdir.write_file(root, PurePosixPath(f.path).relative_to("/"), f.content, f.mode)
             for f in files]

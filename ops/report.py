@@ -4,6 +4,17 @@ import json
 import xml.etree.ElementTree as ET
 
 
+def is_report(path):
+    """A file one of these functions wrote (so a later run may replace it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return (head.lstrip().startswith(b"<?xml") and b"<testsuite" in head) or (
+        head.lstrip().startswith(b"{") and b'"target"' in head and b'"checks"' in head)
+
+
 def to_json(results, target):
     failed = [r for r in results if not r.ok]
     return json.dumps({

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from . import safeio
 from .errors import OpsError
+
+MAX_REQUIREMENTS = 1024 * 1024
 
 _NESTED = re.compile(r"(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+|(?<=-r)|(?<=-c))(\S+)\Z")
 _HASH = re.compile(r"--hash[=\s]\s*(sha256|sha384|sha512):([0-9a-fA-F]{64,128})")
@@ -99,14 +102,14 @@ def _read(path, root, lines, constraints, sources, constraint):
         raise OpsError(f"{path}: outside the app's source; requirements files must be inside it")
     if resolved in sources:
         return  # included twice (or a cycle): its lines are already in
+    if not resolved.exists():
+        raise OpsError(f"{path}: no such requirements file")
+    data = safeio.read_regular(resolved, str(path), limit=MAX_REQUIREMENTS, follow=True)
     try:
-        text = resolved.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise OpsError(f"{path}: no such requirements file") from None
+        # pip accepts a UTF-8 byte order mark (an editor's), and so do we
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise OpsError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise OpsError(f"{path}: cannot be read ({exc.strerror})") from None
     sources.append(resolved)
     for number, line in _logical_lines(text):
         if not line:
@@ -136,14 +139,7 @@ def _toml(path):
         except ImportError:
             raise OpsError(f"{path}: reading TOML needs Python 3.11+ (or the tomli package) "
                            "on this machine") from None
-    try:
-        if not path.is_file():
-            raise OpsError(f"{path}: not a regular file")
-        data = path.read_bytes()[:MAX_TOML + 1]
-    except OSError as exc:
-        raise OpsError(f"{path}: cannot be read ({exc.strerror})") from None
-    if len(data) > MAX_TOML:
-        raise OpsError(f"{path}: larger than {MAX_TOML // 2**20} MiB")
+    data = safeio.read_regular(path, str(path), limit=MAX_TOML, follow=True)
     try:
         return tomllib.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

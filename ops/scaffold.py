@@ -212,9 +212,15 @@ def _y(value):
     return json.dumps(value)
 
 
+def _one_line(text):
+    """Text from the app (a route, a file name) as it may appear in a YAML comment: control
+    characters escaped, so a newline in a route cannot start a line of YAML."""
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in str(text))
+
+
 def _line(text, comment=""):
     """One line of the deploy section, its comment aligned."""
-    return f"  {text:30} # {comment}" if comment else f"  {text}"
+    return f"  {text:30} # {_one_line(comment)}" if comment else f"  {text}"
 
 
 def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
@@ -235,7 +241,7 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
     ]
     if app["static_url"] and app["static_url"] != "/static/":
         lines.append(_line(f"static_url: {_y(app['static_url'])}", "found: the app's static_url_path"))
-    lines.append(_line(f"# static files found at {prefixes}: the front server serves each"))
+    lines.append(_line(_one_line(f"# static files found at {prefixes}: the front server serves each")))
     if f["healthz"]:
         lines.append(_line(f"healthz: {_y(f['healthz'])}", "found: a health route, smoke checks it first"))
     else:
@@ -266,7 +272,7 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
     ]
     for r in app["routes"][:40]:
         mark = "  (streams)" if r["streams"] else ""
-        lines.append(f"#   {','.join(r['methods']):12} {r['rule']}{mark}")
+        lines.append(_one_line(f"#   {','.join(r['methods']):12} {r['rule']}{mark}"))
     if len(app["routes"]) > 40:
         lines.append(f"#   ... and {len(app['routes']) - 40} more")
     return "\n".join(lines) + "\n"

@@ -43,15 +43,38 @@ SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/l
                 "/var/lib/dpkg", "/var/lib/apt", "/var/lib/systemd", "/etc/nginx", "/etc/apache2")
 SYSTEM_PARENTS = ("/", "/srv", "/opt", "/var", "/var/www", "/var/lib", "/home", "/mnt", "/media",
                   "/usr/local")
-# Accounts the system or the web server own: the app must run as its own unprivileged user.
+# Accounts the system, the web server or another service own: the app runs as its own
+# unprivileged user, never as (or able to act as) one of theirs.
 RESERVED_USERS = frozenset("""root daemon bin sys sync games man lp mail news uucp proxy www-data
     backup list irc gnats nobody nogroup sshd messagebus _apt systemd-network systemd-resolve
     systemd-timesync systemd-journal systemd-coredump polkitd syslog uuidd tss adm staff sudo
-    wheel shadow disk kmem tty utmp""".split())
+    wheel shadow disk kmem tty utmp postgres mysql mariadb redis memcache mongodb rabbitmq
+    elasticsearch opensearch nginx apache apache2 httpd ubuntu debian admin ec2-user centos
+    git gitlab gitlab-runner jenkins docker dnsmasq bind named postfix dovecot ntp chrony
+    avahi colord lightdm gdm pulse rtkit usbmux sssd landscape pollinate fwupd-refresh
+    tcpdump clamav vault consul nomad prometheus grafana influxdb""".split())
+# Groups whose members are root in all but name (docker, lxd), read what they should not
+# (adm: logs; shadow; ssl-cert: private keys) or reach devices; and groups shared by users.
+PRIVILEGED_GROUPS = frozenset("""docker lxd lxc kvm libvirt libvirt-qemu disk adm sudo wheel shadow
+    ssl-cert users staff video audio input render plugdev netdev dialout tty kmem systemd-journal
+    systemd-network root www-data crontab mail operator lpadmin sambashare""".split())
+# Directories of other packages and services: provision would make them root's, 0755.
+OTHER_SERVICES = ("/var/lib/postgresql", "/var/lib/mysql", "/var/lib/mariadb",
+                  "/var/lib/docker", "/var/lib/containerd", "/var/lib/lxd", "/var/lib/redis",
+                  "/var/lib/mongodb", "/var/lib/rabbitmq", "/var/lib/elasticsearch",
+                  "/var/lib/nginx", "/var/lib/apache2", "/var/lib/letsencrypt",
+                  "/var/lib/snapd", "/var/lib/flask-ops", "/var/www/html", "/snap")
 # Environment names that change how the process itself runs, not what the app reads.
+# The loader's and libc's own (GLIBC_TUNABLES, GCONV_PATH: code loaded into the process) too.
 RESERVED_ENV = frozenset("""PATH HOME USER LOGNAME SHELL IFS ENV TERM TMPDIR LANG LANGUAGE
-    PWD OLDPWD SHLVL NOTIFY_SOCKET LISTEN_FDS LISTEN_PID INVOCATION_ID""".split())
-RESERVED_ENV_PREFIXES = ("LD_", "PYTHON", "UWSGI_", "BASH_", "SYSTEMD_", "FLASK_OPS_", "MOD_WSGI")
+    PWD OLDPWD SHLVL NOTIFY_SOCKET LISTEN_FDS LISTEN_PID INVOCATION_ID GLIBC_TUNABLES GCONV_PATH
+    LOCPATH NLSPATH HOSTALIASES RES_OPTIONS LOCALDOMAIN TZDIR BASH_ENV PS4 PERL5LIB PERL5OPT
+    RUBYOPT NODE_OPTIONS OPENSSL_CONF OPENSSL_ENGINES""".split())
+RESERVED_ENV_PREFIXES = ("LD_", "PYTHON", "UWSGI_", "BASH_", "SYSTEMD_", "FLASK_OPS_", "MOD_WSGI",
+                         "GLIBC_", "GCONV_", "MALLOC_")
+# Python's own settings that only tune output and warnings: common in apps' docs.
+ALLOWED_PYTHON_ENV = frozenset("""PYTHONUNBUFFERED PYTHONDONTWRITEBYTECODE PYTHONHASHSEED
+    PYTHONWARNINGS PYTHONFAULTHANDLER PYTHONIOENCODING PYTHONUTF8 PYTHONDEVMODE""".split())
 
 
 @dataclass(frozen=True)
@@ -362,10 +385,11 @@ def _abs_path(key, value):
 
 def _base_dir(key, value):
     value = _abs_path(key, value)
-    inside = [t for t in SYSTEM_TREES if value == t or value.startswith(t + "/")]
-    if inside or value in SYSTEM_PARENTS:
+    inside = [t for t in SYSTEM_TREES + OTHER_SERVICES if value == t or value.startswith(t + "/")]
+    home = value.startswith("/home/") and value.count("/") == 2  # a user's home itself
+    if inside or home or value in SYSTEM_PARENTS:
         _fail(key, value, "a directory of the app's own, such as /srv/APP or /opt/APP "
-                          "(not a system directory or one that holds others)")
+                          "(not a system directory, another service's data or a user's home)")
     return value
 
 
@@ -379,6 +403,9 @@ def _account(key, value):
 
 def _group(key, value):
     _string(key, value, _UNIX_NAME, "a Unix group name")
+    if value in PRIVILEGED_GROUPS:
+        _fail(key, value, "a group of the app's own (the default is the app user's name): "
+                          f"{value} gives its members powers or files beyond the app's own")
     if value in RESERVED_USERS:
         _fail(key, value, "a group of the app's own (the default is the app user's name): "
                           "a shared group (www-data, ...) would let other apps on the host "
@@ -390,6 +417,8 @@ def _group(key, value):
 def _env_names(key, value):
     names = _list(key, value, _ENV_NAME, "environment variable names (A-Z, 0-9, _)")
     for name in names:
+        if name in ALLOWED_PYTHON_ENV:
+            continue
         if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
             _fail(key, name, "a name the app reads, not one that changes how its process runs "
                              "(" + ", ".join(p + "*" for p in RESERVED_ENV_PREFIXES) + ", PATH, "
@@ -489,13 +518,20 @@ def _secrets(key, value):
     return tuple(out)
 
 
+def _url_length(key, value):
+    if isinstance(value, str) and len(value) > MAX_URL_PATH:
+        _fail(key, value[:40] + "...", f"a URL path of at most {MAX_URL_PATH} characters")
+
+
 def _url_prefix(key, value):
     allowed = "a URL path that starts and ends with '/', without '.' or '..' segments"
+    _url_length(key, value)
     _string(key, value, _URL_PREFIX, allowed)
     return _no_dot_segments(key, value, value, allowed)
 
 
 def _url_path(key, value, pattern=_URL_PATH, allowed="a URL path starting with '/'"):
+    _url_length(key, value)
     _string(key, value, pattern, allowed)
     return _no_dot_segments(key, value, value.split("?")[0],
                             allowed + ", without '.' or '..' segments")
@@ -556,6 +592,17 @@ def _shared_paths(key, value):
     return tuple(out)
 
 
+MAX_SERVER_NAME = 240  # DNS allows 253; nginx's names hash is sized for this (stacks)
+MAX_URL_PATH = 512  # a URL path in a description (health, stream, smoke, static prefixes)
+
+
+def _server_name(key, value):
+    _string(key, value, _SERVER_NAME, "host names (letters, digits, '-', '.')")
+    if len(value) > MAX_SERVER_NAME:
+        _fail(key, value[:40] + "...", f"a host name of at most {MAX_SERVER_NAME} characters")
+    return value
+
+
 def _list(key, value, pattern, allowed, check=None):
     if isinstance(value, str):
         value = [value]
@@ -609,7 +656,9 @@ _VALIDATORS = {
     "app_name": lambda k, v: _string(k, v, _IDENT, "a lowercase identifier: [a-z][a-z0-9_]{0,30}"),
     "source": _rel_path,
     "wsgi": _wsgi,
-    "server_names": lambda k, v: _list(k, v, _SERVER_NAME, "host names (letters, digits, '-', '.')"),
+    "server_names": lambda k, v: _list(k, v, _SERVER_NAME, "host names (letters, digits, '-', "
+                                       f"'.'), at most {MAX_SERVER_NAME} characters",
+                                       check=_server_name),
     "stack": lambda k, v: _choice(k, v, STACKS),
     "nginx": lambda k, v: _choice(k, v, NGINX_SHAPES),
     "init": lambda k, v: _choice(k, v, INITS),

@@ -261,7 +261,8 @@ class NginxUwsgi(Stack):
 
     def provision_commands(self):
         # The kernel cuts the app socket's listen queue to net.core.somaxconn.
-        return [scripts.command("ensure_somaxconn.sh", str(self.s.listen_queue))]
+        return [scripts.command("ensure_somaxconn.sh", str(self.s.listen_queue)),
+                scripts.command("ensure_nginx_names.sh", str(NAMES_HASH_BUCKET))]
 
     def provision_dirs(self):
         return [("/var/cache/nginx", "root", "root", "755"),
@@ -376,7 +377,7 @@ class LoadBalancer(NginxUwsgi):
         return []
 
     def provision_commands(self):
-        return []
+        return [scripts.command("ensure_nginx_names.sh", str(NAMES_HASH_BUCKET))]
 
     @property
     def candidate_dir(self):
@@ -384,11 +385,31 @@ class LoadBalancer(NginxUwsgi):
 
 
 def _project_page(s, key, page):
+    """A page the front server sends to anyone: an HTML file of the project, never one that
+    is (or links to) a secret, and never one the release would leave out."""
+    from . import safeio, tree
+
+    root = Path(s.project_root).resolve()
     path = Path(s.project_root, page)
+    if not page.lower().endswith((".html", ".htm")):
+        raise OpsError(f"deploy.{key}: {page} is not an .html file; the front server sends this "
+                       "page to anyone")
+    if safeio.secret_name(page) or tree.spec(s.exclude).match_file(page):
+        raise OpsError(f"deploy.{key}: {page} is a path the release leaves out (a secret or an "
+                       "excluded file); name an HTML page")
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OpsError(f"{key}: cannot read {path}: {exc}") from None
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise OpsError(f"deploy.{key}: cannot read {path}") from None
+    if root not in resolved.parents:
+        raise OpsError(f"deploy.{key}: {page} leads out of the project ({resolved})")
+    data = safeio.read_regular(path, f"deploy.{key}", limit=1024 * 1024)
+    if safeio.secret_content(data):
+        raise OpsError(f"deploy.{key}: {page} holds a private key or a credential")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OpsError(f"deploy.{key}: {page} is not UTF-8 text") from None
 
 
 def uwsgi_check_command(ini):
@@ -396,6 +417,10 @@ def uwsgi_check_command(ini):
     # option and exits: nothing is bound, imported or written.
     return [inits.UWSGI_BIN, "--ini", ini, "--get", "socket"]
 
+
+# nginx's server_names_hash_bucket_size: its default (64) refuses a server name longer than
+# about 55 characters; provision sets this (front_nginx.sh) unless the host sets its own.
+NAMES_HASH_BUCKET = 256
 
 STACKS = {cls.name: cls for cls in (NginxUwsgi, ApacheModWsgi)}
 NAMES = tuple(STACKS)

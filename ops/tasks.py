@@ -46,6 +46,37 @@ def ops_task(*args, **kwargs):
     return wrap
 
 
+def count_option(flag, value, default, high):
+    """A positive whole number given on the command line (Invoke would raise a traceback)."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= high:
+        raise OpsError(f"{flag} {value!r}: a whole number from 1 to {high}")
+    return int(text)
+
+
+def report_path(flag, value, s):
+    """Where a smoke report may be written: a new file, or a report written before; never a
+    directory, a link, a project file or a file inside the app's source."""
+    if value is None:
+        return None
+    path = Path(value)
+    if not str(value).strip():
+        raise OpsError(f"{flag}: an empty path")
+    if path.is_symlink() or path.is_dir():
+        raise OpsError(f"{flag} {value}: a directory or a link; name a file")
+    if not path.parent.is_dir():
+        raise OpsError(f"{flag} {value}: {path.parent} is not a directory")
+    resolved = path.resolve()
+    if resolved == s.source_dir or s.source_dir in resolved.parents:
+        raise OpsError(f"{flag} {value}: inside the app's source; write reports elsewhere")
+    if path.exists() and not report.is_report(path):
+        raise OpsError(f"{flag} {value}: the file exists and is not a smoke report; refusing "
+                       "to overwrite it")
+    return path
+
+
 def load_settings(c):
     """The app description, once per task; with stages, the task first says which it acts on."""
     s = settings_mod.from_config(c.config)
@@ -74,7 +105,7 @@ def render_(c, out="rendered"):
     s = load_settings(c)
     files = render.render(s)  # all of it, before anything is written
     keep = (s.project_root, s.source_dir, Path.cwd())
-    for path in render.write_tree(files, out, keep=keep):
+    for path in render.write_tree(files, out, keep=keep, outside=(s.source_dir,)):
         print(path)
 
 
@@ -264,6 +295,7 @@ def unlock(c):
 def smoke_(c, url=None, junit=None, json=None):
     """Run the smoke checks through the front server: one line per check; exit 1 on any failure."""
     s = load_settings(c)
+    junit, json = report_path("--junit", junit, s), report_path("--json", json, s)
     if url:
         try:
             target = smoke_mod.target_from_url(url)
@@ -281,9 +313,9 @@ def smoke_(c, url=None, junit=None, json=None):
         print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:32} {r.seconds:5.2f}s  {r.detail}")
     failed = [r for r in results if not r.ok]
     if junit:
-        Path(junit).write_text(report.to_junit(results, target.describe()))
+        junit.write_text(report.to_junit(results, target.describe()))
     if json:
-        Path(json).write_text(report.to_json(results, target.describe()))
+        json.write_text(report.to_json(results, target.describe()))
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise Exit(code=1)
@@ -363,11 +395,12 @@ def exec_(c, all=False):
 @ops_task(help={"follow": "keep printing new lines until interrupted (Ctrl-C)",
                 "since": "journal lines since then, e.g. '10 min ago', 'today'",
                 "lines": "lines from each log (default 100)"})
-def logs(c, follow=False, since=None, lines=100):
+def logs(c, follow=False, since=None, lines=None):
     """The app's logs (its units' journal, or Apache's error log for mod_wsgi), its workers',
     and the front server's access and error log for this site; per host in a fleet."""
+    lines = count_option("--lines", lines, 100, 100_000)
     s = load_settings(c)
-    script = daytwo_cmds.logs_script(s, int(lines), since, follow)
+    script = daytwo_cmds.logs_script(s, lines, since, follow)
     hosts = app_hosts(c, s)
 
     def one(host):
@@ -380,13 +413,14 @@ def logs(c, follow=False, since=None, lines=100):
 
 
 @ops_task(name="history", help={"n": "how many entries (default 20)"})
-def history_(c, n=20):
+def history_(c, n=None):
     """Deploys, rollbacks, failed attempts and maintenance toggles on the host, newest first."""
+    n = count_option("-n", n, 20, 100_000)
     s = load_settings(c)
     hosts = app_hosts(c, s)
     for host in hosts:
         rows = daytwo_cmds.history_rows(
-            host.run(daytwo_cmds.history_script(s, int(n)), "history").stdout)
+            host.run(daytwo_cmds.history_script(s, n), "history").stdout)
         lead = f"{host.name}: " if len(hosts) > 1 else ""
         for row in rows or ["no history yet"]:
             print(lead + row)

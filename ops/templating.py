@@ -6,6 +6,7 @@ this module only knows how to render one.
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 import jinja2.sandbox
@@ -33,12 +34,40 @@ def _bytecode_cache():
     return jinja2.FileSystemBytecodeCache(str(path))
 
 
+class OverrideLoader(jinja2.FileSystemLoader):
+    """A project's template directory, read as data: regular files inside it only, never
+    through a symlink (an `{% include %}` of a link to ../.env would render the secret into
+    a config), never a FIFO or a device, never larger than a template is."""
+
+    def get_source(self, environment, template):
+        from . import safeio
+
+        root = Path(self.searchpath[0])
+        pieces = jinja2.loaders.split_template_path(template)
+        path = root.joinpath(*pieces)
+        if not path.exists() and not path.is_symlink():
+            raise jinja2.TemplateNotFound(template)
+        for part in [path, *path.parents]:
+            if part == root:
+                break
+            if part.is_symlink():
+                raise OpsError(f"template {template}: {part} is a symlink; an override "
+                               "template is a regular file inside its directory")
+        try:
+            data = safeio.read_regular(path, f"template {template}", limit=256 * 1024)
+            source = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise OpsError(f"template {template}: not UTF-8 text") from None
+        mtime = path.stat().st_mtime
+        return source, str(path), lambda: path.exists() and path.stat().st_mtime == mtime
+
+
 @functools.lru_cache(maxsize=None)
 def environment(override_dir=None):
     """Our templates, with a project's own directory searched first when it has one."""
     loader = jinja2.PackageLoader("ops", "templates")
     if override_dir:
-        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(override_dir)), loader])
+        loader = jinja2.ChoiceLoader([OverrideLoader(str(override_dir)), loader])
     # Sandboxed: a project's override template is data, and must not reach Python internals
     # (`{{ s.__class__.__init__.__globals__ }}`) or run commands on the deploying machine.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(

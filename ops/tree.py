@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pathspec
 
+from . import safeio
 from .errors import OpsError
 
 DEFAULT_EXCLUDES = (
@@ -23,9 +24,7 @@ DEFAULT_EXCLUDES = (
     "__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".tox/",
     ".nox/", ".venv/", "venv/", "node_modules/", "build/", "collected_static/", "*.egg-info/",
     # secrets: environment files, Flask's instance folder, keys and credentials
-    ".env", ".env.*", ".envrc", "*.env", "instance/", "id_rsa*", "id_dsa*", "id_ecdsa*",
-    "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", ".netrc", ".pypirc", ".npmrc",
-    ".htpasswd", ".ssh/", ".aws/", ".gnupg/", "secrets/",
+    *safeio.SECRET_PATTERNS,
 )
 
 
@@ -88,7 +87,35 @@ def select(source, patterns=()):
     shipped = set(files) | set(dirs)
     for rel, target in links:
         _check_link(source, rel, target, shipped)
+    _check_contents(source, files, excluded)
     return Selection(tuple(dirs), tuple(files), tuple(links), tuple(excluded))
+
+
+def _check_contents(source, files, excluded):
+    """No shipped file is a secret under another name: a hard link to an excluded file
+    (`.env`), or a file holding a private key or a cloud credential."""
+    hidden = set()
+    for rel in excluded:
+        path = source / rel.rstrip("/")
+        for p in ([path] if not rel.endswith("/") else []):
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                hidden.add((st.st_dev, st.st_ino))
+    for rel in files:
+        path = source / rel
+        st = path.lstat()
+        if hidden and (st.st_dev, st.st_ino) in hidden:
+            raise OpsError(f"{path} is a hard link to a file excluded from the release (a "
+                           "secret); refusing to ship it under another name")
+        if st.st_size and st.st_size < 8 * 2**20:
+            with open(path, "rb") as f:
+                head = f.read(safeio.CONTENT_PROBE)
+            if safeio.secret_content(head):
+                raise OpsError(f"{path} holds a private key or a cloud credential; it never "
+                               "ships (move it out of the source, or add it to deploy.exclude)")
 
 
 def _check_link(source, rel, target, shipped):

@@ -31,6 +31,12 @@ class WsgiSpec:
         args, kwargs = self.call
         return "(" + ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs]) + ")"
 
+    @property
+    def text(self):
+        """The spec written back from its parsed parts (`flask --app` reads it): what
+        generated files carry, never the user's own text."""
+        return f"{self.module}:{self.name}{self.call_source}"
+
     def as_json(self):
         return {"module": self.module, "name": self.name, "call": self.call is not None,
                 "args": list(self.call[0]) if self.call else [],
@@ -48,6 +54,8 @@ def _literal(node):
 
 def parse(text):
     """WsgiSpec from the key's text; ValueError when it is not one."""
+    if isinstance(text, str) and any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("a control character (newline, tab...)")
     m = _TARGET.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError("not module:name")

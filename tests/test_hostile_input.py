@@ -196,6 +196,17 @@ BAD_VALUES = [
     ("roles", {"lb": ["lb1"], "app": ["WEB1", "web1:22"]}), ("roles", {"app": []}),
     ("roles", {"app": ["web1;rm -rf /"]}), ("roles", {"db": ["x"], "app": ["y"]}),
     ("roles", ["web1"]), ("roles", {"app": ["-oProxyCommand=x"]}),
+    # other services' accounts and data (the app would own, or become, theirs)
+    ("base_dir", "/home/alice"), ("base_dir", "/var/lib/postgresql"), ("base_dir", "/var/lib/mysql/x"),
+    ("base_dir", "/var/lib/docker"), ("base_dir", "/var/www/html"), ("user", "postgres"),
+    ("user", "mysql"), ("user", "redis"), ("user", "ubuntu"), ("app_name", "postgres"),
+    ("group", "docker"), ("group", "lxd"), ("group", "kvm"), ("group", "ssl-cert"), ("group", "users"),
+    ("group", "adm"), ("env", {"GLIBC_TUNABLES": "glibc.malloc.x=1"}), ("env", {"GCONV_PATH": "/tmp"}),
+    ("env", {"LD_PRELOAD": "/tmp/x.so"}), ("env", {"PYTHONSTARTUP": "/tmp/x.py"}),
+    # too long for the server (nginx -t would fail without naming the key)
+    ("server_names", ["a" * 60 + "." + "b" * 60 + "." + "c" * 60 + "." + "d" * 60 + ".test"]),
+    ("healthz", "/" + "a" * 5000), ("streaming", ["/" + "s" * 600]),
+    ("wsgi", "app:create_app(" + "'" * 3 + "a\nimport os" + "'" * 3 + ")"),
 ]
 
 
@@ -265,7 +276,7 @@ def collect(proj):
     """Run `fab collectstatic` after a change to the app; refusals must name the file."""
     def run(*names):
         return refused(proj, "collectstatic", "--out", str(proj.parent / "c"),
-                       names=list(names), out_dir=proj / "build")
+                       names=list(names), out_dir=proj.parent / "c")
     return run
 
 
@@ -463,3 +474,263 @@ def test_apache_check_leaves_nothing_in_tmp(load):
     s = load(stack="apache-modwsgi", user="flaskops_checkuser")
     assert checks.check_local(render.render(s), s) == [render.APACHE, render.WSGI, "app environment"]
     assert set(tmp.iterdir()) - before == set()
+
+
+# ------------------------------------------------------------- values in generated Python
+
+WSGI_VALUES = [
+    'app:create_app(\'" + __import__("os").getenv("X") + "\')',
+    "app:create_app('''x''')",
+    "app:create_app('\\'; import os; os.system(\"id\") #')",
+    'app:create_app(name="a\\"b", debug=True, n=-1)',
+]
+
+
+@pytest.mark.parametrize("wsgi", WSGI_VALUES)
+def test_no_wsgi_value_becomes_code_in_generated_python(load, wsgi):
+    """The entry module and the runner carry the app's spec as data: each compiles, has one
+    statement per line it was meant to have, and the only call of the app factory has exactly
+    the literal arguments the user wrote."""
+    import ast
+    s = load(wsgi=wsgi)
+    spec = s.wsgi_spec
+    files = {f.path.rsplit("/", 1)[1]: f.content for f in render.render(s)}
+    entry, runner = ast.parse(files["sample.wsgi"]), ast.parse(files["flask-ops-run.py"])
+    # the factory call: exactly the parsed literals, nothing else
+    calls = [n for n in ast.walk(entry) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name) and n.func.id == "app_target"]
+    assert len(calls) == 1
+    assert tuple(ast.literal_eval(a) for a in calls[0].args) == spec.call[0]
+    assert tuple((k.arg, ast.literal_eval(k.value)) for k in calls[0].keywords) == spec.call[1]
+    assert not [n for n in ast.walk(entry) if isinstance(n, ast.Name) and n.id == "__import__"]
+    # FLASK_APP in the runner is one string constant: the spec written back from its parts
+    value = [n.values[n.keys.index(k)] for n in ast.walk(runner) if isinstance(n, ast.Dict)
+             for k in n.keys if isinstance(k, ast.Constant) and k.value == "FLASK_APP"]
+    assert len(value) == 1 and isinstance(value[0], ast.Constant)
+    assert value[0].value == spec.text
+    # comments stay comments: no line of the header is code
+    header = files["sample.wsgi"].split("import os")[0]
+    assert all(line.startswith("#") or not line.strip() for line in header.splitlines())
+
+
+@pytest.mark.parametrize("wsgi", ["app:create_app('''a\nimport os''')", "app:app\n", "app:c(\x00)"])
+def test_control_characters_in_wsgi_are_refused(load, wsgi):
+    with pytest.raises(OpsError, match="wsgi"):
+        load(wsgi=wsgi)
+
+
+def test_a_route_with_a_newline_cannot_write_yaml_through_init(tmp_path):
+    """A route rule (or a file name) is the app's text; in fabric.yaml it stays a comment."""
+    from ops import scaffold
+    (tmp_path / "requirements.txt").write_text("flask>=3.0,<4\n")
+    (tmp_path / "app.py").write_text(
+        "from flask import Flask\napp = Flask(__name__)\n\n"
+        "@app.route('/x\\n  user: postgres\\n  base_dir: /var/lib/postgresql')\n"
+        "def x():\n    return 'x'\n\n@app.route('/')\ndef index():\n    return 'ok'\n")
+    text = scaffold.plan(tmp_path)["fabric.yaml"]
+    deploy = yaml.safe_load(text)["deploy"]
+    assert "user" not in deploy and "base_dir" not in deploy
+    assert "#   GET          /x\\n  user: postgres" in text
+
+
+# --------------------------------------------------- secrets are never published or shipped
+
+@pytest.mark.parametrize("page, setup", [
+    (".env", None), ("app/.env.production", None), ("deploy/site.key", None),
+    ("app/instance/config.html", None), ("pages/secret.html", "link-to-env"),
+    ("pages/key.html", "private-key"), ("pages/app.py", "python"),
+])
+def test_pages_the_front_server_sends_are_never_secrets(proj, page, setup):
+    """error_pages and maintenance.page are sent to anyone: an HTML file of the project that
+    is not (and does not link to) a secret or an excluded file."""
+    (proj / "deploy").mkdir()
+    (proj / "pages").mkdir()
+    for rel, text in ((".env", "SECRET_KEY=hunter2\n"), ("app/.env.production", "X=hunter2\n"),
+                      ("deploy/site.key", "hunter2"), ("app/instance/config.html", "hunter2")):
+        (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proj / rel).write_text(text)
+    if setup == "link-to-env":
+        (proj / page).symlink_to("../.env")
+    elif setup == "private-key":
+        (proj / page).write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nhunter2\n")
+    elif setup == "python":
+        (proj / page).write_text("SECRET = 'hunter2'\n")
+    for key, value in (("error_pages", {"500": page}), ("maintenance", {"page": page})):
+        write_config(proj, {**BASE, key: value})
+        message = refused(proj, "render", "--out", str(proj / "out"), names=[key])
+        assert "hunter2" not in message
+        assert not (proj / "out").exists()
+
+
+def test_the_readmes_error_pages_form_works(proj):
+    (proj / "app/templates/oops.html").write_text("<h1>Sorry</h1>\n")
+    (proj / "fabric.yaml").write_text(
+        yaml.safe_dump({"deploy": BASE}) + "  error_pages: {500: app/templates/oops.html}\n")
+    code, out, err = fab_here(proj, "render", "--out", str(proj / "out"))
+    assert code == 0, err
+    assert (proj / "out/etc/flask-ops/hostile/errors/500.html").read_text() == "<h1>Sorry</h1>\n"
+
+
+CREDENTIALS = [".git-credentials", ".pgpass", ".my.cnf", "service-account.json", "putty.ppk",
+               "terraform.tfstate", "secring.gpg", ".docker/config.json", "gcp/credentials.json"]
+
+
+def test_credential_files_are_never_collected_or_shipped(proj):
+    for rel in CREDENTIALS:
+        (proj / "app/static" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proj / "app/static" / rel).write_text("hunter2\n")
+    out = proj.parent / "c"
+    code, _, err = fab_here(proj, "collectstatic", "--out", str(out))
+    assert code == 0, err
+    collected = {p.relative_to(out / "static").as_posix() for p in (out / "static").rglob("*")
+                 if p.is_file()}
+    assert "css/site.css" in collected and not collected & set(CREDENTIALS), collected
+    selection = tree.select(proj / "app", ())
+    assert not {f"static/{c}" for c in CREDENTIALS} & set(selection.files)
+
+
+@pytest.mark.parametrize("case", ["hard link to .env", "private key in static", "aws credentials"])
+def test_secrets_under_another_name_are_refused(proj, collect, case):
+    if case == "hard link to .env":
+        (proj / "app/.env").write_text("SECRET_KEY=hunter2\n")
+        os.link(proj / "app/.env", proj / "app/static/settings.txt")
+        names = ["settings.txt"]
+    elif case == "private key in static":
+        (proj / "app/static/notes.txt").write_text(
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n")
+        names = ["notes.txt"]
+    else:
+        (proj / "app/static/config.ini").write_text("[default]\naws_secret_access_key = hunter2\n")
+        names = ["config.ini"]
+    assert "hunter2" not in collect(*names)
+
+
+def test_a_static_folder_outside_the_source_is_never_collected(proj, collect):
+    (proj.parent / "elsewhere").mkdir()
+    (proj.parent / "elsewhere/.env").write_text("SECRET_KEY=hunter2\n")
+    app = proj / "app/app.py"
+    app.write_text(app.read_text().replace(
+        "app = Flask(__name__)", f"app = Flask(__name__, static_folder={str(proj.parent / 'elsewhere')!r})"))
+    assert "outside the app's source" in collect("static folder", "elsewhere")
+
+
+def test_an_override_template_never_reads_through_a_link(proj):
+    (proj / ".env").write_text("SECRET_KEY=hunter2\n")
+    (proj / "tpl/nginx").mkdir(parents=True)
+    (proj / "tpl/nginx/secret.j2").symlink_to("../../.env")
+    (proj / "tpl/nginx/catchall.conf.j2").write_text("# {% include 'nginx/secret.j2' %}\n")
+    write_config(proj, {**BASE, "templates": "tpl"})
+    message = refused(proj, "render", "--out", str(proj / "out"), names=["secret.j2"])
+    assert "hunter2" not in message and "symlink" in message
+    (proj / "tpl/nginx/secret.j2").unlink()
+    (proj / "tpl/nginx/catchall.conf.j2").unlink()
+    (proj / "tpl/nginx/catchall.conf.j2").symlink_to(proj / ".env")  # an override itself
+    assert "hunter2" not in refused(proj, "render", "--out", str(proj / "out"),
+                                    names=["catchall.conf.j2"])
+
+
+def test_a_failing_secret_command_never_shows_what_it_printed(proj):
+    write_config(proj, {**BASE, "secrets": {"DB_URL": {
+        "command": "sh -c 'echo postgres://u:hun\"\"ter2@db >&2; echo hun\"\"ter2; exit 3'"}}})
+    message = refused(proj, "env", "--check", names=["secrets.DB_URL"])
+    assert "hunter2" not in message and "exited 3" in message
+
+
+# --------------------------------------------------------------- nothing hangs, ever
+
+def test_fifos_and_devices_are_refused_not_read(proj, tmp_path):
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert "FIFO" in refused(proj, "-f", str(fifo), "render", names=[str(fifo)])
+    for dev in ("/dev/zero", "/dev/null"):
+        refused(proj, "-f", dev, "render", names=[dev])
+    secret = tmp_path / "secret-pipe"
+    os.mkfifo(secret)
+    write_config(proj, {**BASE, "secrets": {"API_KEY": {"file": str(secret)}}})
+    refused(proj, "env", "--check", names=["secrets.API_KEY"])
+    write_config(proj, {**BASE, "secrets": {"API_KEY": {"file": "/dev/zero"}}})
+    refused(proj, "env", "--check", names=["secrets.API_KEY"])
+    write_config(proj, BASE)
+    os.mkfifo(proj / "app/more.txt")
+    req = proj / "app/requirements.txt"
+    req.write_text(req.read_text() + "-r more.txt\n")
+    refused(proj, "collectstatic", "--out", str(proj.parent / "c"), names=["more.txt"])
+    os.unlink(proj / "app/more.txt")
+    req.write_text("flask>=3.0,<4\n")
+    (proj / "fabric.yaml").unlink()
+    os.mkfifo(proj / "fabric.yaml")
+    refused(proj, "render", names=["fabric.yaml"])
+
+
+def test_a_fifo_as_a_tls_key_is_refused_not_read(tmp_path):
+    from ops import certs
+    os.mkfifo(tmp_path / "key.pem")
+    with pytest.raises(OpsError, match="not a regular file"):
+        certs._read("tls.certificate.key", tmp_path / "key.pem")
+    with pytest.raises(OpsError, match="not a regular file"):
+        certs._read("tls.certificate.key", "/dev/zero")
+    (tmp_path / "big.pem").write_bytes(b"x" * (2 * 1024 * 1024))
+    with pytest.raises(OpsError, match="larger than"):
+        certs._read("tls.certificate.key", tmp_path / "big.pem")
+
+
+def test_an_app_that_blocks_at_import_is_stopped(proj, collect, monkeypatch):
+    monkeypatch.setattr(build, "IMPORT_TIMEOUT", 3)
+    app = proj / "app/app.py"
+    app.write_text("import subprocess, time\nsubprocess.Popen(['sleep', '300'])\n"
+                   "time.sleep(300)\n" + app.read_text())
+    assert "still running after 3s" in collect("importing the app")
+
+
+def test_a_secret_command_that_leaves_a_child_behind_returns(proj, monkeypatch):
+    from ops import appenv
+    import time
+    write_config(proj, {**BASE, "secrets": {"API_KEY": {"command": "sh -c 'sleep 300 & echo v4lue'"}}})
+    start = time.monotonic()
+    code, out, err = fab_here(proj, "env", "--check")
+    assert code == 0, err
+    assert time.monotonic() - start < 20
+    monkeypatch.setattr(appenv, "COMMAND_TIMEOUT", 2)
+    write_config(proj, {**BASE, "secrets": {"API_KEY": {"command": "sleep 300"}}})
+    assert "still running after 2s" in refused(proj, "env", "--check", names=["secrets.API_KEY"])
+
+
+# ------------------------------------------------- one clear line, never a traceback
+
+def test_odd_config_files_are_one_line(proj, tmp_path):
+    for target in ("/dev/null", str(tmp_path), "over.txt", ".env"):
+        refused(proj, "-f", target, "render", names=[target])
+    (proj / "fabric.yml").write_text("deploy: {}\n")
+    message = refused(proj, "render", names=["fabric.yml"])
+    assert "fabric.yml is beside it" in message
+    (proj / "fabric.yml").unlink()
+    write_config(proj, {**BASE, "Server_names": ["x.test"], "server_names": ["y.test"]})
+    assert "differs only in case" in refused(proj, "render", names=["Server_names"])
+    (proj / "fabric.yaml").write_text("deploy:\n  env:\n    X: " + "[" * 5000 + "\n")
+    assert "nested too deeply" in refused(proj, "render", names=["fabric.yaml"])
+    (proj / "fabric.yaml").unlink()
+    (proj / "fabric.yaml").symlink_to("missing.yaml")
+    assert "symlink to nothing" in refused(proj, "render", names=["fabric.yaml"])
+
+
+def test_bad_options_and_output_paths_are_one_line(proj):
+    write_config(proj, BASE)
+    refused(proj, "-H", "nohost", "logs", "--lines", "abc", names=["--lines"])
+    refused(proj, "-H", "nohost", "history", "-n", "abc", names=["-n"])
+    refused(proj, "render", "--out", "app/rendered", names=["app/rendered"])
+    refused(proj, "render", "--out", "fabric.yaml/sub", names=["fabric.yaml"])
+    refused(proj, "render", "--out", "x" * 300, names=["too long"])
+    refused(proj, "collectstatic", "--out", "", names=["empty path"])
+    for flag, path in (("--junit", "app/app.py"), ("--json", "fabric.yaml"), ("--junit", "app")):
+        refused(proj, "smoke", "--url", "http://127.0.0.1:9/", flag, path, names=[flag])
+
+
+def test_an_app_that_exits_at_import_says_so(proj, collect):
+    app = proj / "app/app.py"
+    app.write_text("import sys\nsys.exit('DATABASE_URL is not set')\n" + app.read_text())
+    assert "sys.exit('DATABASE_URL is not set')" in collect("sys.exit")
+
+
+def test_a_requirements_file_with_a_byte_order_mark_is_read_as_pip_reads_it(tmp_path):
+    (tmp_path / "requirements.txt").write_bytes("\ufeffflask>=3.0\n".encode("utf-8"))
+    assert requirements.read(tmp_path / "requirements.txt", tmp_path).lines == ("flask>=3.0",)

@@ -144,10 +144,10 @@ def test_error_pages_are_ours_or_the_projects_verbatim(load):
     for code in (500, 502, 504):
         page = files[f"/etc/flask-ops/sample/errors/{code}.html"]
         assert f"Error {code}" in page and "nginx" not in page.lower()
-    s = load(error_pages={502: "sample_app/static/css/site.css"})
+    s = load(error_pages={502: "sample_app/templates/upload.html"})
     files = {f.path: f.content for f in render.render(s)}
     assert files["/etc/flask-ops/sample/errors/502.html"] == (
-        ROOT / "sample_app/static/css/site.css").read_text()
+        ROOT / "sample_app/templates/upload.html").read_text()
     assert "Error 504" in files["/etc/flask-ops/sample/errors/504.html"]
 
 

@@ -15,9 +15,9 @@ class NoSitesInclude(ValueError):
     pass
 
 
-def nginx(live_main, site_dir):
-    text, count = NGINX_SITES_INCLUDE.subn(lambda m: f"{m.group(1)}include {site_dir}/*;",
-                                           live_main)
+def nginx(live_main, site_dir, prelude=""):
+    text, count = NGINX_SITES_INCLUDE.subn(
+        lambda m: f"{m.group(1)}{prelude}include {site_dir}/*;", live_main)
     if count != 1:
         raise NoSitesInclude("nginx.conf has no 'include /etc/nginx/sites-enabled/*;' line; "
                              "flask-ops installs sites there and cannot check them in context")

@@ -6,7 +6,8 @@ set -eu
 user=$1 group=$2 home=$3
 getent group "$group" >/dev/null || { groupadd --system "$group"; echo "changed: created group $group"; }
 if ! id -u "$user" >/dev/null 2>&1; then
-  useradd --system --gid "$group" --home-dir "$home" --no-create-home --shell /usr/sbin/nologin "$user"
+  useradd --system --gid "$group" --home-dir "$home" --no-create-home --shell /usr/sbin/nologin \
+    --comment "flask-ops app $user" "$user"
   echo "changed: created user $user"
 elif [ "$(id -gn "$user")" != "$group" ]; then
   usermod --gid "$group" "$user"
