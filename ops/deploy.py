@@ -2,12 +2,14 @@
 the plan, hand it to the executor. Also the read-only views: releases, status, unlock.
 """
 
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Optional
 
-from . import appenv, build as build_mod, certs, dryrun, executor, inits, locks, plan as plan_mod
+from . import appenv, build as build_mod, certs, dryrun, executor, hostversions, inits, locks
+from . import plan as plan_mod
 from . import release as release_mod, settings as settings_mod, smoke, stacks, vcs
 from .errors import OpsError, SmokeError
 from .steps import Steps
@@ -41,6 +43,34 @@ def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifes
     """(facts, whether we took the lock): one round trip."""
     command = plan_mod.facts_command(s, files, requirements_digest, acquire, locks.who(), manifests)
     return plan_mod.parse_facts(remote.run(command, "facts").stdout, acquire)
+
+
+class RenderedForAnother(OpsError):
+    """The host's servers cannot take the files the release was rendered for (its versions
+    were not known yet, or changed): build again for them."""
+
+
+def for_hosts(s, hosts):
+    """The settings rendered for what `hosts` last reported (a fleet: what all support)."""
+    return dataclasses.replace(s, target=hostversions.target_for_hosts(hosts))
+
+
+def check_versions(s, facts, remote):
+    """Remember the host's server versions; refuse servers older than flask-ops renders for,
+    and a release rendered for directives they lack."""
+    versions = hostversions.versions_from_facts(facts)
+    if not versions:
+        return
+    hostversions.remember(remote.name, versions)
+    old = hostversions.too_old(versions)
+    if old:
+        name, version, oldest = old
+        raise OpsError(f"{remote.name} runs {name} {'.'.join(map(str, version))}; flask-ops "
+                       f"renders for {name} {'.'.join(map(str, oldest))} and newer")
+    host = hostversions.Target.for_versions(versions)
+    if host.common(s.target) != s.target:
+        raise RenderedForAnother(f"{remote.name} runs {hostversions.describe(versions)}: the "
+                                 "release was rendered for newer servers; build it again")
 
 
 def preflight(s, facts, remote):
@@ -110,6 +140,7 @@ def start(s, remote, built, steps, dry_run=False):
     run = executor.Run(remote, plan, steps, bundle,
                        lambda static: smoke_or_raise(s, remote, static, maintenance), locked=locked)
     try:
+        check_versions(s, facts, remote)
         preflight(s, facts, remote)
         if not locked and (facts["lock"] is not None or not dry_run):
             raise locks.refusal(facts, remote.name)
@@ -126,8 +157,15 @@ def prepare(s, remote, built, steps):
 def deploy(s, remote, dry_run=False, out=print):
     """Ship the app to one host; return the release id now serving."""
     steps = Steps(out)
+    s = for_hosts(s, [remote.name])
     built = build(s, steps)
-    run = start(s, remote, built, steps, dry_run)
+    try:
+        run = start(s, remote, built, steps, dry_run)
+    except RenderedForAnother as exc:  # first contact, or its servers changed: once more
+        steps.out(f"  note       {exc}")
+        s = for_hosts(s, [remote.name])
+        built = build(s, steps)
+        run = start(s, remote, built, steps, dry_run)
     if dry_run:
         return dryrun.report(s, remote, built.release, run.plan, out, built.env)
     executor.prepare(run)

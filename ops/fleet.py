@@ -112,6 +112,8 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
     if drain not in DRAIN_MODES:
         raise OpsError(f"--drain {drain}: one of {', '.join(DRAIN_MODES)}")
     fleet = render.Fleet(tuple(lb.address for lb in lbs))
+    # Rendered for what every host last reported (the balancers' own files too).
+    s = deploy.for_hosts(s, [h.name for h in list(lbs) + list(apps)])
     lb_s, s = s, app_settings(s, lbs)
     new_certificate = lb_certificates(lb_s, lbs, out)
     built = deploy.build(s, Steps(out), fleet)

@@ -3,7 +3,7 @@
 Idempotent: each script checks before it changes, and says `changed: ...` when it did.
 """
 
-from . import plan, scripts, stacks
+from . import hostversions, plan, scripts, stacks
 
 
 def provision_script(s):
@@ -58,5 +58,10 @@ def catchall_lines(stack):
 def provision(s, remote):
     """Run the provision script; returns the `changed:` lines (empty when nothing changed)."""
     result = remote.run(provision_script(s), "provision")
+    # The servers it now has: the next build renders for their versions from the start.
+    facts = plan.parse_facts(remote.run(plan.facts_command(s), "facts").stdout, False)[0]
+    versions = hostversions.versions_from_facts(facts)
+    if versions:
+        hostversions.remember(remote.name, versions)
     return [line[len("changed: "):] for line in result.stdout.splitlines()
             if line.startswith("changed: ")]

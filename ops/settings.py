@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import daytwo, inits, stacks, tlsconf, wsgispec
+from . import daytwo, hostversions, inits, stacks, tlsconf, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -150,6 +150,9 @@ class Settings:
     # blueprint's), found by the build; None before a build (then: static_url alone).
     static_prefixes: Optional[Tuple[str, ...]] = None
     stage: Optional[str] = None  # not a user key: the stage chosen from `stages` (None: no stages)
+    # Not a user key: what the target host's servers accept (ops.hostversions), from the
+    # versions it reported; Debian 12's by default.
+    target: hostversions.Target = hostversions.Target()
     # Not a user key: Flask's instance folder relative to the release, found by the build
     # (app.instance_path); None before a build or when it lies outside the release.
     instance_dir: Optional[str] = None
@@ -336,7 +339,8 @@ class Settings:
         return stacks.of(self).two_tier
 
 
-NOT_USER_KEYS = ("project_root", "static_prefixes", "stage", "workers_elsewhere", "instance_dir")
+NOT_USER_KEYS = ("project_root", "static_prefixes", "stage", "workers_elsewhere", "instance_dir",
+                 "target")
 USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in NOT_USER_KEYS) + ("stages",)
 # Keys a stage may not set: they name the app itself, the same on every stage.
 STAGE_FIXED = ("app_name", "source", "wsgi", "stages")

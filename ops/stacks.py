@@ -206,7 +206,7 @@ class Stack:
 class NginxUwsgi(Stack):
     name, front, etc, main_conf, candidate_kind = (
         "nginx-uwsgi", "nginx", "/etc/nginx", "/etc/nginx/nginx.conf", "nginx")
-    packages = ("nginx", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv")
+    packages = ("nginx", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv", "ssl-cert")
     provision_script = "front_nginx.sh"
     streams_only_listed = True
     front_reloads_the_app = False
@@ -347,7 +347,7 @@ class LoadBalancer(NginxUwsgi):
     """nginx in front of a fleet's app hosts: the proxy (or cache) shape over their addresses."""
 
     name = "lb"
-    packages = ("nginx",)
+    packages = ("nginx", "ssl-cert")
     MAX_FAILS, FAIL_TIMEOUT, CONNECT_TIMEOUT = 3, "10s", "2s"
 
     def __init__(self, s):

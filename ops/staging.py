@@ -24,8 +24,10 @@ from .errors import OpsError
 STATE_DIR = Path(os.environ.get("FLASK_OPS_STAGING_DIR", "/var/lib/flask-ops/staging"))
 IMAGE_DIR = Path(os.environ.get("FLASK_OPS_IMAGE_DIR", "/var/cache/flask-ops/images"))
 # Debian releases a staging host can run (debootstrap knows their suites). trixie brings
-# Python 3.13, nginx 1.26, Apache 2.4.6x and systemd 257; bookworm is the default.
-DEBIAN_RELEASES = ("bookworm", "trixie")
+# Python 3.13, nginx 1.26, Apache 2.4.6x and systemd 257; bookworm is the default; bullseye
+# carries the servers of Ubuntu 22.04's generation (nginx 1.18, uWSGI 2.0.19, Python 3.9,
+# systemd 247), the oldest flask-ops renders for.
+DEBIAN_RELEASES = ("bookworm", "trixie", "bullseye")
 # Ubuntu LTS suites: the same builder with debootstrap's own Ubuntu mirror (archive.ubuntu.com),
 # on a machine that reaches it (this project's CI does not: only the Debian ones are tested).
 UBUNTU_RELEASES = ("jammy", "noble")

@@ -99,10 +99,34 @@ def init(c):
     scaffold.write(Path.cwd(), scaffold.plan(Path.cwd()))
 
 
-@ops_task(name="render", help={"out": "directory to write into, mirroring the host's paths (default: rendered)"})
-def render_(c, out="rendered"):
+TARGET_HELP = {
+    "target": "render for these server versions, e.g. nginx=1.18,uwsgi=2.0.19 (Ubuntu 22.04 / "
+              "Debian 11); default: what the host named by -H last reported, else Debian 12's",
+}
+
+
+def for_target(c, s, target=None):
+    """s rendered for --target versions, or for the -H host's last reported ones."""
+    import dataclasses
+    from . import hostversions
+    if target:
+        versions = hostversions.parse_option(target)
+    else:
+        host = getattr(c, "host", None)  # fab -H HOST render: a Connection
+        versions = hostversions.recalled(host) if host else {}
+    old = hostversions.too_old(versions)
+    if old:
+        name, version, oldest = old
+        raise OpsError(f"{name} {'.'.join(map(str, version))} is older than flask-ops renders "
+                       f"for ({name} {'.'.join(map(str, oldest))} and newer)")
+    return dataclasses.replace(s, target=hostversions.Target.for_versions(versions))
+
+
+@ops_task(name="render", help={"out": "directory to write into, mirroring the host's paths (default: rendered)",
+                               **TARGET_HELP})
+def render_(c, out="rendered", target=None):
     """Render every config file for the app, exactly as it will be installed on a host."""
-    s = load_settings(c)
+    s = for_target(c, load_settings(c), target)
     files = render.render(s)  # all of it, before anything is written
     keep = (s.project_root, s.source_dir, Path.cwd())
     for path in render.write_tree(files, out, keep=keep, outside=(s.source_dir,)):
@@ -133,10 +157,10 @@ def env_(c, check=False):
               f"{len(resolved.generate)} generated on the host")
 
 
-@ops_task
-def check(c):
+@ops_task(help=TARGET_HELP)
+def check(c, target=None):
     """Render the configs and run each server's own checker on them, here."""
-    s = load_settings(c)
+    s = for_target(c, load_settings(c), target)
     for kind in checks.check_local(render.render(s), s):
         print(f"ok  {kind}")
     if s.roles and s.roles["lb"]:

@@ -48,6 +48,26 @@ def active(unit):
     return None
 
 
+VERSION_PACKAGES = ("nginx", "nginx-core", "nginx-full", "nginx-light", "nginx-extras",
+                    "uwsgi-core", "apache2", "libapache2-mod-wsgi-py3", "systemd")
+
+
+def package_versions():
+    """{package: Debian version} of the servers whose version decides the rendered files."""
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev} ${Version}\\n",
+                              *VERSION_PACKAGES], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    versions = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].startswith("ii"):
+            versions[parts[0]] = parts[2]
+    return versions
+
+
 def glibc():
     """glibc's version ("2.36"), None on another C library."""
     try:
@@ -114,6 +134,7 @@ def main(args):
         "python": "%d.%d.%d" % sys.version_info[:3],
         "arch": os.uname().machine,
         "libc": glibc(),
+        "versions": package_versions(),
         "user": user_exists(args["user"]),
         "provisioned": os.path.isdir(base + "/shared") and os.path.isdir(releases_dir),
         "current": os.path.basename(current) if current else None,
