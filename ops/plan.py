@@ -575,9 +575,12 @@ def app_log_step(s, since=None, lines=25):
     """The app's last log lines (its journal, or the site's error log where mod_wsgi writes),
     since `since` (the host's clock at facts) where the journal can say, secrets masked:
     why the app did not start, printed before restore puts the old release back."""
-    units, files = stacks.of(s).log_sources()
-    spec = {"units": units, "files": [f for f in files if not f.endswith(".access.log")],
-            "env_file": s.env_file, "lines": lines, "since": since}
+    stack = stacks.of(s)
+    units, files = stack.log_sources()
+    # The app's own: its units' journal, upstart's job logs, the site's error log where
+    # mod_wsgi writes the app's stderr (nginx's own error log is not the app's).
+    own = [f for f in files if "/upstart/" in f or (not stack.app_units() and f.endswith(".error.log"))]
+    spec = {"units": units, "files": own, "env_file": s.env_file, "lines": lines, "since": since}
     return Step("app log", scripts.command("app_log.py", json.dumps(spec, sort_keys=True)))
 
 

@@ -3,10 +3,14 @@
 Idempotent: each script checks before it changes, and says `changed: ...` when it did.
 """
 
+import dataclasses
+
 from . import hostversions, plan, scripts, stacks
 
 
-def provision_script(s):
+def provision_script(s, catchall=True):
+    """The whole provision (catchall=False: all but the host's default site, which is
+    rendered for the server versions the host has once its packages are in)."""
     stack = stacks.of(s)
     # Root owns everything the deploy executes (releases, venvs, wheels): the app user can
     # read it but not change what root later runs. The app writes only to shared/data.
@@ -37,7 +41,7 @@ def provision_script(s):
         scripts.command(stack.provision_script),
         *stack.provision_commands(),
         scripts.command("ensure_front_marker.sh", stack.front, stacks.FRONT_MARKER),
-    ] + catchall_lines(stack))
+    ] + (catchall_lines(stack) if catchall else []))
 
 
 def catchall_lines(stack):
@@ -57,11 +61,14 @@ def catchall_lines(stack):
 
 def provision(s, remote):
     """Run the provision script; returns the `changed:` lines (empty when nothing changed)."""
-    result = remote.run(provision_script(s), "provision")
-    # The servers it now has: the next build renders for their versions from the start.
+    result = remote.run(provision_script(s, catchall=False), "provision")
+    # The servers it now has: the default site, and every later build, are rendered for
+    # their versions (nginx 1.18 has no ssl_reject_handshake).
     facts = plan.parse_facts(remote.run(plan.facts_command(s), "facts").stdout, False)[0]
     versions = hostversions.versions_from_facts(facts)
     if versions:
         hostversions.remember(remote.name, versions)
-    return [line[len("changed: "):] for line in result.stdout.splitlines()
+    target = dataclasses.replace(s, target=hostversions.Target.for_versions(versions))
+    default_site = remote.run(plan.script(catchall_lines(stacks.of(target))), "provision")
+    return [line[len("changed: "):] for line in (result.stdout + default_site.stdout).splitlines()
             if line.startswith("changed: ")]

@@ -453,7 +453,9 @@ def test_release_on_the_host_holds_no_secrets_and_keeps_modes(host, project):
     rel = plan.release_dir(s, release)
     found = sh(host, f"cd {rel} && ls -a . instance 2>&1; grep -rl hunter2 . || true")
     assert ".env" not in found and "id_rsa" not in found and "hunter2" not in found
-    assert "No such file or directory" in found  # instance/ was not shipped
+    # instance/ was not shipped: the release links the host's own, persistent one
+    assert "config.py" not in found
+    assert sh(host, f"readlink {rel}/instance") == f"{s.linked_dir}/instance"
     mode = sh(host, f"stat -c '%a %U:%G' {rel}/private_settings.py")
     assert mode == f"640 root:{s.app_group}", mode
     assert sh(host, f"setpriv --reuid={s.app_user} --regid={s.app_group} --init-groups "

@@ -5,23 +5,39 @@ Usage: app_log.py JSON with {"units": [...], "files": [...], "env_file": PATH, "
 replaced by *** wherever they appear: a traceback may quote a connection string.
 """
 import json
+import re
 import subprocess
 import sys
+import time
+
+# What ends a failed start's output: the journal may not have it yet when we ask (journald
+# reads the dying process's output asynchronously), so we wait for it, briefly.
+ENDINGS = re.compile(r"Traceback|Error|GAME OVER|no app loaded|failed|exited|Killed|killed")
 
 spec = json.loads(sys.argv[1])
 lines = int(spec["lines"])
-out = []
-if spec["units"]:
+
+
+def journal():
     argv = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)]
     if spec.get("since"):
         argv += ["--since", "@%d" % int(spec["since"])]
     for unit in spec["units"]:
         argv += ["-u", unit]
     try:
-        out += subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True, errors="replace", timeout=20).stdout.splitlines()
     except (OSError, subprocess.TimeoutExpired):
-        pass
+        return []
+
+
+out = []
+if spec["units"]:
+    deadline = time.monotonic() + 5
+    out = journal()
+    while not any(ENDINGS.search(line) for line in out[-5:]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        out = journal()
 for path in spec["files"]:
     try:
         with open(path, errors="replace") as f:
@@ -37,7 +53,7 @@ try:
                 secrets.append(value)
 except OSError:
     pass
-for line in out[-lines:]:
+for line in out[-2 * lines:]:
     for value in sorted(secrets, key=len, reverse=True):
         line = line.replace(value, "***")
     print(line)
