@@ -111,7 +111,13 @@ def _passwd_with(users):
     return Path("/etc/passwd").read_text().rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
 
+class MissingChecker(OpsError):
+    """This machine lacks a server (or its main config) whose checker a file needs."""
+
+
 def _run(argv, checker, isolate=(), users=(), workdir=None):
+    if not shutil.which(argv[0]):
+        raise MissingChecker(f"{checker}: {argv[0]} is not installed here")
     proc = subprocess.run(isolated(argv, isolate, users, workdir), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
@@ -287,10 +293,12 @@ def with_local_certs(files, settings, workdir):
     return out
 
 
-def check_local(files, settings=None):
+def check_local(files, settings=None, skipped=None):
     """Run every file's checker on this machine; raise CheckError on the first refusal.
 
-    Returns the names of the checkers that passed, in order.
+    Returns the names of the checkers that passed, in order. skipped: a list that collects
+    the checkers this machine cannot run ("nginx: nginx is not installed here") instead of
+    failing on them (`fab check` on a laptop without the servers).
     """
     passed = []
     with tempfile.TemporaryDirectory(prefix="flask-ops-check-") as workdir:
@@ -300,10 +308,17 @@ def check_local(files, settings=None):
             if mine:
                 sub = Path(workdir, kind)
                 sub.mkdir()
-                if kind == templating.APACHE and settings is not None:
-                    checker(mine, sub, users=[(settings.app_user, settings.app_group)])
-                else:
-                    checker(mine, sub)
+                try:
+                    if kind == templating.APACHE and settings is not None:
+                        checker(mine, sub, users=[(settings.app_user, settings.app_group)])
+                    else:
+                        checker(mine, sub)
+                except (MissingChecker, FileNotFoundError) as exc:
+                    if skipped is None:
+                        raise
+                    skipped.append(str(exc) if isinstance(exc, MissingChecker) else
+                                   f"{kind}: {exc.filename} is missing here")
+                    continue
                 passed.append(kind)
         if settings is not None and any(f.kind == templating.WSGI for f in files):
             passed.append(check_env_reaches_app(files, settings))

@@ -734,3 +734,14 @@ def test_an_app_that_exits_at_import_says_so(proj, collect):
 def test_a_requirements_file_with_a_byte_order_mark_is_read_as_pip_reads_it(tmp_path):
     (tmp_path / "requirements.txt").write_bytes("\ufeffflask>=3.0\n".encode("utf-8"))
     assert requirements.read(tmp_path / "requirements.txt", tmp_path).lines == ("flask>=3.0",)
+
+
+def test_fab_check_without_the_servers_here_checks_what_it_can(proj, monkeypatch):
+    """A laptop without nginx: one line says which checker is missing, the others run."""
+    import shutil as sh
+    real = sh.which
+    monkeypatch.setattr(sh, "which", lambda name, *a, **k: None if name == "nginx" else real(name, *a, **k))
+    code, out, err = fab_here(proj, "check")
+    assert code == 0, err
+    assert "Traceback" not in out + err
+    assert "skip  nginx -t: nginx is not installed here" in out and "ok  uwsgi" in out

@@ -10,16 +10,19 @@ import subprocess
 import sys
 import time
 
-# What ends a failed start's output: the journal may not have it yet when we ask (journald
-# reads the dying process's output asynchronously), so we wait for it, briefly.
-ENDINGS = re.compile(r"Traceback|Error|GAME OVER|no app loaded|failed|exited|Killed|killed")
+# What ends a failed start. A unit in a restart loop has started again by the time we look:
+# the lines that say why are those before the last end, not the newest ones. The journal may
+# not have them yet (journald reads the dying process's output asynchronously): we wait for
+# an end, briefly.
+ENDS = re.compile(r"GAME OVER|no app loaded|Main process exited|Failed with result|"
+                  r"Traceback \(most recent call last\)")
 
 spec = json.loads(sys.argv[1])
 lines = int(spec["lines"])
 
 
 def journal():
-    argv = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)]
+    argv = ["journalctl", "--no-pager", "-o", "cat", "-n", "5000"]
     if spec.get("since"):
         argv += ["--since", "@%d" % int(spec["since"])]
     for unit in spec["units"]:
@@ -31,13 +34,26 @@ def journal():
         return []
 
 
+def last_failure(found):
+    """The lines up to the last attempt's end (its traceback and what uWSGI said after)."""
+    ends = [i for i, line in enumerate(found) if ENDS.search(line)]
+    if not ends:
+        return found[-lines:]
+    last = ends[-1]
+    while last + 1 < len(found) and last + 1 <= ends[-1] + 3 and not found[last + 1].startswith(
+            ("[uWSGI]", "Starting ")):
+        last += 1  # "Failed with result", "Failed to start" follow the end
+    return found[max(0, last + 1 - lines):last + 1]
+
+
 out = []
 if spec["units"]:
     deadline = time.monotonic() + 5
-    out = journal()
-    while not any(ENDINGS.search(line) for line in out[-5:]) and time.monotonic() < deadline:
+    found = journal()
+    while not any(ENDS.search(line) for line in found) and time.monotonic() < deadline:
         time.sleep(0.2)
-        out = journal()
+        found = journal()
+    out = last_failure(found)
 for path in spec["files"]:
     try:
         with open(path, errors="replace") as f:
