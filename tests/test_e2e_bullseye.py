@@ -40,7 +40,7 @@ def test_the_files_are_rendered_for_the_hosts_versions(bullseye, project):
         provision.provision(s, bullseye)
         deploy.deploy(s, bullseye, out=lambda m: None)
         ini = bullseye.run("cat /etc/flask-ops/sample/uwsgi.ini", "ini").stdout
-        assert "py-call-osafterfork = true" in ini and "py-call-uwsgi-fork-hooks" not in ini
+        assert "py-call-osafterfork = true" in ini and "py-call-uwsgi-fork-hooks = true" not in ini
         catchall = bullseye.run("cat /etc/nginx/sites-enabled/000-flask-ops-catchall-80.conf",
                                 "catchall").stdout
         assert "ssl_reject_handshake" not in catchall and "ssl-cert-snakeoil" in catchall
