@@ -17,7 +17,7 @@ from . import stacks
 from .settings import url_under
 
 SECURITY_HEADERS = ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
-FRONT_CACHE_CONTROL = "max-age=604800"  # set only by the front server's static location
+FRONT_CACHE_CONTROL = "public"  # set only by the front server's static location (Flask: "no-cache")
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,10 @@ def test_nginx_security_defaults(load, shape):
     # No add_header inside the public server's locations: it would drop the inherited ones.
     public = conf[conf.index("# Public tier."):]
     for where, block in re.findall(r"location ([^{]+)\{([^}]*)\}", public):
-        if where.strip() in ("= /__flask-ops/maintenance.html", "^~ /__flask-ops/errors/"):
-            # the maintenance and error pages repeat every server header, then add their own
+        if where.strip() in ("= /__flask-ops/maintenance.html", "^~ /__flask-ops/errors/",
+                             "/static/", "/static/reports/"):
+            # the maintenance and error pages and static files repeat every server header,
+            # then add their own (Retry-After, Cache-Control)
             for header in ["X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"]:
                 assert f"add_header {header} " in block
             continue
