@@ -43,11 +43,14 @@ def versions_from_facts(facts):
     python = parse_version(facts.get("python"))
     if python:
         out["python"] = python
+    if "ipv6" in facts:  # kept with the versions: (1,) the host has IPv6, (0,) it has none
+        out["ipv6"] = (1,) if facts["ipv6"] else (0,)
     return out
 
 
 def describe(versions):
-    return ", ".join(f"{name} {'.'.join(map(str, v))}" for name, v in sorted(versions.items()))
+    return ", ".join(f"{name} {'.'.join(map(str, v))}" for name, v in sorted(versions.items())
+                     if name != "ipv6")
 
 
 def too_old(versions):
@@ -66,6 +69,7 @@ class Target:
     nginx_reject_handshake: bool = True  # ssl_reject_handshake (nginx 1.19.4+)
     nginx_http2_directive: bool = False  # `http2 on;` instead of `listen ... http2` (1.25.1+)
     uwsgi_fork_hooks: bool = True  # py-call-uwsgi-fork-hooks (uWSGI 2.0.20+)
+    ipv6: bool = True  # the host has IPv6: every public listener is on [::] too
 
     @classmethod
     def for_versions(cls, versions):
@@ -74,7 +78,8 @@ class Target:
         return cls(
             nginx_reject_handshake=nginx >= (1, 19, 4) if nginx else default.nginx_reject_handshake,
             nginx_http2_directive=nginx >= (1, 25, 1) if nginx else default.nginx_http2_directive,
-            uwsgi_fork_hooks=uwsgi >= (2, 0, 20) if uwsgi else default.uwsgi_fork_hooks)
+            uwsgi_fork_hooks=uwsgi >= (2, 0, 20) if uwsgi else default.uwsgi_fork_hooks,
+            ipv6=versions.get("ipv6", (1,)) >= (1,))
 
     def common(self, other):
         """What both hosts support (a fleet renders one set of files)."""

@@ -46,6 +46,8 @@ IMAGE_PACKAGES = (
 )
 IMAGE_VERSION = "1"  # bump when the customisation below changes
 BRIDGE, BRIDGE_ADDR, PREFIX = "fo-br0", "198.18.0.1", 24
+# IPv6 on the same bridge, from a unique local range of the project's own (RFC 4193).
+BRIDGE_ADDR6, PREFIX6 = "fd46:6f70:7300::1", 64
 ENGINES = ("nspawn", "docker")
 NAME = re.compile(r"staging([1-9][0-9]?)\Z")
 
@@ -71,6 +73,11 @@ class Host:
         if self.engine == "docker":
             return f"198.19.0.{10 + self.index}"  # the Docker network's (staging_docker)
         return f"198.18.0.{10 + self.index}"
+
+    @property
+    def address6(self):
+        """The host's IPv6 address on the bridge (nspawn hosts; None on Docker's network)."""
+        return None if self.engine == "docker" else f"fd46:6f70:7300::{10 + self.index}"
 
     @property
     def host_key_pub(self):
@@ -206,6 +213,10 @@ def _ensure_bridge():
     if _sh("ip", "link", "show", BRIDGE, check=False).returncode != 0:
         _sh("ip", "link", "add", BRIDGE, "type", "bridge")
         _sh("ip", "addr", "add", f"{BRIDGE_ADDR}/{PREFIX}", "dev", BRIDGE)
+    if BRIDGE_ADDR6 not in _sh("ip", "-6", "addr", "show", "dev", BRIDGE, check=False).stdout:
+        # nodad: usable at once (no duplicate address detection on a bridge of our own)
+        _sh("ip", "-6", "addr", "add", f"{BRIDGE_ADDR6}/{PREFIX6}", "dev", BRIDGE, "nodad",
+            check=False)
     _sh("ip", "link", "set", BRIDGE, "up")
 
 
@@ -217,6 +228,8 @@ def _setup_netns(h):
         _sh("ip", "link", "set", h.veth + "c", "netns", h.netns)
         _sh("ip", "-n", h.netns, "link", "set", h.veth + "c", "name", "eth0")
         _sh("ip", "-n", h.netns, "addr", "add", f"{h.address}/{PREFIX}", "dev", "eth0")
+        _sh("ip", "-n", h.netns, "-6", "addr", "add", f"{h.address6}/{PREFIX6}", "dev", "eth0",
+            "nodad", check=False)
     _sh("ip", "link", "set", h.veth, "master", BRIDGE)
     _sh("ip", "link", "set", h.veth, "up")
     _sh("ip", "-n", h.netns, "link", "set", "lo", "up")

@@ -16,9 +16,9 @@ def collected_files(out):
 
 def test_collectstatic_lays_files_out_as_flask_urls(load, tmp_path):
     out, count, statics = build.collectstatic(load(), tmp_path / "static")
-    assert collected_files(out) == ["static/css/site.css", "static/js/site.js",
+    assert collected_files(out) == ["static/css/site.css", "static/js/site.js", "static/js/vendor.5d41402a.js",
                                     "static/reports/reports.css"]
-    assert count == 3 and statics["prefixes"] == ("/static/",)  # /static/reports/ is inside
+    assert count == 4 and statics["prefixes"] == ("/static/",)  # /static/reports/ is inside
     assert (out / "static/reports/reports.css").read_bytes() == (
         SAMPLE / "reports/static/reports.css").read_bytes()
     assert [url for url, _ in [(i["url"], i["sha256"]) for i in statics["samples"]]] == [
@@ -76,7 +76,7 @@ def test_fab_collectstatic(tmp_path):
                              str(tmp_path / "c")], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert result.returncode == 0, result.stdout
-    assert "collected 3 files" in result.stdout
+    assert "collected 4 files" in result.stdout
     assert (tmp_path / "c/static/reports/reports.css").is_file()
 
 

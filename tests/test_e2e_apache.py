@@ -46,6 +46,9 @@ def test_apache_deploy_smoke_redeploy_and_failed_release(host, project):
                                    headers={"X-Forwarded-For": "6.6.6.6"}).body)
     assert who["forwarded_for"] is None and who["remote_addr"] == "198.18.0.1"
     assert assert_forgeries_refused(deploy.target_for(s, host))["fs_encoding"] == "utf-8"
+    # Apache's *:80 takes IPv6 too.
+    v6 = smoke.Target(staging.Host("staging2").address6, 80, "sample.test")
+    assert smoke.request(v6, "/hello").body == b"Hello, World!"
     # Authorization reaches the app (WSGIPassAuthorization), as under uWSGI.
     who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami",
                                    headers={"Authorization": "Bearer t0ken"}).body)

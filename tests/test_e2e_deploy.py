@@ -87,6 +87,23 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
         assert hit.header("X-Content-Type-Options") == "nosniff" and not hit.header("Set-Cookie")
 
 
+def test_every_shape_answers_over_ipv6(host, project):
+    """The staging bridge has IPv6 (a ULA range of our own): nginx listens on [::] too, and a
+    page, a static file, a stream and the unknown-Host refusal are the same over it."""
+    address6 = staging.Host(HOST).address6
+    for shape in ("default", "cache"):
+        s = project(nginx=shape)
+        release, _ = ship(s, host)
+        v6 = smoke.Target(address6, 80, "sample.test")
+        page = smoke.request(v6, "/hello")
+        assert page.status == 200 and page.body == b"Hello, World!"
+        assert page.header("X-Frame-Options") == "SAMEORIGIN"
+        results = {r.name: r for r in smoke.run(s, v6, deploy.current_statics(s, host))}
+        assert [r.detail for r in results.values() if not r.ok] == []
+        assert {"streaming", "static /static/css/site.css", "unknown host refused"} <= set(results)
+    ship(project(), host)  # the module's baseline again
+
+
 def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
     s = project()
     ship(s, host)

@@ -85,3 +85,16 @@ def test_servers_older_than_supported_are_refused_and_a_release_for_newer_is_reb
 def test_a_bad_target_option_is_one_line(text):
     with pytest.raises(OpsError, match="--target"):
         hostversions.parse_option(text)
+
+
+def test_ipv6_listeners_follow_the_host_and_ipv6_networks_are_accepted(load):
+    s = load(trusted_proxies=["2001:db8::10", "fd46:6f70:7300::/64"],
+             maintenance={"allow": ["2001:db8::/32", "198.18.0.0/24"]})
+    files = render.render(s)
+    site = next(f.content for f in files if f.path.endswith("/sample.conf"))
+    assert "listen [::]:80;" in site and "set_real_ip_from 2001:db8::10;" in site
+    assert "2001:db8::/32 1;" in site
+    checks.check_local(files, s)
+    without = deploy.dataclasses.replace(s, target=hostversions.Target.for_versions(
+        hostversions.versions_from_facts({"ipv6": False, "versions": {}})))
+    assert not [f for f in render.render(without) if "[::]" in f.content]

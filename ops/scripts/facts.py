@@ -68,6 +68,15 @@ def package_versions():
     return versions
 
 
+def ipv6():
+    """The kernel has IPv6 and it is not switched off: nginx can listen on [::]."""
+    try:
+        with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
+            return f.read().strip() == "0" and os.path.exists("/proc/net/if_inet6")
+    except OSError:
+        return False
+
+
 def glibc():
     """glibc's version ("2.36"), None on another C library."""
     try:
@@ -135,6 +144,7 @@ def main(args):
         "arch": os.uname().machine,
         "libc": glibc(),
         "versions": package_versions(),
+        "ipv6": ipv6(),
         "user": user_exists(args["user"]),
         "provisioned": os.path.isdir(base + "/shared") and os.path.isdir(releases_dir),
         "current": os.path.basename(current) if current else None,
