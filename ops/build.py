@@ -242,7 +242,21 @@ def _make_venv(settings, python, wheels, path):
     (path / ".complete").write_text("")
 
 
-def collectstatic(settings, out=None, source=None):
+def app_environment(resolved):
+    """The environment the app is imported with here (collect): its own `env:` values and
+    secrets as the host will have them, a throwaway value for those the host generates
+    (SECRET_KEY), never this machine's shell environment (only PATH and HOME of it)."""
+    import secrets as secrets_mod
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
+           "LANG": "C.UTF-8", "FLASK_OPS_BUILD": "1"}
+    if resolved is not None:
+        env.update(dict(resolved.values))
+        env.update({name: "flask-ops-build-only-" + secrets_mod.token_hex(16)
+                    for name in resolved.generate})
+    return env
+
+
+def collectstatic(settings, out=None, source=None, env=None):
     """Run Flask-Collect for the app into out (default: collected_static in build_root).
 
     source: the release tree to collect from; by default a fresh copy of what a release ships,
@@ -263,14 +277,14 @@ def collectstatic(settings, out=None, source=None):
     python = venv(settings) / "bin" / "python"
     out = outdir.prepare(wanted, "collected static files", keep)
     result = run_driver(python, DRIVER, [source, json.dumps(settings.wsgi_spec.as_json()), out],
-                        "collecting static files")
+                        "collecting static files", env=env)
     return out, result["files"], checked_statics(settings, result)
 
 
 IMPORT_TIMEOUT = int(os.environ.get("FLASK_OPS_IMPORT_TIMEOUT", "300"))
 
 
-def run_driver(python, driver, args, what):
+def run_driver(python, driver, args, what, env=None):
     """A driver script run in the app's build venv: its last stdout line is one JSON object,
     {"error": ...} when it refused; anything else (a crash) shows its stderr. The import of the
     app is bounded (FLASK_OPS_IMPORT_TIMEOUT, 300 s): an app that waits at import for a
@@ -278,7 +292,7 @@ def run_driver(python, driver, args, what):
     from . import safeio
 
     proc = safeio.run_bounded([str(python), str(driver), *map(str, args)],
-                              f"{what} (importing the app)", IMPORT_TIMEOUT)
+                              f"{what} (importing the app)", IMPORT_TIMEOUT, env=env)
     stdout = proc.stdout.decode("utf-8", "replace")
     stderr = proc.stderr.decode("utf-8", "replace").strip()
     try:

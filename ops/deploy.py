@@ -34,7 +34,8 @@ def build(s, steps, fleet=None):
         env = appenv.resolve(s)
         cert_files = certs.load_files(s, warn=steps.out) if s.tls and not s.tls.acme else None
         acme_ca = certs.acme_ca(s)
-        tree, digest, files, statics, links = release_mod.stage_tree(s, fleet)
+        tree, digest, files, statics, links = release_mod.stage_tree(
+            s, fleet, build_mod.app_environment(env))
         return Built(tree, release_mod.new_release(s, digest, files, statics, links), env,
                      cert_files, acme_ca, record(s))
 

@@ -53,7 +53,7 @@ def tree_digest(root):
     return h.hexdigest()
 
 
-def stage_tree(s, fleet=None):
+def stage_tree(s, fleet=None, env=None):
     """Build the release tree locally; returns (tree, digest, rendered files, static
     samples, shared links as "KIND:PATH")."""
     root = build.build_root(s)
@@ -62,7 +62,7 @@ def stage_tree(s, fleet=None):
     collected = root / "collected" / source_digest[:16]
     statics = _cached_statics(collected / ".complete")
     if statics is None:  # not collected yet, or by an older flask-ops with another layout
-        _, _, statics = build.collectstatic(s, collected, source=tree)
+        _, _, statics = build.collectstatic(s, collected, source=tree, env=env)
         (collected / ".complete").write_text(json.dumps(statics))
     shutil.copytree(collected, tree / "collected_static",
                     ignore=shutil.ignore_patterns(".complete", outdir.MARKER))

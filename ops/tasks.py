@@ -137,7 +137,8 @@ def render_(c, out="rendered", target=None):
 def collectstatic(c, out=None):
     """Collect the app's and its blueprints' static files with Flask-Collect."""
     s = load_settings(c)
-    path, count, statics = build.collectstatic(s, out)
+    # The app is imported with its own environment (env: and secrets), as on the host.
+    path, count, statics = build.collectstatic(s, out, env=build.app_environment(appenv.resolve(s)))
     print(f"collected {count} files into {path} (served at {', '.join(statics['prefixes'])}; "
           "the tree mirrors their URLs)")
 
@@ -328,7 +329,8 @@ def smoke_(c, url=None, junit=None, json=None):
             target = smoke_mod.target_from_url(url)
         except ValueError as exc:
             raise OpsError(str(exc)) from None
-        statics = release_mod.static_pairs(build.collectstatic(s)[2]["samples"])
+        statics = release_mod.static_pairs(build.collectstatic(
+            s, env=build.app_environment(appenv.resolve(s)))[2]["samples"])
     else:
         hosts = app_hosts(c, s)
         if len(hosts) > 1:

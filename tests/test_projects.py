@@ -119,3 +119,19 @@ def test_init_describes_a_pyproject_app_at_the_repository_root(guestbook):
     assert "# dependencies: pyproject.toml, pinned by uv.lock" in text
     raw = yaml.safe_load(text)["deploy"]
     assert (raw["app_name"], raw["source"], raw["wsgi"]) == ("guestbook", ".", "guestbook:create_app()")
+
+
+def test_the_build_imports_the_app_with_its_own_environment(tmp_path, monkeypatch):
+    """A factory that reads DATABASE_URL and SECRET_KEY at import: the build (collect) sees the
+    description's env and a stand-in for the secret the host generates, never this shell's."""
+    from conftest import make_project
+    from ops import appenv, build
+    monkeypatch.setenv("LAPTOP_ONLY", "from-the-shell")
+    s = make_project(tmp_path, {"app.py": ("import datetime", (
+        "import os\nassert os.environ['DATABASE_URL'] == 'sqlite:////srv/x.db'\n"
+        "assert os.environ['SECRET_KEY'].startswith('flask-ops-build-only-')\n"
+        "assert 'LAPTOP_ONLY' not in os.environ\nimport datetime"))},
+        {"env": {"DATABASE_URL": "sqlite:////srv/x.db"}})
+    out, count, _ = build.collectstatic(s, tmp_path / "c",
+                                        env=build.app_environment(appenv.resolve(s)))
+    assert count > 0
