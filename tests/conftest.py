@@ -253,3 +253,19 @@ def installed_on_host(host, s, *modules):
     out = host.run(f"{s.current}/venv/bin/python -c \"import importlib.util; {script}\"",
                    "imports").stdout.split()
     return {out[i]: out[i + 1] == "True" for i in range(0, len(out), 2)}
+
+
+@pytest.fixture(scope="session")
+def flask_ops_tool(tmp_path_factory):
+    """flask-ops as a user installs it: this checkout built as a wheel, installed into a
+    fresh venv (with its dependencies from the index). The path of its `flask-ops` script."""
+    import subprocess
+    import sys
+    root = tmp_path_factory.mktemp("tool")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+                    str(root / "dist"), str(ROOT)], check=True, stdout=subprocess.DEVNULL)
+    wheel = next((root / "dist").glob("flask_ops-*.whl"))
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
+    subprocess.run([str(root / "venv/bin/pip"), "install", "--quiet", str(wheel)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return root / "venv/bin/flask-ops"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, fab, remove_app
+from conftest import remove_app
 from ops import deploy, settings, smoke, staging
 
 pytestmark = pytest.mark.e2e
@@ -24,12 +24,17 @@ pytestmark = pytest.mark.e2e
 GUESTBOOK = Path(__file__).parent / "apps" / "guestbook"
 
 
-def guestbook_project(root, host, stack):
+def run(tool, *args, cwd):
+    """The installed console script, as a user runs it: (exit status, output)."""
+    proc = subprocess.run([str(tool), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    return proc.returncode, proc.stdout
+
+
+def guestbook_project(root, host, stack, tool):
     shutil.copytree(GUESTBOOK, root)
-    # Before a fabfile exists, as the README says.
-    result = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "ops", "init"], cwd=root,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert result.returncode == 0, result.stdout
+    code, out = run(tool, "init", cwd=root)
+    assert code == 0, out
     assert "# dependencies: pyproject.toml, pinned by uv.lock" in (root / "fabric.yaml").read_text()
     text = (root / "fabric.yaml").read_text()
     text = re.sub(r"^  server_names: *", "  server_names: [guestbook.test] ", text, count=1, flags=re.M)
@@ -63,13 +68,15 @@ def sign(target, name, message):
 @pytest.mark.parametrize("host_name, stack", [("staging1", "nginx-uwsgi"),
                                               ("staging2", "apache-modwsgi")])
 def test_a_pyproject_app_at_its_repository_root_deploys_and_keeps_its_data(
-        staging_hosts, tmp_path, host_name, stack):
+        staging_hosts, flask_ops_tool, tmp_path, host_name, stack):
+    """Deployed with the `flask-ops` console script of a wheel installed in a fresh venv."""
     root = tmp_path / "guestbook"
-    s = guestbook_project(root, host_name, stack)
+    s = guestbook_project(root, host_name, stack, flask_ops_tool)
+    (root / "fabfile.py").unlink()  # the console script needs none
     host = staging.remote(host_name)
     try:
-        result = fab("provision", "deploy", cwd=root)
-        assert result.returncode == 0, result.stdout[-3000:]
+        code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
+        assert code == 0, out[-3000:]
         target = deploy.target_for(s, host)
         page = smoke.request(target, "/")
         assert page.status == 200 and b"<h1>Guestbook</h1>" in page.body
@@ -87,19 +94,19 @@ def test_a_pyproject_app_at_its_repository_root_deploys_and_keeps_its_data(
             "guestbook", f"{base}/shared/linked/instance", f"{base}/shared/linked/logs"]
         assert "signed by ada" in host.run(f"cat {base}/shared/linked/logs/guestbook.log",
                                            "log").stdout
-        status = fab("status", cwd=root)
-        assert f"instance -> {base}/shared/linked/instance" in status.stdout, status.stdout
+        code, status = run(flask_ops_tool, "status", cwd=root)
+        assert f"instance -> {base}/shared/linked/instance" in status, status
 
         # A code change and a rollback: the data stays, whichever release serves.
         template = root / "guestbook/templates/index.html"
         template.write_text(template.read_text().replace("<h1>Guestbook</h1>", "<h1>Guest book</h1>"))
-        result = fab("deploy", cwd=root)
-        assert result.returncode == 0, result.stdout[-3000:]
+        code, out = run(flask_ops_tool, "deploy", cwd=root)
+        assert code == 0, out[-3000:]
         page = smoke.request(target, "/").body
         assert b"<h1>Guest book</h1>" in page and b"<b>ada</b>: first visit" in page
         assert sign(target, "grace", "after the change") == 302
-        result = fab("rollback", cwd=root)
-        assert result.returncode == 0, result.stdout[-3000:]
+        code, out = run(flask_ops_tool, "rollback", cwd=root)
+        assert code == 0, out[-3000:]
         page = smoke.request(target, "/").body
         assert b"<h1>Guestbook</h1>" in page
         assert b"<b>ada</b>" in page and b"<b>grace</b>: after the change" in page

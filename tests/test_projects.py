@@ -135,3 +135,26 @@ def test_the_build_imports_the_app_with_its_own_environment(tmp_path, monkeypatc
     out, count, _ = build.collectstatic(s, tmp_path / "c",
                                         env=build.app_environment(appenv.resolve(s)))
     assert count > 0
+
+
+def test_the_console_script_needs_no_fabfile(guestbook):
+    """`flask-ops init`, then any task, in a project that has only its fabric.yaml."""
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "ops.cli", *args], cwd=guestbook, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+
+    assert cli("init").returncode == 0
+    (guestbook / "fabfile.py").unlink()
+    text = (guestbook / "fabric.yaml").read_text().replace(
+        "  server_names: ", "  server_names: [guestbook.test] ", 1)
+    (guestbook / "fabric.yaml").write_text(text)
+    listed = cli("--list")
+    assert listed.returncode == 0 and "deploy" in listed.stdout and "rollback" in listed.stdout
+    out = guestbook.parent / "rendered"
+    result = cli("render", "--out", str(out))
+    assert result.returncode == 0, result.stdout
+    assert "server_name guestbook.test;" in (out / "etc/nginx/sites-available/guestbook.conf").read_text()
