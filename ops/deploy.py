@@ -97,6 +97,26 @@ def preflight(s, facts, remote):
                        f"{', '.join(missing[:3])}): run `fab -H {remote.name} provision` first")
 
 
+def source_at(s, ref=None, out=print):
+    """The settings whose project is `ref`'s clean checkout (the --ref option, else the
+    description's `ref`), never the working tree; without a ref, the working tree: refused
+    when it has uncommitted changes and require_clean is set, else deployed with a warning."""
+    ref = ref or s.ref
+    if ref:
+        root, sha = vcs.checkout(s.project_root, vcs.check_ref("--ref", ref),
+                                 build_mod.cache_root() / "refs")
+        out(f"  ref        {ref} = {sha[:12]} (a clean checkout; the working tree is not shipped)")
+        return dataclasses.replace(s, project_root=str(root))
+    commit = vcs.commit(s.source_dir)
+    if commit and commit.endswith("+dirty"):
+        if s.require_clean:
+            raise OpsError("the working tree has uncommitted changes and require_clean is set: "
+                           "commit them, or deploy a commit with --ref")
+        out("  warning    the working tree has uncommitted changes: they are deployed (the "
+            "history records +dirty); --ref TAG deploys a commit")
+    return s
+
+
 def record(s=None):
     """Who deploys what: kept in the host's state (last_deploy) and its history."""
     entry = {"at": time.time(), "by": locks.who()}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import daytwo, hostversions, inits, stacks, tlsconf, wsgispec
+from . import daytwo, hostversions, inits, stacks, tlsconf, vcs, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -143,6 +143,9 @@ class Settings:
     # Paths inside the release the app writes (logs/, uploads/, a local config file): each is a
     # link to shared/linked/PATH on the host, made with the app's ownership, kept across
     # deploys and rollbacks, never shipped. Flask's instance folder is always one of them.
+    # A git branch, tag or commit to deploy (a stage can pin one); None: the working tree.
+    ref: Optional[str] = None
+    require_clean: bool = False  # refuse to deploy a working tree with uncommitted changes
     shared_dirs: Tuple[str, ...] = ()
     shared_files: Tuple[str, ...] = ()
     project_root: str = "."  # not a user key: where relative `source` is resolved
@@ -697,6 +700,8 @@ _VALIDATORS = {
     "env": _env,
     "exclude": _exclude,
     "shared_dirs": _shared_paths,
+    "ref": lambda k, v: vcs.check_ref(k, v) if v is not None else None,
+    "require_clean": lambda k, v: v if isinstance(v, bool) else _fail(k, v, "true or false"),
     "shared_files": _shared_paths,
     "hooks": daytwo.parse_hooks,
     "workers": daytwo.parse_workers,

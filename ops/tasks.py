@@ -244,13 +244,14 @@ def provision(c):
     "batch_size": "fleet: app hosts switched at a time (default 1)",
     "max_fail": "fleet: failed hosts tolerated before the roll stops (default 0)",
     "drain": "fleet: take hosts out of the balancers 'auto' (only when their switch needs it) "
-             "or 'always' (a release failing its checks is never seen; balancer reloads)"})
-def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto"):
+             "or 'always' (a release failing its checks is never seen; balancer reloads)",
+    "ref": "deploy this git branch, tag or commit (a clean checkout), not the working tree"})
+def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto", ref=None):
     """Build, upload, check on the host, switch atomically, smoke-test; roll back on failure.
 
     Without -H and with `roles` in the app description: a rolling deploy over the fleet.
     """
-    s = load_settings(c)
+    s = deploy_mod.source_at(load_settings(c), ref)
     roles = role_hosts(c, s)
     if roles:
         if dry_run:

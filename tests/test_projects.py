@@ -158,3 +158,39 @@ def test_the_console_script_needs_no_fabfile(guestbook):
     result = cli("render", "--out", str(out))
     assert result.returncode == 0, result.stdout
     assert "server_name guestbook.test;" in (out / "etc/nginx/sites-available/guestbook.conf").read_text()
+
+
+def test_a_git_ref_is_deployed_from_a_clean_checkout_never_the_working_tree(guestbook, tmp_path, monkeypatch):
+    """`fab deploy --ref v1` builds what v1 holds, whatever the working tree has now; a dirty
+    tree is refused under require_clean and warned about otherwise."""
+    import subprocess
+    from ops import deploy
+    from ops.errors import SettingsError
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(guestbook), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "v1")
+    git("tag", "v1")
+    template = guestbook / "guestbook/templates/index.html"
+    template.write_text(template.read_text().replace("<h1>Guestbook</h1>", "<h1>Uncommitted</h1>"))
+    s = load(guestbook)
+    said = []
+    at = deploy.source_at(s, "v1", out=said.append)
+    assert "v1 = " in said[0]
+    tree, _, _, _, _ = release.stage_tree(at)
+    assert "<h1>Guestbook</h1>" in (tree / "guestbook/templates/index.html").read_text()
+    assert deploy.record(at)["commit"] and "+dirty" not in deploy.record(at)["commit"]
+    said.clear()
+    assert deploy.source_at(s, out=said.append) is s and "uncommitted changes" in said[0]
+    with pytest.raises(OpsError, match="require_clean"):
+        deploy.source_at(load(guestbook, require_clean=True), out=said.append)
+    with pytest.raises(OpsError, match="no such branch, tag or commit"):
+        deploy.source_at(s, "v9", out=said.append)
+    with pytest.raises(SettingsError, match="--ref"):
+        deploy.source_at(s, "--upload-pack=x", out=said.append)
+    assert deploy.source_at(load(guestbook, ref="v1"), out=said.append).project_root != s.project_root
