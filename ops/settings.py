@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import daytwo, hostversions, inits, stacks, tlsconf, vcs, wsgispec
+from . import daytwo, hostversions, inits, localhooks, stacks, tlsconf, vcs, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -143,6 +143,8 @@ class Settings:
     # Paths inside the release the app writes (logs/, uploads/, a local config file): each is a
     # link to shared/linked/PATH on the host, made with the app's ownership, kept across
     # deploys and rollbacks, never shipped. Flask's instance folder is always one of them.
+    # Commands on the deploying machine before and after a deploy, and when it fails.
+    local_hooks: localhooks.LocalHooks = localhooks.LocalHooks()
     # A git branch, tag or commit to deploy (a stage can pin one); None: the working tree.
     ref: Optional[str] = None
     require_clean: bool = False  # refuse to deploy a working tree with uncommitted changes
@@ -700,6 +702,7 @@ _VALIDATORS = {
     "env": _env,
     "exclude": _exclude,
     "shared_dirs": _shared_paths,
+    "local_hooks": lambda k, v: localhooks.parse(k, v),
     "ref": lambda k, v: vcs.check_ref(k, v) if v is not None else None,
     "require_clean": lambda k, v: v if isinstance(v, bool) else _fail(k, v, "true or false"),
     "shared_files": _shared_paths,

@@ -251,20 +251,47 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto", ref=None):
 
     Without -H and with `roles` in the app description: a rolling deploy over the fleet.
     """
+    from . import localhooks, vcs
     s = deploy_mod.source_at(load_settings(c), ref)
     roles = role_hosts(c, s)
+    if roles and dry_run:
+        raise OpsError("--dry-run works per host: fab -H HOST deploy --dry-run")
+    host = None if roles else connect(c)
+    names = [h.name for h in roles[1]] if roles else [host.name]
+    commit = vcs.commit(s.source_dir)
+    if not dry_run:  # a failing before_deploy stops here: no host was touched
+        localhooks.run(s, "before_deploy", localhooks.environment(s, names, "started", commit=commit))
+    try:
+        released = _deploy(s, roles, host, dry_run, int(batch_size), int(max_fail), drain)
+    except (OpsError, Exit) as exc:
+        if not dry_run:
+            _report_hook(s, "on_failure", localhooks.environment(
+                s, names, "failed", commit=commit, error=str(exc)))
+        raise
+    if not dry_run:
+        _report_hook(s, "after_deploy", localhooks.environment(s, names, "ok", released, commit))
+
+
+def _report_hook(s, point, env):
+    """after_deploy and on_failure hooks: a failure is said, never hides the deploy's outcome."""
+    from . import localhooks
+    try:
+        localhooks.run(s, point, env)
+    except OpsError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+
+
+def _deploy(s, roles, host, dry_run, batch_size, max_fail, drain):
     if roles:
-        if dry_run:
-            raise OpsError("--dry-run works per host: fab -H HOST deploy --dry-run")
         lbs, apps = roles
         names = ", ".join(a.name for a in apps)
         print(f"rolling {s.app_name} over {len(apps)} app hosts behind {len(lbs)} load balancers"
               if lbs else f"deploying {s.app_name} to {names}, {batch_size} at a time")
-        fleet.rolling_deploy(s, lbs, apps, int(batch_size), int(max_fail), drain=drain)
+        outcome = fleet.rolling_deploy(s, lbs, apps, batch_size, max_fail, drain=drain)
         if lbs:
             print(f"serving through http://{lbs[0].address}:{s.listen_port}/ (Host: {s.server_names[0]})")
-        return
-    host = connect(c)
+        serving = {v.split(": ", 1)[1] for v in outcome.values() if v.startswith("ok: ")}
+        return serving.pop() if len(serving) == 1 else None
     print(f"deploying {s.app_name} to {host.name}{' (dry run)' if dry_run else ''}")
     released = deploy_mod.deploy(s, host, dry_run=dry_run)
     if released and not dry_run:
@@ -272,6 +299,7 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto", ref=None):
               f"(Host: {s.server_names[0]}; e.g. curl --resolve "
               f"{s.server_names[0]}:{s.listen_port}:{host.address} "
               f"http://{s.server_names[0]}:{s.listen_port}/)")
+    return released
 
 
 @ops_task(help={"release": "release id to go back to (default: the one before current)"})

@@ -41,7 +41,9 @@ def guestbook_project(root, host, stack, tool):
     text = re.sub(r"^  # hosts: \[[^]]*\]", f"  hosts: [{host}]", text, count=1, flags=re.M)
     text = text.replace("  # stack: nginx-uwsgi", f"  stack: {stack}")
     text += ("  shared_dirs: [logs]\n"
-             "  hooks: {before_switch: [flask init-db]}\n")
+             "  hooks: {before_switch: [flask init-db]}\n"
+             # the team is told, on the deploying machine (a webhook is a curl away)
+             "  local_hooks: {after_deploy: [\"sh -c 'env | grep ^FLASK_OPS_ | sort > ../told.txt'\"]}\n")
     (root / "fabric.yaml").write_text(text)
     # What importing the app at init wrote in the project (instance/, logs/) is the user's:
     # it never ships (the host's copies are the ones that count).
@@ -80,6 +82,9 @@ def test_a_pyproject_app_at_its_repository_root_deploys_and_keeps_its_data(
         target = deploy.target_for(s, host)
         page = smoke.request(target, "/")
         assert page.status == 200 and b"<h1>Guestbook</h1>" in page.body
+        told = dict(line.split("=", 1) for line in (tmp_path / "told.txt").read_text().splitlines())
+        assert told["FLASK_OPS_OUTCOME"] == "ok" and told["FLASK_OPS_APP"] == "guestbook"
+        assert told["FLASK_OPS_HOSTS"] == host_name and told["FLASK_OPS_RELEASE"] in out
         css = smoke.request(target, "/static/style.css")
         assert css.status == 200 and css.body == (GUESTBOOK / "guestbook/static/style.css").read_bytes()
         assert css.header("Cache-Control") == "public, no-cache"  # the front server's, not Flask's

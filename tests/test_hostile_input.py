@@ -745,3 +745,11 @@ def test_fab_check_without_the_servers_here_checks_what_it_can(proj, monkeypatch
     assert code == 0, err
     assert "Traceback" not in out + err
     assert "skip  nginx -t: nginx is not installed here" in out and "ok  uwsgi" in out
+
+
+def test_a_failing_before_deploy_hook_stops_before_any_host(proj):
+    write_config(proj, {**BASE, "local_hooks": {"before_deploy": ["sh -c 'exit 7'"]}})
+    message = refused(proj, "-H", "no-such-host.invalid", "deploy", names=["before_deploy"])
+    assert "exited 7" in message
+    write_config(proj, {**BASE, "local_hooks": {"before_deploy": "x\nrm -rf /"}})
+    refused(proj, "render", names=["local_hooks.before_deploy"])
