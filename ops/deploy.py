@@ -11,7 +11,7 @@ from typing import Optional
 from . import appenv, build as build_mod, certs, dryrun, executor, hostversions, inits, locks
 from . import plan as plan_mod
 from . import release as release_mod, settings as settings_mod, smoke, stacks, vcs
-from .errors import OpsError, SmokeError
+from .errors import OpsError, SmokeError, Unreachable
 from .steps import Steps
 
 
@@ -187,6 +187,16 @@ def deploy(s, remote, dry_run=False, out=print):
         s = for_hosts(s, [remote.name])
         built = build(s, steps)
         run = start(s, remote, built, steps, dry_run)
+    except Unreachable as exc:
+        if not dry_run:
+            raise
+        # Without the host: what a first deploy to a fresh, provisioned host would do.
+        out(f"{remote.name} is not reachable ({str(exc).splitlines()[0]}): showing a first "
+            "deploy to a freshly provisioned host")
+        plan = plan_mod.deploy_plan(s, built.release, plan_mod.first_deploy_facts(s),
+                                    built.record, built.env, "dry-run", built.cert_files,
+                                    built.acme_ca)
+        return dryrun.report(s, None, built.release, plan, out, built.env)
     if dry_run:
         return dryrun.report(s, remote, built.release, run.plan, out, built.env)
     executor.prepare(run)

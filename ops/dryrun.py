@@ -24,8 +24,8 @@ def report(s, remote, release, plan, out, env=None):
         out(f"app environment ({', '.join(env.names)}): "
             + ("would change (values not shown)" if changes else "unchanged"))
     configs = plan_mod.config_files(release.files)
-    live = json.loads(remote.run(scripts.command("read_files.py", *[f.path for f in configs]),
-                                 "read live configs").stdout)
+    live = {} if remote is None else json.loads(remote.run(
+        scripts.command("read_files.py", *[f.path for f in configs]), "read live configs").stdout)
     for f in configs:
         before = (live.get(f.path) or "").splitlines(keepends=True)
         diff = list(difflib.unified_diff(before, f.content.splitlines(keepends=True),
@@ -37,5 +37,6 @@ def report(s, remote, release, plan, out, env=None):
     out("\ncommands that would run:")
     for line in executor.dry_run_lines(plan):
         out(line)
-    out(f"dry run: nothing was changed on {remote.name}")
+    out(f"dry run: nothing was changed on {remote.name}" if remote is not None else
+        "dry run: no host was reached, nothing was changed")
     return None

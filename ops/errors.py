@@ -33,6 +33,10 @@ class RemoteError(OpsError):
     """A command on the target host failed."""
 
 
+class Unreachable(RemoteError):
+    """The host could not be reached or logged into (network, DNS, SSH, authentication)."""
+
+
 class DeployError(OpsError):
     """A deploy step failed; the host was restored to the previous release."""
 

@@ -181,6 +181,16 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
     return scripts.command("lock.py", state_dir(s), json.dumps(lock_info)) + "\n" + facts
 
 
+def first_deploy_facts(s):
+    """What facts.py reports of a freshly provisioned host with nothing deployed yet (for a
+    dry run when the host cannot be reached)."""
+    return {"init": s.init, "python": "", "arch": "", "libc": None, "versions": {},
+            "user": True, "provisioned": True, "current": None, "releases": [],
+            "manifest": None, "manifests": {}, "live": {}, "enabled": {}, "active": {},
+            "state": {}, "wheelhouse": False, "venv": False, "main_conf": True, "lock": None,
+            "now": 0, "workers": [], "front": stacks.of(s).front, "unprovisioned": []}
+
+
 def parse_facts(stdout, acquired):
     """(facts, whether we took the lock) from facts_command's output."""
     lines = stdout.strip().splitlines()

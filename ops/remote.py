@@ -3,10 +3,17 @@
 import io
 import shlex
 
-from fabric import Config, Connection
-from paramiko import SSHConfig
+import socket
 
-from .errors import RemoteError
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+from paramiko import SSHConfig, SSHException
+
+from .errors import RemoteError, Unreachable
+
+# What "the host could not be reached or logged into" looks like; anything else raised while
+# running a command is a bug of ours and surfaces as one (a traceback), not as a network fault.
+NETWORK_ERRORS = (OSError, EOFError, SSHException, socket.timeout)
 
 
 def connect(c, ssh_config=None):
@@ -63,8 +70,11 @@ class Remote:
             result = self.c.run(self._wrap("set -o pipefail\n" + script), warn=True,
                                 in_stream=io.StringIO(stdin) if stdin is not None else False,
                                 timeout=timeout or 600, **streams)
-        except Exception as exc:  # network, auth, timeout: all mean "could not run it"
-            raise RemoteError(f"{what}: cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
+        except NETWORK_ERRORS as exc:  # network, DNS, SSH, auth: "could not run it"
+            raise Unreachable(f"{what}: cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
+        except CommandTimedOut as exc:
+            raise RemoteError(f"{what}: still running on {self.name} after {exc.timeout}s; "
+                              "stopped") from None
         if check and result.exited != 0:
             output = (result.stderr.strip() or result.stdout.strip())[-3000:]
             raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")
@@ -76,8 +86,8 @@ class Remote:
         self.commands += 1
         try:
             return self.c.run(self._wrap(script), pty=True, warn=True).exited
-        except Exception as exc:
-            raise RemoteError(f"cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
+        except NETWORK_ERRORS as exc:
+            raise Unreachable(f"cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
 
     def put(self, local, remote, what):
         self.commands += 1
@@ -86,7 +96,7 @@ class Remote:
             # A dead link must fail the upload, not hang it: every SFTP read/write times out.
             sftp.get_channel().settimeout(self.UPLOAD_TIMEOUT)
             sftp.put(str(local), remote)
-        except Exception as exc:
+        except NETWORK_ERRORS as exc:
             # The session may be wedged (a cut link): drop it, so the next command reconnects
             # under connect_timeout instead of waiting on a dead channel.
             self.close()

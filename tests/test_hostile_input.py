@@ -753,3 +753,14 @@ def test_a_failing_before_deploy_hook_stops_before_any_host(proj):
     assert "exited 7" in message
     write_config(proj, {**BASE, "local_hooks": {"before_deploy": "x\nrm -rf /"}})
     refused(proj, "render", names=["local_hooks.before_deploy"])
+
+
+def test_a_dry_run_without_a_reachable_host_shows_a_first_deploy(proj):
+    """Nothing listens on loopback port 1: the dry run shows the build, every config as new and
+    the plan of a first deploy, and says no host was reached."""
+    write_config(proj, BASE)
+    code, out, err = fab_here(proj, "-H", "root@127.0.0.1:1", "deploy", "--dry-run")
+    assert code == 0, err
+    assert "127.0.0.1 is not reachable" in out and "showing a first deploy" in out
+    assert "+++ /etc/nginx/sites-available/hostile.conf (new)" in out
+    assert "# stage" in out and "dry run: no host was reached, nothing was changed" in out
