@@ -52,7 +52,20 @@ def routes(app):
     return sorted(rows, key=lambda r: r["rule"])
 
 
-def main(source, candidates):
+def anonymous_status(app, rule):
+    """The status a visitor without a session gets at a plain GET route (its body is not
+    read: a stream is only started). None when the view raises."""
+    client = app.test_client()
+    try:
+        resp = client.get(rule, buffered=False)
+        status = resp.status_code
+        resp.close()
+        return status
+    except Exception:
+        return None
+
+
+def main(source, candidates, probe="[]"):
     sys.path.insert(0, source)
     os.chdir(source)
     driver = _collect_driver()
@@ -66,13 +79,19 @@ def main(source, candidates):
         owners = driver.static_owners(app)
         static_url = ((app.static_url_path or "/static").rstrip("/") + "/"
                       if app.has_static_folder else None)
+        found = routes(app)
+        probe = set(json.loads(probe))
+        for r in found:  # only the routes init may name (/, health, streams): no side effects
+            if r["rule"] in probe or (r["streams"] and not r["arguments"]):
+                if "GET" in r["methods"] and not r["arguments"]:
+                    r["anonymous_status"] = anonymous_status(app, r["rule"])
         print(json.dumps({"wsgi": spec["text"], "static_url": static_url,
                           "static_prefixes": sorted({p for _, _, p in owners}),
-                          "routes": routes(app)}))
+                          "routes": found}))
         return
     print(json.dumps({"error": "; ".join(problems) or "no candidate"}))
     sys.exit(2)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -173,7 +173,9 @@ def inspect_app(root, source, found):
                                                     check_files=False).wsgi_spec.as_json()})
         except OpsError:
             continue
-    return build.run_driver(python, DRIVER, [s.source_dir, json.dumps(specs)], "importing the app")
+    probe = json.dumps(["/", *HEALTH_ROUTES])
+    return build.run_driver(python, DRIVER, [s.source_dir, json.dumps(specs), probe],
+                            "importing the app")
 
 
 def plain_get(route):
@@ -187,7 +189,10 @@ def findings(app):
     statics = app["static_prefixes"]
     gets = [r["rule"] for r in routes if plain_get(r)
             and not any(settings_mod.url_under(r["rule"], p) for p in statics)]
-    health = next((h for h in HEALTH_ROUTES if h in gets), None)
+    # A page the smoke test checks must answer a visitor without a session: 2xx here, in the
+    # build venv (a login redirect or an error would fail the first deploy).
+    answers = {r["rule"] for r in routes if 200 <= (r.get("anonymous_status") or 0) < 300}
+    health = next((h for h in HEALTH_ROUTES if h in gets and h in answers), None)
     streaming = []
     for r in routes:
         if not r["streams"] or "GET" not in r["methods"]:
@@ -199,11 +204,11 @@ def findings(app):
             streaming.append(path)
     streaming = sorted(set(streaming))
     stream = next((r["rule"] for r in routes if r["streams"] and plain_get(r)
-                   and r["rule"] in streaming), "")
-    if "/" in gets:
+                   and r["rule"] in streaming and r["rule"] in answers), "")
+    if "/" in gets and "/" in answers:
         smoke = "/"
     else:
-        smoke = health or next((g for g in gets if g not in streaming), None)
+        smoke = health or None
     return {"healthz": health, "streaming": streaming, "smoke_stream": stream, "smoke": smoke}
 
 
@@ -256,7 +261,8 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
         lines += [_line("smoke:", "no GET / found: a page that must answer below 400"),
                   f"    - {{path: {_y(f['smoke'])}}}"]
     elif not f["smoke"]:
-        lines.append(_line("# smoke: [{path: /}]", "no plain GET route found: name the pages to check"))
+        lines.append(_line("# smoke: [{path: /}]", "no page answered a visitor with 2xx when "
+                           "imported here: smoke checks / for a status below 400"))
     lines += [
         _line("# stack: nginx-uwsgi", "or apache-modwsgi"),
         _line("# nginx: default", "or proxy, cache"),

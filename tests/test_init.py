@@ -138,3 +138,21 @@ def test_candidates_prefer_the_entry_module_then_any_app_object_then_factories(t
     (tmp_path / ".venv" / "app.py").write_text("from flask import Flask\napp = Flask('x')\n")
     found = [c.text for c in scaffold.candidates(tmp_path)]
     assert found == ["wsgi:app", "shop.other:web", "shop:create_app()"]
+
+
+def test_init_names_only_pages_a_visitor_without_a_session_gets(tmp_path):
+    """A stream and a home page behind a login (302) are never smoke checks; a health route
+    that answers is; nothing was requested but /, the health routes and the streams."""
+    (tmp_path / "requirements.txt").write_text("flask>=3.0,<4\n")
+    (tmp_path / "app.py").write_text(
+        "from flask import Flask, Response, redirect\napp = Flask(__name__)\nHITS = []\n\n"
+        "@app.route('/')\ndef index():\n    return redirect('/login')\n\n"
+        "@app.route('/login')\ndef login():\n    return 'log in'\n\n"
+        "@app.route('/logout')\ndef logout():\n    HITS.append(1)\n    raise SystemExit('requested')\n\n"
+        "@app.route('/healthz')\ndef healthz():\n    return 'ok'\n\n"
+        "@app.route('/events')\ndef events():\n    def gen():\n        yield 'x'\n"
+        "    return redirect('/login')\n")
+    text = scaffold.plan(tmp_path)["fabric.yaml"]
+    raw = yaml.safe_load(text)["deploy"]
+    assert raw["healthz"] == "/healthz" and raw["smoke"] == [{"path": "/healthz"}]
+    assert "smoke_stream" not in raw and raw["streaming"] == ["/events"]

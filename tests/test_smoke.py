@@ -128,3 +128,15 @@ def test_checks_run_at_once_and_report_in_order(load):
     assert [r.name for r in results] == [name for name, _ in smoke.checks_for(s, target)]
     pages = {r.name: r for r in results if r.name.startswith("page ")}
     assert pages["page /a"].ok and pages["page /b"].ok, pages
+
+
+def test_hostile_paths_pass_when_redirected_and_fail_when_served(target):
+    """A setup wizard that redirects every unknown URL leaks nothing; a 2xx does."""
+    PAGES["/.env"] = (302, {"Location": "/setup"})
+    PAGES["/.git/config"] = (200, {})
+    try:
+        assert smoke.check_refused(target, ["/.env", "/no-such-page"])[0]
+        ok, detail = smoke.check_refused(target, ["/.env", "/.git/config"])
+        assert not ok and detail.startswith("/.git/config answered 200")
+    finally:
+        del PAGES["/.env"], PAGES["/.git/config"]
