@@ -51,6 +51,11 @@ class Remote:
     def address(self):
         return self.c.host
 
+    @property
+    def login(self):
+        """user@host:port as SSH reaches it (what an error about reaching it must name)."""
+        return f"{self.c.user}@{self.c.host}:{self.c.port}"
+
     def _wrap(self, script):
         if self.c.user == "root":
             return script
@@ -71,10 +76,17 @@ class Remote:
                                 in_stream=io.StringIO(stdin) if stdin is not None else False,
                                 timeout=timeout or 600, **streams)
         except NETWORK_ERRORS as exc:  # network, DNS, SSH, auth: "could not run it"
-            raise Unreachable(f"{what}: cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
+            raise Unreachable(f"{what}: cannot run on {self.name} ({self.login}): "
+                              f"{type(exc).__name__}: {exc}") from None
         except CommandTimedOut as exc:
             raise RemoteError(f"{what}: still running on {self.name} after {exc.timeout}s; "
                               "stopped") from None
+        if result.exited != 0 and self.c.user != "root" and \
+                "sudo: a password is required" in result.stderr:
+            raise RemoteError(f"{what}: {self.login} needs sudo without a password for "
+                              f"flask-ops (it runs `sudo -n`): add `{self.c.user} ALL=(ALL) "
+                              f"NOPASSWD: ALL` to /etc/sudoers.d/{self.c.user} on {self.name}, "
+                              "or connect as root")
         if check and result.exited != 0:
             output = (result.stderr.strip() or result.stdout.strip())[-3000:]
             raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")

@@ -40,6 +40,8 @@ IMAGE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps", "curl",
     "nginx", "apache2", "libapache2-mod-wsgi-py3", "uwsgi-core", "uwsgi-plugin-python3",
     "python3-venv", "ca-certificates", "certbot", "openssl", "ssl-cert",
+    # a `deploy` user with sudo, as on a VPS (tests/test_e2e_deploy.py)
+    "sudo",
     # debootstrap resolves no virtual packages: python3-cryptography (certbot) needs the
     # cffi backend it provides named outright.
     "python3-cffi-backend",

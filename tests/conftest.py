@@ -77,7 +77,14 @@ def remove_app(host, s):
              f"systemctl disable --now {s.service} 2>/dev/null; "
              f"rm -f /etc/nginx/sites-*/{name}.conf /etc/nginx/sites-*/{name}-lb.conf "
              f"/etc/apache2/sites-*/{name}.conf "
-             f"/etc/systemd/system/{s.service}.service; rm -rf {s.base} /etc/flask-ops/{name}; "
+             f"/etc/systemd/system/{s.service}.service; rm -rf /etc/flask-ops/{name}; "
+             # Everything of the app but its content-addressed venvs and wheels (root's, keyed
+             # by the requirements' digest): the next test's first deploy reuses them, as a
+             # host deploying the same requirements again would.
+             f"if [ -d {s.base} ]; then find {s.base} -mindepth 1 -maxdepth 1 ! -name shared "
+             f"! -name .flask-ops -exec rm -rf {{}} +; find {s.base}/shared -mindepth 1 "
+             f"-maxdepth 1 ! -name venvs ! -name wheelhouse -exec rm -rf {{}} + 2>/dev/null; "
+             f"find {s.base}/.flask-ops -mindepth 1 -delete 2>/dev/null; fi; "
              f"certbot delete --non-interactive --cert-name {name} >/dev/null 2>&1; "
              f"userdel {name} 2>/dev/null; groupdel {name} 2>/dev/null; systemctl daemon-reload; "
              "systemctl reload nginx 2>/dev/null; systemctl reload apache2 2>/dev/null; true",

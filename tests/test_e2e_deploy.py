@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from ops import deploy, plan, provision, smoke, staging
+from ops import deploy, plan, provision, remote, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
@@ -102,6 +102,38 @@ def test_every_shape_answers_over_ipv6(host, project):
         assert [r.detail for r in results.values() if not r.ok] == []
         assert {"streaming", "static /static/css/site.css", "unknown host refused"} <= set(results)
     ship(project(), host)  # the module's baseline again
+
+
+def test_a_deploy_user_with_sudo_deploys_and_one_whose_sudo_asks_is_told_what_to_do(host, project):
+    """As on a VPS: log in as `deploy` (sudo without a password) and everything works; as
+    `asker` (sudo wants a password) the first command stops with one line saying what to set."""
+    setup = ("for u in deploy asker; do id -u $u >/dev/null 2>&1 || useradd -m -s /bin/bash $u; "
+             "install -d -o $u -g $u -m 700 /home/$u/.ssh; "
+             "install -o $u -g $u -m 600 /root/.ssh/authorized_keys /home/$u/.ssh/; done; "
+             "echo 'asker:not-known-to-flask-ops' | chpasswd; "
+             "echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy; "
+             "echo 'asker ALL=(ALL) ALL' > /etc/sudoers.d/asker; chmod 440 /etc/sudoers.d/*")
+    sh(host, setup)
+    s = project(app_name="viasudo", server_names=["viasudo.test"])
+    config = staging.ssh_config_for(HOST)
+    deploy_user = remote.open_host(f"deploy@{HOST}", ssh_config=config)
+    asker = remote.open_host(f"asker@{HOST}", ssh_config=config)
+    try:
+        provision.provision(s, deploy_user)
+        release, _ = ship(s, deploy_user)
+        assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, World!"
+        assert sh(host, "stat -c %U /srv/viasudo/releases") == "root"  # root's, via sudo
+        with pytest.raises(OpsError) as err:
+            provision.provision(s, asker)
+        message = str(err.value)
+        assert "asker@" in message and "needs sudo without a password" in message
+        assert "NOPASSWD" in message and "\n" not in message
+    finally:
+        deploy_user.close()
+        asker.close()
+        remove_app(host, s)
+        sh(host, "rm -f /etc/sudoers.d/deploy /etc/sudoers.d/asker; userdel -r deploy; "
+                 "userdel -r asker; true")
 
 
 def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
