@@ -28,7 +28,8 @@ DESCRIPTION = {
     "processes": 2, "smoke": [{"path": "/", "status": 200}],
     "env": {"NOTES_DB": DB},
     "hooks": {"before_switch": ["flask migrate"], "timeout": 60},
-    "workers": {"beat": "python -m notes.worker beat"},
+    "workers": {"beat": "python -m notes.worker beat",
+                "jobs": {"command": "python -m notes.jobs", "stop_timeout": 30}},
     # staging2 may see the app while it is down for maintenance; this machine may not.
     "maintenance": {"allow": ["198.18.0.12"], "retry_after": 120},
 }
@@ -124,6 +125,25 @@ def test_first_deploy_migrates_before_the_switch(project):
     info = on_host("pid=$(systemctl show -p MainPID --value notes-worker-beat); "
                    "stat -c %U /proc/$pid; readlink /proc/$pid/cwd").stdout.split()
     assert info == ["notes", f"/srv/notes/releases/{body['release']}"]
+
+
+def test_a_job_in_hand_finishes_when_a_deploy_restarts_its_worker(project):
+    """The worker's warm shutdown (SIGTERM to it alone: KillMode=mixed) lets the job in its
+    child process finish; with systemd's default, the child got SIGTERM too and died."""
+    def jobs():
+        lines = on_host("cat /srv/notes/shared/data/jobs.log 2>/dev/null").stdout.splitlines()
+        return [line.split() for line in lines if line.strip()]
+
+    end = time.monotonic() + 30
+    while not any(kind == "started" for kind, _ in jobs()) and time.monotonic() < end:
+        time.sleep(0.2)
+    old_worker = [name for kind, name in jobs() if kind == "started"][-1].split("-")[0]
+    edit(project, '"""A small app', '"""A small app (a job worker too)')
+    ok(run(project, "deploy"))  # every deploy restarts the workers onto the new release
+    lines = jobs()
+    started = {name for kind, name in lines if kind == "started" and name.startswith(old_worker + "-")}
+    done = {name for kind, name in lines if kind == "done"}
+    assert started and started <= done, lines  # the job in hand at the restart finished
 
 
 def test_a_migration_ships_with_the_code_it_serves(project):
