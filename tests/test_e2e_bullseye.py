@@ -43,7 +43,7 @@ def test_the_files_are_rendered_for_the_hosts_versions(bullseye, project):
         assert "py-call-osafterfork = true" in ini and "py-call-uwsgi-fork-hooks = true" not in ini
         catchall = bullseye.run("cat /etc/nginx/sites-enabled/000-flask-ops-catchall-80.conf",
                                 "catchall").stdout
-        assert "ssl_reject_handshake" not in catchall and "ssl-cert-snakeoil" in catchall
+        assert "ssl_reject_handshake on;" not in catchall and "ssl-cert-snakeoil" in catchall
         who = json.loads(smoke.request(deploy.target_for(s, bullseye), "/whoami").body)
         assert who["fs_encoding"] == "utf-8"
     finally:
