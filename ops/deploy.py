@@ -63,11 +63,7 @@ def check_versions(s, facts, remote):
     if not versions:
         return
     hostversions.remember(remote.name, versions)
-    old = hostversions.too_old(versions)
-    if old:
-        name, version, oldest = old
-        raise OpsError(f"{remote.name} runs {name} {'.'.join(map(str, version))}; flask-ops "
-                       f"renders for {name} {'.'.join(map(str, oldest))} and newer")
+    hostversions.refuse_too_old(versions, remote.name)
     host = hostversions.Target.for_versions(versions)
     if host.common(s.target) != s.target:
         raise RenderedForAnother(f"{remote.name} runs {hostversions.describe(versions)}: the "

@@ -53,13 +53,14 @@ def describe(versions):
                      if name != "ipv6")
 
 
-def too_old(versions):
-    """(name, version, oldest) of the first server older than flask-ops renders for."""
+def refuse_too_old(versions, where=""):
+    """OpsError naming the first server older than flask-ops renders for (where: the host)."""
     for name, oldest in OLDEST.items():
         v = versions.get(name)
         if v is not None and v < oldest:
-            return name, v, oldest
-    return None
+            raise OpsError(f"{where + ' runs ' if where else ''}{name} {'.'.join(map(str, v))}"
+                           f"{'' if where else ' is too old'}; flask-ops renders for {name} "
+                           f"{'.'.join(map(str, oldest))} and newer")
 
 
 @dataclass(frozen=True)

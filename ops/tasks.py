@@ -114,11 +114,7 @@ def for_target(c, s, target=None):
     else:
         host = getattr(c, "host", None)  # fab -H HOST render: a Connection
         versions = hostversions.recalled(host) if host else {}
-    old = hostversions.too_old(versions)
-    if old:
-        name, version, oldest = old
-        raise OpsError(f"{name} {'.'.join(map(str, version))} is older than flask-ops renders "
-                       f"for ({name} {'.'.join(map(str, oldest))} and newer)")
+    hostversions.refuse_too_old(versions)
     return dataclasses.replace(s, target=hostversions.Target.for_versions(versions))
 
 
