@@ -190,8 +190,31 @@ def _set_runtime_path(self, path):
 _original_set_runtime_path = InvokeConfig.set_runtime_path
 
 
+_original_load_py = InvokeConfig._load_py
+
+
+def strict_load_py(self, path):
+    """A Python config file (`-f over.py`): its names are sections too, so `deplyo = {...}`
+    is refused as `deplyo:` is in YAML; names starting with `_` are the file's own."""
+    from invoke.exceptions import UnpicklableConfigMember
+    try:
+        check_unique(path)
+        try:
+            loaded = _original_load_py(self, path)
+        except UnpicklableConfigMember as exc:
+            raise ConfigFileError(str(exc).split(" (")[0]) from None
+        except Exception as exc:  # the file's own code failed: say so in one line
+            raise ConfigFileError(f"cannot be loaded: {type(exc).__name__}: {exc}") from None
+        data = {k: v for k, v in loaded.items() if not k.startswith("_")}
+        check_sections(data, path)
+        return data
+    except ConfigFileError as exc:
+        raise Exit(f"flask-ops: {path}: {exc}", code=1) from None
+
+
 def install():
     """Read every Fabric config file loaded from now on with the strict loader."""
+    InvokeConfig._load_py = strict_load_py
     InvokeConfig.set_runtime_path = _set_runtime_path
     InvokeConfig._load_yaml = strict_load
     InvokeConfig._load_yml = strict_load

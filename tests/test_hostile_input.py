@@ -764,3 +764,16 @@ def test_a_dry_run_without_a_reachable_host_shows_a_first_deploy(proj):
     assert "127.0.0.1 is not reachable" in out and "showing a first deploy" in out
     assert "+++ /etc/nginx/sites-available/hostile.conf (new)" in out
     assert "# stage" in out and "dry run: no host was reached, nothing was changed" in out
+
+
+def test_a_misspelt_section_in_a_python_config_is_refused(proj):
+    write_config(proj, BASE)
+    (proj / "over.py").write_text("deplyo = {'server_names': ['x.test']}\n")
+    assert "did you mean 'deploy'" in refused(proj, "-f", "over.py", "render", names=["deplyo"])
+    (proj / "over.py").write_text("import os\n")  # Invoke's traceback, now one line
+    assert "is a module" in refused(proj, "-f", "over.py", "render", names=["over.py"])
+    (proj / "over.py").write_text("raise SystemError('boom')\n")
+    assert "cannot be loaded" in refused(proj, "-f", "over.py", "render", names=["over.py"])
+    (proj / "over.py").write_text("deploy = {'server_names': ['over.test']}\n")
+    code, out, err = fab_here(proj, "-f", "over.py", "render", "--out", str(proj / "out"))
+    assert code == 0, err
