@@ -291,7 +291,9 @@ def run_driver(python, driver, args, what, env=None):
     database it cannot reach is stopped, with its process group."""
     from . import safeio
 
-    proc = safeio.run_bounded([str(python), str(driver), *map(str, args)],
+    # -B: importing the app writes no __pycache__ into the tree it is imported from (a release
+    # being built: its digest, and what it ships, would depend on whether it was collected).
+    proc = safeio.run_bounded([str(python), "-B", str(driver), *map(str, args)],
                               f"{what} (importing the app)", IMPORT_TIMEOUT, env=env)
     stdout = proc.stdout.decode("utf-8", "replace")
     stderr = proc.stderr.decode("utf-8", "replace").strip()

@@ -194,3 +194,18 @@ def test_a_git_ref_is_deployed_from_a_clean_checkout_never_the_working_tree(gues
     with pytest.raises(SettingsError, match="--ref"):
         deploy.source_at(s, "--upload-pack=x", out=said.append)
     assert deploy.source_at(load(guestbook, ref="v1"), out=said.append).project_root != s.project_root
+
+
+def test_a_build_is_the_same_whether_or_not_it_collected(tmp_path, monkeypatch):
+    """Importing the app to collect writes nothing into the release (no __pycache__, even
+    where PYTHONDONTWRITEBYTECODE is not set): the next build of the same source has the same
+    digest, so its deploy is a no-op."""
+    from conftest import make_project
+    from ops import appenv, build
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    s = make_project(tmp_path / "p")
+    env = build.app_environment(appenv.resolve(s))
+    first = release.stage_tree(s, None, env)
+    assert not list(first[0].rglob("__pycache__"))
+    assert release.stage_tree(s, None, env)[1] == first[1]
