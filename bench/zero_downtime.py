@@ -123,10 +123,10 @@ def main(argv=None):
 
     # The fleet first: the single-host phases give staging1 a site of its own (no balancer).
     phases = [
-        ("fleet via load balancer, steady", lbs[0].address, None),
-        ("fleet, during rolling deploy (`--drain auto`)", lbs[0].address,
+        ("fleet via load balancer, steady", lbs and lbs[0].address, None),
+        ("fleet, during rolling deploy (`--drain auto`)", lbs and lbs[0].address,
          lambda: roll("Hello 1", "auto")),
-        ("fleet, during rolling deploy (`--drain always`)", lbs[0].address,
+        ("fleet, during rolling deploy (`--drain always`)", lbs and lbs[0].address,
          lambda: roll("Hello 2", "always")),
         ("single host, steady", apps[0].address, lambda: single("Hello 3")),
         ("single host, during `deploy` (code change)", apps[0].address,
