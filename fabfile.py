@@ -1,3 +1,3 @@
 """flask-ops tasks for this repository (the sample app). Run `fab --list`."""
 
-from ops.tasks import ns  # noqa: F401
+from ops.tasks import ns_with_staging as ns  # noqa: F401  (staging.* too: this repository's)

@@ -495,8 +495,13 @@ def maintenance(c, state):
         print(f"{host.name}: maintenance {state}")
 
 
+TASKS = (init, stage_, render_, collectstatic, check, env_, provision, deploy_, rollback, releases,
+         host_status, unlock, smoke_, exec_, logs, history_, maintenance)
 staging_ns = Collection("staging", up, down, staging_status, staging_acme)
-ns = Collection(init, stage_, render_, collectstatic, check, env_, provision, deploy_, rollback, releases,
-                host_status, unlock, smoke_, exec_, logs, history_, maintenance, staging_ns)
+# A project's tasks. The local staging hosts (root, nspawn) are this repository's and a
+# project's only when it asks: `from ops.tasks import ns_with_staging as ns`.
+ns = Collection(*TASKS)
 ns.configure({"deploy": {}})
+ns_with_staging = Collection(*TASKS, staging_ns)
+ns_with_staging.configure({"deploy": {}})
 
