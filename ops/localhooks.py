@@ -43,11 +43,10 @@ def parse(key, value):
 def environment(s, hosts, outcome, release=None, commit=None, error=None):
     """What a hook knows: FLASK_OPS_APP, _STAGE, _HOSTS, _RELEASE, _COMMIT, _PERFORMER,
     _OUTCOME (started, ok or failed) and _ERROR (the failure's first line)."""
-    by = locks.who()
     env = {"FLASK_OPS_APP": s.app_name, "FLASK_OPS_STAGE": s.stage or "",
            "FLASK_OPS_HOSTS": " ".join(hosts), "FLASK_OPS_RELEASE": release or "",
            "FLASK_OPS_COMMIT": commit or "", "FLASK_OPS_OUTCOME": outcome,
-           "FLASK_OPS_PERFORMER": f"{by.get('user', '?')}@{by.get('host', '?')}",
+           "FLASK_OPS_PERFORMER": locks.performer(locks.who()),
            "FLASK_OPS_ERROR": (error or "").splitlines()[0][:500] if error else ""}
     return {**os.environ, **env}
 

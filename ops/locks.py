@@ -18,6 +18,13 @@ def who():
             "started": time.time()}
 
 
+def performer(by):
+    """user@host of a who() record (a history entry, a local hook's environment)."""
+    if not isinstance(by, dict):
+        return str(by)
+    return f"{by.get('user', '?')}@{by.get('host', '?')}"
+
+
 def describe(lock, now):
     """A sentence about a held lock, and whether it is stale."""
     age = now - lock.get("started", now)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Optional, Tuple
 
-from . import scripts, stacks
+from . import locks, scripts, stacks
 from .release import META, files_from_manifest, statics_from_manifest as release_statics
 
 q = shlex.quote
@@ -597,9 +597,7 @@ def app_log_step(s, since=None, lines=25):
 def history_entry(action, record, release_id, previous, facts):
     """What the history keeps of an attempt; the host adds when it ended and how long it took
     (from `started`, the host's own clock at facts)."""
-    by = record.get("by") or {}
-    by = f"{by.get('user', '?')}@{by.get('host', '?')}" if isinstance(by, dict) else str(by)
-    return {"action": action, "by": by,
+    return {"action": action, "by": locks.performer(record.get("by") or {}),
             "release": release_id, "previous": previous, "commit": record.get("commit"),
             "started": facts.get("now")}
 
