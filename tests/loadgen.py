@@ -4,6 +4,8 @@ Only for the project's own hosts (loopback, staging addresses): the caller names
 """
 
 import http.client
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,9 +57,17 @@ class Load:
                 self._stop.set()
 
     def _connection(self):
+        """Without keep-alive the connection closes with a reset, not a FIN: tens of thousands
+        of closed connections from one address to one port would otherwise sit in TIME_WAIT
+        for a minute and use up this machine's ephemeral ports (EADDRNOTAVAIL), which real
+        clients, each from its own address, never do."""
         address, port, _, _ = self.args
-        return self.connect() if self.connect else http.client.HTTPConnection(
+        conn = self.connect() if self.connect else http.client.HTTPConnection(
             address, port, timeout=self.timeout)
+        if not self.keepalive:
+            conn.connect()
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return conn
 
     def _client(self):
         _, _, host, path = self.args
@@ -66,8 +76,8 @@ class Load:
         while not self._stop.is_set() and time.monotonic() < deadline:
             start = time.monotonic()
             n += 1
-            conn = conn or self._connection()
             try:
+                conn = conn or self._connection()
                 if self.post_every and n % self.post_every == 0:
                     conn.request("POST", path, body=f"n={n}", headers={
                         "Host": host, "Content-Type": "application/x-www-form-urlencoded"})
@@ -82,7 +92,8 @@ class Load:
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 self._record(False, 0, type(exc).__name__)
-                conn.close()
+                if conn:
+                    conn.close()
                 conn = None
             if not self.keepalive and conn:
                 conn.close()
