@@ -7,7 +7,7 @@ SSLYZE_VENV := .venv-sslyze
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast demo demo-down system-deps docker-deps python-deps bench bench-deps clean
+.PHONY: test test-fast demo demo-down system-deps docker-deps python-deps real-apps bench bench-deps clean
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -37,8 +37,13 @@ $(SSLYZE_VENV)/.installed:
 
 python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed $(SSLYZE_VENV)/.installed
 
+# Real open-source Flask apps for the end-to-end tier: their published sdists, pinned by
+# sha256, downloaded once into ~/.cache/flask-ops/real-apps (tests/realapps.py).
+real-apps: python-deps
+	$(PY) tests/realapps.py >/dev/null
+
 ## Every test, the end-to-end tier against real servers and staging hosts included.
-test: system-deps docker-deps python-deps bench-deps
+test: system-deps docker-deps python-deps bench-deps real-apps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## The fast tier: settings, rendering, checkers, the sample app. No staging hosts.

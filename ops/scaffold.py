@@ -112,13 +112,40 @@ def find_source(root):
                    f"{', '.join(FACTORIES)} (run fab init in the project's directory)")
 
 
+# Where projects keep a pinned requirements file when it is not requirements.txt (the
+# production set first: a "base" or "common" file is what the others include).
+REQUIREMENTS_ELSEWHERE = ("requirements/production.txt", "requirements/prod.txt",
+                          "requirements/base.txt", "requirements/common.txt",
+                          "requirements/main.txt", "requirements-prod.txt")
+
+
 def dependencies_file(root, source):
-    """The file the app's dependencies come from, as settings would find it: requirements.txt
-    in source, else a pyproject.toml with dependencies in source or at the project root."""
+    """The file the app's dependencies come from: requirements.txt in source, else a
+    pyproject.toml with dependencies in source or at the project root (as settings would find
+    them without `requirements:`), else a pinned file that must be named: the one
+    hatch-requirements-txt reads, or requirements/production.txt and its kin."""
     for path in (source / "requirements.txt", source / "pyproject.toml", Path(root) / "pyproject.toml"):
         if path.is_file() and (path.name == "requirements.txt" or _declares_dependencies(path)):
             return path
+    for name in _hatch_requirements(source / "pyproject.toml") + list(REQUIREMENTS_ELSEWHERE):
+        path = source / name
+        pinned = path.with_suffix(".txt")  # pip-compile's output next to its .in
+        for candidate in (pinned, path) if path.suffix == ".in" else (path,):
+            if candidate.is_file() and candidate.resolve().is_relative_to(source.resolve()):
+                return candidate
     return None
+
+
+def _hatch_requirements(path):
+    """The files hatch-requirements-txt reads the project's dependencies from ([]: none)."""
+    try:
+        data = requirements_mod._toml(path) if path.is_file() else {}
+    except OpsError:
+        return []
+    hook = data.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {}).get(
+        "requirements_txt", {}) if isinstance(data.get("tool"), dict) else {}
+    files = hook.get("files") if isinstance(hook, dict) else None
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
 def _declares_dependencies(path):
@@ -159,10 +186,12 @@ def _identifier(text):
     return name if name not in settings_mod.RESERVED_USERS else f"{name}_app"
 
 
-def inspect_app(root, source, found):
+def inspect_app(root, source, found, requirements=None):
     """Import the app in a build venv made from its requirements: what the driver reports."""
     raw = {"app_name": app_name(root, found), "source": source, "wsgi": found[0].text,
            "server_names": ["init.invalid"]}
+    if requirements:
+        raw["requirements"] = requirements
     s = settings_mod.load(raw, project_root=root)
     python = build.venv(s) / "bin" / "python"
     specs = []
@@ -228,10 +257,11 @@ def _line(text, comment=""):
     return f"  {text:30} # {_one_line(comment)}" if comment else f"  {text}"
 
 
-def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
-    """The commented fabric.yaml text: found values set, the rest commented with defaults."""
+def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requirements=None):
+    """The commented fabric.yaml text: found values set, the rest commented with defaults.
+    requirements: the dependencies file relative to source when settings would not find it
+    by itself (written as the `requirements:` key)."""
     f = findings(app)
-    prefixes = ", ".join(app["static_prefixes"]) or "none"
     lines = [
         "# flask-ops: how this app is deployed. Written by `fab init` from importing the app;",
         "# review it, fill in server_names and hosts (or name a host: fab -H HOST ...), then",
@@ -239,6 +269,7 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
         "deploy:",
         _line(f"app_name: {name}", "names its user, group, service and site"),
         _line(f"source: {_y(source)}", "shipped as each release"),
+        _line(f"requirements: {_y(requirements)}", f"found: {deps}") if requirements else
         _line(f"# dependencies: {deps}", "found (requirements: to name another file)"),
         _line(f"wsgi: {_y(app['wsgi'])}", f"found: {wsgi_why}"),
         _line("server_names:", "REQUIRED: the names the site answers, e.g. [shop.example.com]"),
@@ -246,7 +277,11 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt"):
     ]
     if app["static_url"] and app["static_url"] != "/static/":
         lines.append(_line(f"static_url: {_y(app['static_url'])}", "found: the app's static_url_path"))
-    lines.append(_line(_one_line(f"# static files found at {prefixes}: the front server serves each")))
+    if app["static_prefixes"]:
+        prefixes = ", ".join(app["static_prefixes"])
+        lines.append(_line(_one_line(f"# static files found at {prefixes}: the front server serves each")))
+    else:
+        lines.append(_line("# no static folder found: every URL goes to the app"))
     if f["healthz"]:
         lines.append(_line(f"healthz: {_y(f['healthz'])}", "found: a health route, smoke checks it first"))
     else:
@@ -288,13 +323,15 @@ def plan(root):
     """{file name: text} that fab init would write in root (existing files included)."""
     root = Path(root)
     source, found = find_source(root)
-    app = inspect_app(root, source, found)
-    why = next(c.why for c in found if c.text == app["wsgi"])
     deps = dependencies_file(root, root / source)
+    default = deps.name == "pyproject.toml" or deps == root / source / "requirements.txt"
+    requirements = None if default else str(deps.relative_to(root / source))
+    app = inspect_app(root, source, found, requirements)
+    why = next(c.why for c in found if c.text == app["wsgi"])
     lock = next((n for n in requirements_mod.LOCK_FILES if deps and deps.name == "pyproject.toml"
                  and deps.with_name(n).is_file()), None)
     described = str(deps.relative_to(root)) + (f", pinned by {lock}" if lock else "")
-    text = fabric_yaml(app_name(root, found), source, why, app, described)
+    text = fabric_yaml(app_name(root, found), source, why, app, described, requirements)
     _check(text, root)
     return {"fabric.yaml": text, "fabfile.py": FABFILE}
 

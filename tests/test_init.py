@@ -156,3 +156,25 @@ def test_init_names_only_pages_a_visitor_without_a_session_gets(tmp_path):
     raw = yaml.safe_load(text)["deploy"]
     assert raw["healthz"] == "/healthz" and raw["smoke"] == [{"path": "/healthz"}]
     assert "smoke_stream" not in raw and raw["streaming"] == ["/events"]
+
+
+@pytest.mark.parametrize("files, found", [
+    # hatch-requirements-txt reads requirements/base.in: its pip-compiled pins are used
+    ({"pyproject.toml": "[project]\nname = 'cal'\ndynamic = ['dependencies']\n"
+                        "[tool.hatch.metadata.hooks.requirements_txt]\nfiles = ['requirements/base.in']\n",
+      "requirements/base.in": "flask\n", "requirements/base.txt": "flask==3.1.1\n"},
+     "requirements/base.txt"),
+    ({"requirements/production.txt": "-r base.txt\n", "requirements/base.txt": "flask\n"},
+     "requirements/production.txt"),
+    ({"requirements-prod.txt": "flask\n"}, "requirements-prod.txt"),
+    # a file the hook names outside the project is not the project's
+    ({"pyproject.toml": "[tool.hatch.metadata.hooks.requirements_txt]\nfiles = ['../x.txt']\n"}, None),
+])
+def test_init_finds_pinned_requirements_outside_requirements_txt(tmp_path, files, found):
+    root = tmp_path / "project"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (tmp_path / "x.txt").write_text("flask\n")
+    path = scaffold.dependencies_file(root, root)
+    assert (path.relative_to(root).as_posix() if path else None) == found

@@ -1,0 +1,176 @@
+"""End to end with real open-source Flask apps, unchanged (tests/realapps.py: their published
+sdists, pinned): each described by what `flask-ops init` wrote plus the server name, the host
+and what its own README asks for, deployed with the `flask-ops` command of a fresh wheel, then
+used as a visitor would, changed and deployed again.
+
+- flaskr, Flask's tutorial: pyproject.toml only (flit), at its repository's root, an app
+  factory with blueprints, SQLite in Flask's instance folder, `flask init-db`, a login and
+  form POSTs that write to the database.
+- js_example, Flask's JavaScript example: pyproject.toml only, no static folder, a POST
+  answered with JSON.
+- Open Web Calendar: an app at its repository's root (app.py), its dependencies pinned in
+  requirements/base.txt (read by hatch-requirements-txt), configuration from the environment,
+  static files inside its package.
+"""
+
+import json
+import re
+import subprocess
+import urllib.parse
+
+import pytest
+import yaml
+
+import realapps
+from conftest import remove_app
+from ops import deploy, settings, smoke, staging
+
+pytestmark = pytest.mark.e2e
+
+
+def run(tool, *args, cwd):
+    """The installed console script, as a user runs it: (exit status, output)."""
+    proc = subprocess.run([str(tool), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    return proc.returncode, proc.stdout
+
+
+def described(tool, app, root, host, server_name, extra=""):
+    """The app's project as its sdist has it, `flask-ops init` run in it, then the server
+    name, the host and `extra` (the README's asks) added as a user would."""
+    realapps.project(app, root)
+    code, out = run(tool, "init", cwd=root)
+    assert code == 0, out
+    text = (root / "fabric.yaml").read_text()
+    text = re.sub(r"^  server_names: *", f"  server_names: [{server_name}] ", text, count=1, flags=re.M)
+    text = re.sub(r"^  # hosts: \[[^]]*\]", f"  hosts: [{host}]", text, count=1, flags=re.M)
+    (root / "fabric.yaml").write_text(text + extra)
+    for leftover in ("instance",):  # what importing the app at init wrote stays the user's
+        subprocess.run(["rm", "-rf", str(root / leftover)], check=True)
+    return settings.load(yaml.safe_load(text + extra)["deploy"], project_root=root)
+
+
+def post(target, path, fields, cookie=None):
+    """(status, response, body) of a form POST through the front server."""
+    conn = target.connection()
+    try:
+        headers = {"Host": target.host, "Content-Type": "application/x-www-form-urlencoded"}
+        body = urllib.parse.urlencode(fields)
+        if cookie:
+            headers["Cookie"] = cookie
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response, response.read()
+    finally:
+        conn.close()
+
+
+def get(target, path, cookie=None):
+    conn = target.connection()
+    try:
+        conn.request("GET", path, headers={"Host": target.host, **({"Cookie": cookie} if cookie else {})})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def on_host(staging_hosts):
+    made = []
+
+    def use(name, s):
+        host = staging.remote(name)
+        made.append((host, s))
+        return host
+    yield use
+    for host, s in made:
+        remove_app(host, s)
+        host.close()
+
+
+# flaskr's README: `flask --app flaskr init-db` once, before it serves (init-db drops its
+# tables: a hook that ran it at every deploy would lose the data).
+FLASKR_EXTRA = """\
+  hooks:
+    before_switch: ["sh -c 'test -e instance/flaskr.sqlite || flask init-db'"]
+"""
+
+
+def test_flasks_tutorial_app_deploys_from_its_repository_root_and_keeps_its_posts(
+        flask_ops_tool, on_host, tmp_path):
+    root = tmp_path / "flaskr"
+    s = described(flask_ops_tool, "flaskr", root, "staging1", "flaskr.test", FLASKR_EXTRA)
+    text = (root / "fabric.yaml").read_text()
+    assert "app_name: flaskr" in text and 'source: "."' in text
+    assert 'wsgi: "flaskr:create_app()"' in text and "# dependencies: pyproject.toml" in text
+    host = on_host("staging1", s)
+    code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
+    assert code == 0, out[-3000:]
+    target = deploy.target_for(s, host)
+
+    status, page = get(target, "/")
+    assert status == 200 and b"Posts" in page
+    css = smoke.request(target, "/static/style.css")
+    assert css.status == 200 and css.body == (root / "flaskr/static/style.css").read_bytes()
+    assert css.header("Cache-Control") == "public, no-cache"  # served by nginx, not Flask
+    status, _, _ = post(target, "/auth/register", {"username": "ada", "password": "lovelace"})
+    assert status == 302
+    status, response, _ = post(target, "/auth/login", {"username": "ada", "password": "lovelace"})
+    assert status == 302
+    cookie = response.getheader("Set-Cookie").split(";")[0]
+    status, _, _ = post(target, "/create", {"title": "First post", "body": "from staging"}, cookie)
+    assert status == 302
+    assert b"First post" in get(target, "/")[1]
+    assert host.run(f"stat -c %U {s.base}/shared/linked/instance/flaskr.sqlite", "stat").stdout.split() \
+        == ["flaskr"]
+
+    # A code change: the hook leaves the database alone, the post and the session survive.
+    template = root / "flaskr/templates/blog/index.html"
+    template.write_text(template.read_text().replace("Posts", "All posts"))
+    code, out = run(flask_ops_tool, "deploy", cwd=root)
+    assert code == 0, out[-3000:]
+    status, page = get(target, "/", cookie)
+    assert status == 200 and b"All posts" in page and b"First post" in page and b"Log Out" in page
+
+
+def test_flasks_javascript_example_answers_its_json_api(flask_ops_tool, on_host, tmp_path):
+    root = tmp_path / "js_example"
+    s = described(flask_ops_tool, "js_example", root, "staging1", "js.test")
+    assert "# no static folder found" in (root / "fabric.yaml").read_text()
+    host = on_host("staging1", s)
+    code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
+    assert code == 0, out[-3000:]
+    target = deploy.target_for(s, host)
+    status, page = get(target, "/")
+    assert status == 200 and b"fetch" in page
+    status, _, body = post(target, "/add", {"a": "2", "b": "3.5"})
+    assert status == 200 and json.loads(body) == {"result": 5.5}
+
+
+def test_open_web_calendar_deploys_from_its_pinned_requirements_with_its_environment(
+        flask_ops_tool, on_host, tmp_path):
+    root = tmp_path / "open-web-calendar"
+    s = described(flask_ops_tool, "open_web_calendar", root, "staging2", "calendar.test",
+                  # its README: configuration from environment variables
+                  "  env: {CACHE_REQUESTED_URLS_FOR_SECONDS: '60', SOURCE_TIMEOUT: '5'}\n")
+    text = (root / "fabric.yaml").read_text()
+    assert 'requirements: "requirements/base.txt"' in text
+    assert 'wsgi: "open_web_calendar.app:app"' in text
+    host = on_host("staging2", s)
+    code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
+    assert code == 0, out[-3000:]
+    target = deploy.target_for(s, host)
+    status, page = get(target, "/")
+    assert status == 200 and b"<title>Open Web Calendar</title>" in page
+    status, page = get(target, "/about.html")
+    assert status == 200
+    static = root / "open_web_calendar/static/css/index.css"
+    url = "/static/css/index.css"
+    css = smoke.request(target, url)
+    assert css.status == 200 and css.body == static.read_bytes()
+    # The environment reached the app (its own config object reads os.environ).
+    code, out = run(flask_ops_tool, "exec", "--", "python", "-c",
+                    "from open_web_calendar.config import environment as e; "
+                    "print('expire', e.cache_expire_after, 'timeout', e.requests_timeout)", cwd=root)
+    assert code == 0 and "expire 60 timeout 5" in out, out
