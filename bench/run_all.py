@@ -67,7 +67,9 @@ def plot_fleet(runs, path):
     fig.savefig(path, dpi=100)
 
 
-def main():
+def main(argv=None):
+    import argparse
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     memory = subprocess.getoutput("free -g | awk '/Mem/ {print $2}'")
     machine = (f"{platform.machine()}, {subprocess.getoutput('nproc')} cores, {memory} GiB, "
                f"Python {platform.python_version()}, targets: systemd-nspawn staging hosts here")
