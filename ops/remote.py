@@ -1,13 +1,14 @@
 """Running commands on a target: the one place that talks SSH and decides about sudo."""
 
 import io
+import os
 import shlex
 
 import socket
 
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
-from paramiko import SSHConfig, SSHException
+from paramiko import AutoAddPolicy, BadHostKeyException, MissingHostKeyPolicy, SSHConfig, SSHException
 
 from .errors import RemoteError, Unreachable
 
@@ -34,12 +35,73 @@ def open_host(name, config=None, ssh_config=None):
     return Remote(Connection(name, config=config, connect_timeout=10))
 
 
+class UnknownHostKey(SSHException):
+    """First contact with a host whose key no known_hosts file holds."""
+
+
+class _RefuseUnknown(MissingHostKeyPolicy):
+    def __init__(self, files, port):
+        self.files, self.port = files, port
+
+    def missing_host_key(self, client, hostname, key):
+        address = hostname.strip("[]").rsplit(":", 1)[0] if hostname.startswith("[") else hostname
+        port = f"-p {self.port} " if self.port != 22 else ""
+        raise UnknownHostKey(
+            f"its host key ({key.get_name()} {key.fingerprint}) is in no known_hosts file "
+            f"({', '.join(self.files)}); if that is the server's key, add it: `ssh-keyscan "
+            f"{port}{address} >> ~/.ssh/known_hosts` (or `ssh` to it once), or set "
+            "StrictHostKeyChecking accept-new for it in ~/.ssh/config")
+
+
+class _AcceptNew(MissingHostKeyPolicy):
+    """OpenSSH's accept-new: a first contact's key is recorded; a changed key is refused."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+        with open(self.path, "a", encoding="ascii") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
+
+
+def check_host_keys(connection):
+    """OpenSSH's host key rules, which Fabric leaves out (it accepts any key, changed ones
+    too): the known_hosts files ssh_config names (or OpenSSH's defaults), and its
+    StrictHostKeyChecking: yes or ask (the default) refuse a key no file holds, accept-new
+    records it, no accepts it; a key that differs from the recorded one is always refused."""
+    cfg = connection.ssh_config
+    user_files = [os.path.expanduser(f) for f in
+                  str(cfg.get("userknownhostsfile", DEFAULT_KNOWN_HOSTS)).split()]
+    files = [os.path.expanduser(f) for f in
+             str(cfg.get("globalknownhostsfile", GLOBAL_KNOWN_HOSTS)).split()] + user_files
+    for path in files:
+        if os.path.isfile(path):
+            connection.client.load_system_host_keys(path)
+    strict = str(cfg.get("stricthostkeychecking", "ask")).lower()
+    if strict in ("no", "off"):
+        policy = AutoAddPolicy()
+    elif strict == "accept-new":
+        policy = _AcceptNew(user_files[0])
+    else:
+        policy = _RefuseUnknown([f for f in user_files if not f.endswith("2")] or user_files,
+                                connection.port)
+    connection.client.set_missing_host_key_policy(policy)
+    if isinstance(connection.gateway, Connection):  # ProxyJump: each hop is checked too
+        check_host_keys(connection.gateway)
+
+
 class Remote:
     """A target host: runs shell scripts as root (via sudo when not root) and counts them."""
 
     UPLOAD_TIMEOUT = 20  # seconds without progress before an upload is abandoned
 
     def __init__(self, connection):
+        check_host_keys(connection)
         self.c = connection
         self.commands = 0
 
@@ -77,7 +139,7 @@ class Remote:
                                 timeout=timeout or 600, **streams)
         except NETWORK_ERRORS as exc:  # network, DNS, SSH, auth: "could not run it"
             raise Unreachable(f"{what}: cannot run on {self.name} ({self.login}): "
-                              f"{type(exc).__name__}: {exc}") from None
+                              f"{_reason(exc)}") from None
         except CommandTimedOut as exc:
             raise RemoteError(f"{what}: still running on {self.name} after {exc.timeout}s; "
                               "stopped") from None
@@ -99,7 +161,7 @@ class Remote:
         try:
             return self.c.run(self._wrap(script), pty=True, warn=True).exited
         except NETWORK_ERRORS as exc:
-            raise Unreachable(f"cannot run on {self.name}: {type(exc).__name__}: {exc}") from None
+            raise Unreachable(f"cannot run on {self.name} ({self.login}): {_reason(exc)}") from None
 
     def put(self, local, remote, what):
         self.commands += 1
@@ -112,13 +174,24 @@ class Remote:
             # The session may be wedged (a cut link): drop it, so the next command reconnects
             # under connect_timeout instead of waiting on a dead channel.
             self.close()
-            raise RemoteError(f"{what}: upload to {self.name} failed: {type(exc).__name__}: {exc}") from None
+            raise RemoteError(f"{what}: upload to {self.name} failed: {_reason(exc)}") from None
 
     def close(self):
         try:
             self.c.close()
         except Exception:
             pass
+
+
+def _reason(exc):
+    """What went wrong reaching a host, in one line; host keys say what to do about them."""
+    if isinstance(exc, UnknownHostKey):
+        return str(exc)
+    if isinstance(exc, BadHostKeyException):
+        return (f"its host key CHANGED ({exc.key.get_name()} {exc.key.fingerprint}, known_hosts "
+                f"has {exc.expected_key.fingerprint}): refused; a rebuilt server needs its old "
+                "line removed (`ssh-keygen -R HOST`), anything else may be a man in the middle")
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _Lines:

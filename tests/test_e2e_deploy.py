@@ -136,6 +136,77 @@ def test_a_deploy_user_with_sudo_deploys_and_one_whose_sudo_asks_is_told_what_to
                  "userdel -r asker; true")
 
 
+def test_host_keys_are_checked_as_openssh_checks_them(host, tmp_path):
+    """First contact with a key no known_hosts file holds is refused, saying what to do;
+    StrictHostKeyChecking accept-new records it; a changed key is refused whatever the
+    setting (Fabric alone accepts any key)."""
+    known = tmp_path / "known_hosts"
+
+    def reach(strict=None):
+        config = tmp_path / f"ssh_config-{strict}"
+        config.write_text(f"Host keyed\n  HostName {host.address}\n  User root\n"
+                          f"  IdentityFile {staging.key_path()}\n  IdentitiesOnly yes\n"
+                          f"  UserKnownHostsFile {known}\n"
+                          + (f"  StrictHostKeyChecking {strict}\n" if strict else ""))
+        target = remote.open_host("keyed", ssh_config=config)
+        try:
+            return target.run("hostname", "probe").stdout.strip()
+        finally:
+            target.close()
+
+    with pytest.raises(OpsError) as err:
+        reach()
+    message = str(err.value)
+    assert f"root@{host.address}:22" in message and "\n" not in message
+    assert f"ssh-keyscan {host.address} >> ~/.ssh/known_hosts" in message and "SHA256:" in message
+    assert not known.exists()
+    assert reach("accept-new") == HOST
+    assert known.read_text().startswith(f"{host.address} ssh-ed25519 ")
+    assert reach() == HOST  # recorded: the default accepts it from now on
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")],
+                   check=True)
+    other = (tmp_path / "other.pub").read_text().split()[:2]
+    known.write_text(f"{host.address} {' '.join(other)}\n")
+    for strict in (None, "accept-new"):
+        with pytest.raises(OpsError, match="host key CHANGED .*refused"):
+            reach(strict)
+
+
+def test_a_custom_ssh_port_and_a_jump_host_from_the_ssh_config(host, staging_hosts, tmp_path):
+    """sshd on another port, reached as user@host:port; staging2 reached through staging1
+    (ProxyJump in the SSH config, every hop's host key checked): the session on staging2
+    comes from staging1's address."""
+    config_text = staging.ssh_config_path().read_text()
+    sh(host, "mkdir -p /etc/ssh/sshd_config.d; printf 'Port 22\\nPort 2299\\n' "
+             "> /etc/ssh/sshd_config.d/flask-ops-test.conf; systemctl reload ssh")
+    try:
+        config = tmp_path / "ssh_config"
+        config.write_text(config_text + f"\nHost jumped\n    HostName {staging.Host('staging2').address}\n"
+                          f"    User root\n    ProxyJump {HOST}\n    IdentityFile {staging.key_path()}\n"
+                          f"    UserKnownHostsFile {staging.STATE_DIR / 'known_hosts'}\n")
+        staging.wait_until(lambda: sh(host, "ss -ltn | grep -c ':2299 ' || true") != "0", 10, "port 2299")
+        # OpenSSH keys a host on another port as [address]:port in known_hosts.
+        key = next(line.split(None, 1)[1] for line in
+                   (staging.STATE_DIR / "known_hosts").read_text().splitlines()
+                   if line.startswith(f"{HOST},"))
+        (tmp_path / "known_hosts").write_text(f"[{host.address}]:2299 {key}\n")
+        config.write_text(config.read_text() + f"\nHost ported\n    HostName {host.address}\n"
+                          f"    IdentityFile {staging.key_path()}\n"
+                          f"    UserKnownHostsFile {tmp_path / 'known_hosts'}\n")
+        on_port = remote.open_host("root@ported:2299", ssh_config=config)
+        jumped = remote.open_host("jumped", ssh_config=config)
+        try:
+            assert on_port.run("echo $SSH_CONNECTION", "probe").stdout.split()[-1] == "2299"
+            assert on_port.login == f"root@{host.address}:2299"
+            assert jumped.run("echo $SSH_CLIENT", "probe").stdout.split()[0] == host.address
+        finally:
+            on_port.close()
+            jumped.close()
+    finally:
+        sh(host, "rm -f /etc/ssh/sshd_config.d/flask-ops-test.conf; systemctl reload ssh")
+
+
 def test_app_runs_unprivileged_behind_a_0660_socket(host, project):
     s = project()
     ship(s, host)
