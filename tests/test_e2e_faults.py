@@ -226,10 +226,11 @@ def test_hostile_hosts_fail_clearly_and_change_nothing(host, project, tmp_path):
         ship(s, unreachable)
     key = tmp_path / "wrong_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    wrong = remote.Remote(Connection(staging.Host(HOST).address, user="root", connect_timeout=5,
-                                     connect_kwargs={"key_filename": [str(key)],
-                                                     "look_for_keys": False,
-                                                     "allow_agent": False}))
+    by_address = Connection(staging.Host(HOST).address, user="root", connect_timeout=5,
+                            connect_kwargs={"key_filename": [str(key)], "look_for_keys": False,
+                                            "allow_agent": False})
+    by_address.ssh_config["userknownhostsfile"] = str(staging.STATE_DIR / "known_hosts")
+    wrong = remote.Remote(by_address)  # a known host, a key it refuses
     with pytest.raises(RemoteError, match="AuthenticationException"):
         ship(s, wrong)
     assert serving(host, s) == before
