@@ -11,7 +11,6 @@ import hmac
 import json
 import os
 import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from . import outdir, requirements as requirements_mod, settings as settings_mod, tree as tree_mod
+from .cachedir import cache_root
 from .errors import OpsError
 
 COLLECT_REQUIREMENT = "flask-collect-invenio>=1.4"
@@ -30,12 +31,6 @@ def build_root(settings):
     project = str(Path(settings.project_root).resolve())
     digest = hashlib.sha256(project.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return cache_root() / "builds" / f"{settings.app_name}-{digest}"
-
-
-def cache_root():
-    """Content-addressed wheels and venvs, shared by every project on this machine."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base, "flask-ops")
 
 
 def requirements(settings):

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from . import appenv, build as build_mod, certs, dryrun, executor, hostversions, inits, locks
+from . import appenv, build as build_mod, cachedir, certs, dryrun, executor, hostversions, inits, locks
 from . import plan as plan_mod
 from . import release as release_mod, settings as settings_mod, smoke, stacks, vcs
 from .errors import OpsError, SmokeError, Unreachable
@@ -100,7 +100,7 @@ def source_at(s, ref=None, out=print):
     ref = ref or s.ref
     if ref:
         root, sha = vcs.checkout(s.project_root, vcs.check_ref("--ref", ref),
-                                 build_mod.cache_root() / "refs")
+                                 cachedir.cache_root() / "refs")
         out(f"  ref        {ref} = {sha[:12]} (a clean checkout; the working tree is not shipped)")
         return dataclasses.replace(s, project_root=str(root))
     commit = vcs.commit(s.source_dir)

@@ -11,8 +11,8 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
+from .cachedir import cache_root
 from .errors import OpsError
 
 # Packages whose version decides what is rendered; facts.py asks dpkg for them.
@@ -104,7 +104,6 @@ def parse_option(text):
 # ------------------------------------------------------------- what each host last reported
 
 def _records():
-    from .build import cache_root
     return cache_root() / "hosts"
 
 

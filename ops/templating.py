@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 
+from .cachedir import cache_root
 from .errors import OpsError
 
 MANAGED = "Managed by flask-ops: local edits are overwritten on the next deploy."
@@ -24,8 +25,6 @@ SITE_KINDS = (NGINX, APACHE)  # front-server sites: installed in sites-available
 def _bytecode_cache():
     """Compiled templates kept between runs (keyed by each source's checksum, so an edited
     template compiles again): compiling them is most of a no-op deploy's build step."""
-    from .build import cache_root  # at call time: ops.build imports what imports this module
-
     path = cache_root() / "jinja"
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,0 +1,15 @@
+"""Where flask-ops keeps what it builds and learns on this machine (~/.cache/flask-ops).
+
+A leaf: rendering, resolving and host versions all reach it without importing the build
+(which imports settings, which imports them).
+"""
+
+import os
+from pathlib import Path
+
+
+def cache_root():
+    """Content-addressed wheels and venvs, builds, compiled templates and what each host
+    reported: shared by every project on this machine."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base, "flask-ops")
