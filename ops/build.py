@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import outdir, requirements as requirements_mod, settings as settings_mod, tree as tree_mod
+from . import outdir, projectmeta, requirements as requirements_mod, settings as settings_mod, tree as tree_mod
 from .cachedir import cache_root
 from .errors import OpsError
 
@@ -334,7 +334,24 @@ def stage_source(settings, dest):
                                 settings.exclude + tuple(f"/{path}" for path in shared))
     dest = outdir.scratch(Path(dest).parent, Path(dest).name)
     tree_mod.copy(settings.source_dir, dest, selection)
+    _write_project_metadata(settings, dest)
     return dest
+
+
+def _write_project_metadata(settings, dest):
+    """The project's .dist-info next to its code, when its dependencies come from its
+    pyproject.toml (see ops.projectmeta); what the source holds already is left alone."""
+    pyproject = settings.requirements_file
+    if pyproject.name != "pyproject.toml" or not pyproject.is_file():
+        return
+    where = str(pyproject.relative_to(Path(settings.project_root).resolve())) \
+        if pyproject.is_relative_to(Path(settings.project_root).resolve()) else str(pyproject)
+    files = projectmeta.dist_info(requirements_mod._toml(pyproject), where)
+    if any(Path(dest, rel).parent.exists() for rel in files):
+        return  # the project ships its own
+    for rel, text in files.items():
+        Path(dest, rel).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest, rel).write_text(text)
 
 
 def _check_shared_paths(settings, shared):

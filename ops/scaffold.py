@@ -203,7 +203,10 @@ def inspect_app(root, source, found, requirements=None):
         except OpsError:
             continue
     probe = json.dumps(["/", *HEALTH_ROUTES])
-    return build.run_driver(python, DRIVER, [s.source_dir, json.dumps(specs), probe],
+    # Imported as a release ships it (its own metadata included), in a copy: what the import
+    # writes (an instance folder, logs) never lands in the project.
+    source = build.stage_source(s, build.build_root(s) / "init-source")
+    return build.run_driver(python, DRIVER, [source, json.dumps(specs), probe],
                             "importing the app")
 
 

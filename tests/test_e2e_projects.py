@@ -82,6 +82,7 @@ def test_a_pyproject_app_at_its_repository_root_deploys_and_keeps_its_data(
         target = deploy.target_for(s, host)
         page = smoke.request(target, "/")
         assert page.status == 200 and b"<h1>Guestbook</h1>" in page.body
+        assert b"<footer>guestbook 1.0.0</footer>" in page.body  # its own installed metadata
         told = dict(line.split("=", 1) for line in (tmp_path / "told.txt").read_text().splitlines())
         assert told["FLASK_OPS_OUTCOME"] == "ok" and told["FLASK_OPS_APP"] == "guestbook"
         assert told["FLASK_OPS_HOSTS"] == host_name and told["FLASK_OPS_RELEASE"] in out

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from ops import build, release, requirements, settings
+from ops import build, projectmeta, release, requirements, settings
 from ops.errors import OpsError, SettingsError
 
 from conftest import ROOT
@@ -88,6 +88,8 @@ def test_an_app_at_the_repository_root_builds_a_release_without_its_build_output
     assert "guestbook/__init__.py" in shipped and "pyproject.toml" in shipped
     assert not [p for p in shipped if p.split("/")[0] in ("instance", "logs", "build")]
     assert (tree / "collected_static/static/style.css").is_file()
+    # Its own metadata, as an install leaves it: the app reads its version at import.
+    assert "guestbook-1.0.0.dist-info/METADATA" in shipped
     # Flask's instance folder (found by importing the app), then the user's shared paths.
     assert links == ("dir:instance", "dir:logs", "file:settings.local.cfg")
 
@@ -209,3 +211,28 @@ def test_a_build_is_the_same_whether_or_not_it_collected(tmp_path, monkeypatch):
     first = release.stage_tree(s, None, env)
     assert not list(first[0].rglob("__pycache__"))
     assert release.stage_tree(s, None, env)[1] == first[1]
+
+
+def test_the_projects_metadata_is_what_an_install_would_leave():
+    files = projectmeta.dist_info({"project": {
+        "name": "My-App", "version": "2.0.1", "scripts": {"myapp": "my_app.cli:main"},
+        "entry-points": {"flask.commands": {"seed": "my_app.cli:seed"}}}})
+    assert files["my_app-2.0.1.dist-info/METADATA"].splitlines()[1:] == ["Name: My-App", "Version: 2.0.1"]
+    assert files["my_app-2.0.1.dist-info/entry_points.txt"] == (
+        "[console_scripts]\nmyapp = my_app.cli:main\n\n[flask.commands]\nseed = my_app.cli:seed\n")
+    poetry = projectmeta.dist_info({"tool": {"poetry": {"name": "shop", "version": "1.0"}}})
+    assert list(poetry) == ["shop-1.0.dist-info/METADATA", "shop-1.0.dist-info/INSTALLER"]
+    # A dynamic version is the build backend's to know: no metadata rather than a wrong one.
+    assert projectmeta.dist_info({"project": {"name": "x", "dynamic": ["version"]}}) == {}
+
+
+@pytest.mark.parametrize("project", [
+    {"name": "../../etc", "version": "1"}, {"name": "x", "version": "1/../../y"},
+    {"name": "x", "version": "1\nName: y"}, {"name": "x", "version": "1", "scripts": {"a": "x:y\n[z]"}},
+    {"name": "x", "version": "1", "scripts": {"a=b": "x:y"}},
+    {"name": "x", "version": "1", "entry-points": {"g]\n[h": {"a": "x:y"}}},
+])
+def test_a_name_or_entry_point_that_is_not_one_is_refused_in_one_line(project):
+    with pytest.raises(OpsError) as err:
+        projectmeta.dist_info({"project": project})
+    assert "pyproject.toml: [project]" in str(err.value) and "\n" not in str(err.value)

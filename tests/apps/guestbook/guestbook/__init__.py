@@ -1,5 +1,6 @@
 """Sign the guestbook. The database lives in Flask's instance folder; logs under logs/."""
 
+import importlib.metadata
 import logging
 import os
 import sqlite3
@@ -7,6 +8,9 @@ from logging.handlers import RotatingFileHandler
 
 import click
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, url_for
+
+# As many apps do: the version from the installed project's metadata.
+__version__ = importlib.metadata.version("guestbook")
 
 bp = Blueprint("book", __name__)
 
@@ -36,7 +40,7 @@ def init_db_command():
 @bp.route("/")
 def index():
     entries = get_db().execute("SELECT name, message FROM entry ORDER BY id").fetchall()
-    return render_template("index.html", entries=entries)
+    return render_template("index.html", entries=entries, version=__version__)
 
 
 @bp.route("/sign", methods=["POST"])
