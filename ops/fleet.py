@@ -148,9 +148,8 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
     lb_changed = balancers.apply(reload=new_certificate)
     order = [a.name for a in apps if a.name in prepared]
     changes = lb_changed or not all(p.plan.nothing_to_do for p in prepared.values())
-    failures = len(outcome)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
+    failures, canary_failed = len(outcome), False
+    for number, batch in enumerate(batches(order, batch_size)):
         switching = any(not prepared[n].plan.nothing_to_do for n in batch)
         drained = (drain == "always" and switching) or any(prepared[n].plan.drain for n in batch)
         if drained:
@@ -167,11 +166,16 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
                 outcome[name] = f"FAILED, rolled back: {exc}"
         if drained:  # back in (restored hosts serve the old release: they go back in too)
             balancers.apply()
-        if failures > max_fail:
+        canary_failed = number == 0 and outcome[batch[0]].startswith("FAILED")
+        if failures > max_fail or canary_failed:
             for p in prepared.values():
                 executor.discard(p)
                 outcome[p.remote.name] = "untouched (old release kept)"
             break
+    if canary_failed:  # whatever --max-fail allows: the release failed its first host
+        _finish(outcome, max_fail, out, raise_=False)
+        raise DeployError("rolling deploy", f"the canary ({order[0]}) failed; the roll stopped "
+                          "before any other host switched")
     if not changes:  # nothing changed anywhere: as on one host, a no-op checks nothing
         return _finish(outcome, max_fail, out)
     for lb in lbs:  # the visitor's view: the whole stack through each load balancer
@@ -182,12 +186,19 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
     return _finish(outcome, max_fail, out)
 
 
-def _finish(outcome, max_fail, out):
+def batches(order, batch_size):
+    """The switch order: a canary (the first host alone, switched, verified and
+    smoke-checked before any other), then the rest `batch_size` at a time."""
+    rest = order[1:]
+    return [order[:1]] * bool(order) + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+
+
+def _finish(outcome, max_fail, out, raise_=True):
     out("summary:")
     for name, text in outcome.items():
         out(f"  {name:12} {text.splitlines()[0]}")
     failed = [n for n, t in outcome.items() if t.startswith("FAILED")]
-    if len(failed) > max_fail:
+    if raise_ and len(failed) > max_fail:
         raise DeployError("rolling deploy", f"{len(failed)} host(s) failed "
                           f"({', '.join(failed)}; --max-fail {max_fail}); the roll stopped")
     return outcome

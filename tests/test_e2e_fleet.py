@@ -145,11 +145,13 @@ def test_an_app_host_cut_off_mid_load_costs_no_request_and_at_most_the_bounded_w
     assert max(traffic.result.latencies) <= bound, max(traffic.result.latencies)
 
 
-@pytest.mark.parametrize("drain", ["always", "auto"])
-def test_a_failing_first_batch_stops_the_roll_and_no_request_fails(hosts, project, drain):
+@pytest.mark.parametrize("drain, batch_size, max_fail", [("always", 1, 0), ("auto", 2, 1)])
+def test_a_failing_first_batch_stops_the_roll_and_no_request_fails(hosts, project, drain,
+                                                                   batch_size, max_fail):
     """With --drain always the failed release is never seen: clients get the old page only.
     With auto (uWSGI's graceful reload, no balancer reload) the failed host serves it until
-    it is restored: the roll still stops and no request fails."""
+    it is restored: the roll still stops and no request fails. The first host is a canary:
+    alone, and its failure stops the roll whatever --batch-size and --max-fail say."""
     lbs, apps = hosts
     s = project("Hello, steady")
     fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)
@@ -163,7 +165,8 @@ def test_a_failing_first_batch_stops_the_roll_and_no_request_fails(hosts, projec
                  expect=b"Hello, steady" if drain == "always" else b"Hello") as traffic:
         traffic.wait_for(100)
         with pytest.raises(DeployError, match="the roll stopped"):
-            fleet.rolling_deploy(broken, lbs, apps, out=lines.append, drain=drain)
+            fleet.rolling_deploy(broken, lbs, apps, out=lines.append, drain=drain,
+                                 batch_size=batch_size, max_fail=max_fail)
         traffic.wait_for(traffic.result.sent + 100)
     assert traffic.result.failed == 0, traffic.result.errors
     summary = "\n".join(lines)

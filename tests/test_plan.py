@@ -429,3 +429,11 @@ def test_preflight_asks_for_provision_when_the_host_lacks_what_this_version_need
             "/etc/apache2/mods-enabled/ssl.load): run `fab -H staging9 provision` first")):
         deploy.preflight(s, ready, remote)
     assert "/etc/apache2/mods-enabled/ssl.load" in stacks.of(s).provisioned_files()
+
+
+def test_a_fleet_switches_a_canary_alone_then_the_rest_in_batches():
+    order = ["web1", "web2", "web3", "web4", "web5"]
+    assert fleet.batches(order, 2) == [["web1"], ["web2", "web3"], ["web4", "web5"]]
+    assert fleet.batches(order, 1) == [[h] for h in order]
+    assert fleet.batches(order, 10) == [["web1"], ["web2", "web3", "web4", "web5"]]
+    assert fleet.batches(["web1"], 3) == [["web1"]] and fleet.batches([], 2) == []
