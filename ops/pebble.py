@@ -21,16 +21,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import staging
+from . import staging_net
 from .errors import OpsError
 
-HOST = staging.BRIDGE_ADDR
+HOST = staging_net.BRIDGE_ADDR
 ACME_PORT, MANAGEMENT_PORT, DNS_PORT, DNS_MANAGEMENT_PORT, OCSP_PORT = 14000, 15000, 8053, 8055, 4002
 PROCESSES = ("pebble-challtestsrv", "pebble", "ocsp")
 
 
 def state_dir():
-    return staging.STATE_DIR / "pebble"
+    return staging_net.STATE_DIR / "pebble"
 
 
 @dataclass(frozen=True)
@@ -121,13 +121,13 @@ def up(default_address=None):
     """Start Pebble and its DNS (once; idempotent) and return how to reach them."""
     if not Path("/usr/bin/pebble").exists():
         raise OpsError("pebble is not installed: make system-deps (Debian package pebble)")
-    if not staging.bridge_is_up():
+    if not staging_net.bridge_is_up():
         raise OpsError(f"the staging bridge ({HOST}) is down: fab staging.up first")
     d = state_dir()
     d.mkdir(parents=True, exist_ok=True)
     if not (d / "api-ca.pem").exists():
         _api_certificate(d)
-    default = default_address or staging.Host("staging1").address
+    default = default_address or staging_net.nspawn_address(1)  # staging1
     if not _running("pebble-challtestsrv"):
         _start("pebble-challtestsrv", [
             "pebble-challtestsrv", "-defaultIPv4", default, "-defaultIPv6", "",

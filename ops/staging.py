@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import remote as remote_mod, staging_docker
+from . import pebble, remote as remote_mod, staging_docker
 from .errors import OpsError
-
-STATE_DIR = Path(os.environ.get("FLASK_OPS_STAGING_DIR", "/var/lib/flask-ops/staging"))
+from .staging_net import (BRIDGE, BRIDGE_ADDR, BRIDGE_ADDR6, PREFIX, PREFIX6, STATE_DIR,
+                          nspawn_address)
 IMAGE_DIR = Path(os.environ.get("FLASK_OPS_IMAGE_DIR", "/var/cache/flask-ops/images"))
 # Debian releases a staging host can run (debootstrap knows their suites). trixie brings
 # Python 3.13, nginx 1.26, Apache 2.4.6x and systemd 257; bookworm is the default; bullseye
@@ -47,9 +47,6 @@ IMAGE_PACKAGES = (
     "python3-cffi-backend",
 )
 IMAGE_VERSION = "1"  # bump when the customisation below changes
-BRIDGE, BRIDGE_ADDR, PREFIX = "fo-br0", "198.18.0.1", 24
-# IPv6 on the same bridge, from a unique local range of the project's own (RFC 4193).
-BRIDGE_ADDR6, PREFIX6 = "fd46:6f70:7300::1", 64
 ENGINES = ("nspawn", "docker")
 NAME = re.compile(r"staging([1-9][0-9]?)\Z")
 
@@ -74,7 +71,7 @@ class Host:
     def address(self):
         if self.engine == "docker":
             return f"198.19.0.{10 + self.index}"  # the Docker network's (staging_docker)
-        return f"198.18.0.{10 + self.index}"
+        return nspawn_address(self.index)
 
     @property
     def address6(self):
@@ -440,16 +437,11 @@ def stop(name):
     _write_access_files(existing_hosts())
 
 
-def bridge_is_up():
-    return _sh("ip", "link", "show", BRIDGE, check=False).returncode == 0
-
-
 def down(log=print):
     """Remove every staging host, namespace, veth and process (the staging ACME server's
     too); the image cache stays."""
     _require_root()
-    from . import pebble  # it runs on the bridge: stopped before the bridge goes
-    pebble.down()
+    pebble.down()  # it runs on the bridge: stopped before the bridge goes
     for h in existing_hosts():
         log(f"removing {h.name}")
         _stop(h)
