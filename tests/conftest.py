@@ -276,3 +276,11 @@ def flask_ops_tool(tmp_path_factory):
     subprocess.run([str(root / "venv/bin/pip"), "install", "--quiet", str(wheel)], check=True,
                    stdout=subprocess.DEVNULL)
     return root / "venv/bin/flask-ops"
+
+
+def run_tool(tool, *args, cwd):
+    """An installed console script (flask_ops_tool), as a user runs it: (exit status, output)."""
+    import subprocess
+    proc = subprocess.run([str(tool), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    return proc.returncode, proc.stdout

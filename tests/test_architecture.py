@@ -2,7 +2,6 @@
 circle among ops/ modules (lazy imports inside functions included)."""
 
 import ast
-from pathlib import Path
 
 from conftest import ROOT
 

@@ -6,29 +6,20 @@ the command its README asks for (`flask init-db`, as a hook); deployed with `fab
 a page, a static file, a form POST that writes to its database, a second deploy and a
 rollback that keep the data."""
 
-import http.client
 import re
 import shutil
-import subprocess
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import remove_app
+from conftest import remove_app, run_tool as run
 from ops import deploy, settings, smoke, staging
 
 pytestmark = pytest.mark.e2e
 
 GUESTBOOK = Path(__file__).parent / "apps" / "guestbook"
-
-
-def run(tool, *args, cwd):
-    """The installed console script, as a user runs it: (exit status, output)."""
-    proc = subprocess.run([str(tool), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
-    return proc.returncode, proc.stdout
 
 
 def guestbook_project(root, host, stack, tool):

@@ -22,17 +22,10 @@ import pytest
 import yaml
 
 import realapps
-from conftest import remove_app
+from conftest import remove_app, run_tool as run
 from ops import deploy, settings, smoke, staging
 
 pytestmark = pytest.mark.e2e
-
-
-def run(tool, *args, cwd):
-    """The installed console script, as a user runs it: (exit status, output)."""
-    proc = subprocess.run([str(tool), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
-    return proc.returncode, proc.stdout
 
 
 def described(tool, app, root, host, server_name, extra=""):
@@ -76,14 +69,18 @@ def get(target, path, cookie=None):
 
 
 @pytest.fixture
-def on_host(staging_hosts):
+def first_deploy(staging_hosts, flask_ops_tool):
+    """`flask-ops provision deploy` in the project, as its user types it: (host, target).
+    The app is removed from the host afterwards."""
     made = []
 
-    def use(name, s):
+    def deployed(name, s, root):
         host = staging.remote(name)
         made.append((host, s))
-        return host
-    yield use
+        code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
+        assert code == 0, out[-3000:]
+        return host, deploy.target_for(s, host)
+    yield deployed
     for host, s in made:
         remove_app(host, s)
         host.close()
@@ -98,17 +95,13 @@ FLASKR_EXTRA = """\
 
 
 def test_flasks_tutorial_app_deploys_from_its_repository_root_and_keeps_its_posts(
-        flask_ops_tool, on_host, tmp_path):
+        flask_ops_tool, first_deploy, tmp_path):
     root = tmp_path / "flaskr"
     s = described(flask_ops_tool, "flaskr", root, "staging1", "flaskr.test", FLASKR_EXTRA)
     text = (root / "fabric.yaml").read_text()
     assert "app_name: flaskr" in text and 'source: "."' in text
     assert 'wsgi: "flaskr:create_app()"' in text and "# dependencies: pyproject.toml" in text
-    host = on_host("staging1", s)
-    code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
-    assert code == 0, out[-3000:]
-    target = deploy.target_for(s, host)
-
+    host, target = first_deploy("staging1", s, root)
     status, page = get(target, "/")
     assert status == 200 and b"Posts" in page
     css = smoke.request(target, "/static/style.css")
@@ -134,14 +127,11 @@ def test_flasks_tutorial_app_deploys_from_its_repository_root_and_keeps_its_post
     assert status == 200 and b"All posts" in page and b"First post" in page and b"Log Out" in page
 
 
-def test_flasks_javascript_example_answers_its_json_api(flask_ops_tool, on_host, tmp_path):
+def test_flasks_javascript_example_answers_its_json_api(flask_ops_tool, first_deploy, tmp_path):
     root = tmp_path / "js_example"
     s = described(flask_ops_tool, "js_example", root, "staging1", "js.test")
     assert "# no static folder found" in (root / "fabric.yaml").read_text()
-    host = on_host("staging1", s)
-    code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
-    assert code == 0, out[-3000:]
-    target = deploy.target_for(s, host)
+    _, target = first_deploy("staging1", s, root)
     status, page = get(target, "/")
     assert status == 200 and b"fetch" in page
     status, _, body = post(target, "/add", {"a": "2", "b": "3.5"})
@@ -149,7 +139,7 @@ def test_flasks_javascript_example_answers_its_json_api(flask_ops_tool, on_host,
 
 
 def test_open_web_calendar_deploys_from_its_pinned_requirements_with_its_environment(
-        flask_ops_tool, on_host, tmp_path):
+        flask_ops_tool, first_deploy, tmp_path):
     root = tmp_path / "open-web-calendar"
     s = described(flask_ops_tool, "open_web_calendar", root, "staging2", "calendar.test",
                   # its README: configuration from environment variables
@@ -157,10 +147,7 @@ def test_open_web_calendar_deploys_from_its_pinned_requirements_with_its_environ
     text = (root / "fabric.yaml").read_text()
     assert 'requirements: "requirements/base.txt"' in text
     assert 'wsgi: "open_web_calendar.app:app"' in text
-    host = on_host("staging2", s)
-    code, out = run(flask_ops_tool, "provision", "deploy", cwd=root)
-    assert code == 0, out[-3000:]
-    target = deploy.target_for(s, host)
+    _, target = first_deploy("staging2", s, root)
     status, page = get(target, "/")
     assert status == 200 and b"<title>Open Web Calendar</title>" in page
     status, page = get(target, "/about.html")
