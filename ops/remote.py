@@ -2,12 +2,14 @@
 
 import io
 import os
+import re
 import shlex
 
 import socket
 
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
+from invoke.watchers import Responder
 from paramiko import AutoAddPolicy, BadHostKeyException, MissingHostKeyPolicy, SSHConfig, SSHException
 
 from .errors import RemoteError, Unreachable
@@ -65,6 +67,7 @@ class _AcceptNew(MissingHostKeyPolicy):
             f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
+SUDO_PROMPT = "[sudo] flask-ops needs the password of the SSH user: "
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
 
@@ -118,10 +121,27 @@ class Remote:
         """user@host:port as SSH reaches it (what an error about reaching it must name)."""
         return f"{self.c.user}@{self.c.host}:{self.c.port}"
 
-    def _wrap(self, script):
+    @property
+    def sudo_password(self):
+        """Fabric's own sudo.password (`fab --prompt-for-sudo-password` asks for it once)."""
+        return self.c.config.get("sudo", {}).get("password")
+
+    def _wrap(self, script, terminal=False):
+        """As root: the script. Otherwise through sudo: without a password (`-n`: never a
+        prompt that would hang), or with Fabric's sudo password on the first line of its
+        standard input (`-S`), or at the terminal when one is attached."""
         if self.c.user == "root":
             return script
+        if terminal:  # sudo asks at the terminal; Fabric's password answers it when given
+            return f"sudo -p {shlex.quote(SUDO_PROMPT)} bash -c " + shlex.quote(script)
+        if self.sudo_password is not None:
+            return "sudo -S -p '' bash -c " + shlex.quote(script)
         return "sudo -n bash -c " + shlex.quote(script)
+
+    def _stdin(self, stdin):
+        if self.c.user != "root" and self.sudo_password is not None:
+            return io.StringIO(self.sudo_password + "\n" + (stdin or ""))
+        return io.StringIO(stdin) if stdin is not None else False
 
     def run(self, script, what, check=True, timeout=None, stdin=None, echo=None):
         """Run a bash script on the host; RemoteError (with its output) when it fails.
@@ -135,7 +155,7 @@ class Remote:
             streams = {"hide": False, "out_stream": lines, "err_stream": lines}
         try:
             result = self.c.run(self._wrap("set -o pipefail\n" + script), warn=True,
-                                in_stream=io.StringIO(stdin) if stdin is not None else False,
+                                in_stream=self._stdin(stdin),
                                 timeout=timeout or 600, **streams)
         except NETWORK_ERRORS as exc:  # network, DNS, SSH, auth: "could not run it"
             raise Unreachable(f"{what}: cannot run on {self.name} ({self.login}): "
@@ -145,10 +165,14 @@ class Remote:
                               "stopped") from None
         if result.exited != 0 and self.c.user != "root" and \
                 "sudo: a password is required" in result.stderr:
-            raise RemoteError(f"{what}: {self.login} needs sudo without a password for "
-                              f"flask-ops (it runs `sudo -n`): add `{self.c.user} ALL=(ALL) "
-                              f"NOPASSWD: ALL` to /etc/sudoers.d/{self.c.user} on {self.name}, "
-                              "or connect as root")
+            raise RemoteError(f"{what}: {self.login}'s sudo asks for a password: run with "
+                              "`fab --prompt-for-sudo-password ...` (asked once), or add "
+                              f"`{self.c.user} ALL=(ALL) NOPASSWD: ALL` to "
+                              f"/etc/sudoers.d/{self.c.user} on {self.name}, or connect as root")
+        if result.exited != 0 and self.c.user != "root" and \
+                "incorrect password attempt" in result.stderr:
+            raise RemoteError(f"{what}: sudo on {self.name} refused the password given for "
+                              f"{self.login} (--prompt-for-sudo-password)")
         if check and result.exited != 0:
             output = (result.stderr.strip() or result.stdout.strip())[-3000:]
             raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")
@@ -159,9 +183,15 @@ class Remote:
         Returns its exit status."""
         self.commands += 1
         try:
-            return self.c.run(self._wrap(script), pty=True, warn=True).exited
+            return self.c.run(self._wrap(script, terminal=True), pty=True, warn=True,
+                              watchers=self._password_watchers()).exited
         except NETWORK_ERRORS as exc:
             raise Unreachable(f"cannot run on {self.name} ({self.login}): {_reason(exc)}") from None
+
+    def _password_watchers(self):
+        if self.c.user == "root" or self.sudo_password is None:
+            return []
+        return [Responder(pattern=re.escape(SUDO_PROMPT), response=self.sudo_password + "\n")]
 
     def put(self, local, remote, what):
         self.commands += 1

@@ -126,8 +126,28 @@ def test_a_deploy_user_with_sudo_deploys_and_one_whose_sudo_asks_is_told_what_to
         with pytest.raises(OpsError) as err:
             provision.provision(s, asker)
         message = str(err.value)
-        assert "asker@" in message and "needs sudo without a password" in message
-        assert "NOPASSWD" in message and "\n" not in message
+        assert "asker@" in message and "sudo asks for a password" in message
+        assert "--prompt-for-sudo-password" in message and "NOPASSWD" in message
+        assert "\n" not in message
+        # Fabric's sudo password (what --prompt-for-sudo-password asks for) goes to sudo -S,
+        # then the script's own input: a deploy, its secrets included, works as that user.
+        from fabric import Config
+        with_password = remote.open_host(
+            f"asker@{HOST}", Config(overrides={"sudo": {"password": "not-known-to-flask-ops"}}),
+            ssh_config=config)
+        changed = project({"app.py": ('return "Hello, World!"', 'return "Hello, asker"')},
+                          app_name="viasudo", server_names=["viasudo.test"],
+                          env={"DEPLOYED_BY": "asker"})
+        release, _ = ship(changed, with_password)
+        assert current(host, s) == release
+        assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, asker"
+        assert "DEPLOYED_BY=asker" in sh(host, "cat /srv/viasudo/shared/env")
+        with_password.close()
+        wrong = remote.open_host(f"asker@{HOST}", Config(overrides={"sudo": {"password": "nope"}}),
+                                 ssh_config=config)
+        with pytest.raises(OpsError, match="refused the password"):
+            provision.provision(s, wrong)
+        wrong.close()
     finally:
         deploy_user.close()
         asker.close()
