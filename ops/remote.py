@@ -42,16 +42,15 @@ class UnknownHostKey(SSHException):
 
 
 class _RefuseUnknown(MissingHostKeyPolicy):
-    def __init__(self, files, port):
-        self.files, self.port = files, port
+    def __init__(self, files, host, port):
+        self.files, self.host, self.port = files, host, port
 
     def missing_host_key(self, client, hostname, key):
-        address = hostname.strip("[]").rsplit(":", 1)[0] if hostname.startswith("[") else hostname
         port = f"-p {self.port} " if self.port != 22 else ""
         raise UnknownHostKey(
             f"its host key ({key.get_name()} {key.fingerprint}) is in no known_hosts file "
             f"({', '.join(self.files)}); if that is the server's key, add it: `ssh-keyscan "
-            f"{port}{address} >> ~/.ssh/known_hosts` (or `ssh` to it once), or set "
+            f"{port}{self.host} >> ~/.ssh/known_hosts` (or `ssh` to it once), or set "
             "StrictHostKeyChecking accept-new for it in ~/.ssh/config")
 
 
@@ -92,7 +91,7 @@ def check_host_keys(connection):
         policy = _AcceptNew(user_files[0])
     else:
         policy = _RefuseUnknown([f for f in user_files if not f.endswith("2")] or user_files,
-                                connection.port)
+                                connection.host, connection.port)
     connection.client.set_missing_host_key_policy(policy)
     if isinstance(connection.gateway, Connection):  # ProxyJump: each hop is checked too
         check_host_keys(connection.gateway)
@@ -123,7 +122,10 @@ class Remote:
 
     @property
     def sudo_password(self):
-        """Fabric's own sudo.password (`fab --prompt-for-sudo-password` asks for it once)."""
+        """Fabric's own sudo.password (`fab --prompt-for-sudo-password` asks for it once),
+        when commands go through sudo; None otherwise."""
+        if self.c.user == "root":
+            return None
         return self.c.config.get("sudo", {}).get("password")
 
     def _wrap(self, script, terminal=False):
@@ -139,7 +141,7 @@ class Remote:
         return "sudo -n bash -c " + shlex.quote(script)
 
     def _stdin(self, stdin):
-        if self.c.user != "root" and self.sudo_password is not None:
+        if self.sudo_password is not None:
             return io.StringIO(self.sudo_password + "\n" + (stdin or ""))
         return io.StringIO(stdin) if stdin is not None else False
 
@@ -163,20 +165,23 @@ class Remote:
         except CommandTimedOut as exc:
             raise RemoteError(f"{what}: still running on {self.name} after {exc.timeout}s; "
                               "stopped") from None
-        if result.exited != 0 and self.c.user != "root" and \
-                "sudo: a password is required" in result.stderr:
-            raise RemoteError(f"{what}: {self.login}'s sudo asks for a password: run with "
-                              "`fab --prompt-for-sudo-password ...` (asked once), or add "
-                              f"`{self.c.user} ALL=(ALL) NOPASSWD: ALL` to "
-                              f"/etc/sudoers.d/{self.c.user} on {self.name}, or connect as root")
-        if result.exited != 0 and self.c.user != "root" and \
-                "incorrect password attempt" in result.stderr:
-            raise RemoteError(f"{what}: sudo on {self.name} refused the password given for "
-                              f"{self.login} (--prompt-for-sudo-password)")
+        if result.exited != 0 and self.c.user != "root":
+            self._check_sudo(result.stderr, what)
         if check and result.exited != 0:
             output = (result.stderr.strip() or result.stdout.strip())[-3000:]
             raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")
         return result
+
+    def _check_sudo(self, stderr, what):
+        """sudo's own refusals, as what to do about them (one line)."""
+        if "sudo: a password is required" in stderr:
+            raise RemoteError(f"{what}: {self.login}'s sudo asks for a password: run with "
+                              "`fab --prompt-for-sudo-password ...` (asked once), or add "
+                              f"`{self.c.user} ALL=(ALL) NOPASSWD: ALL` to "
+                              f"/etc/sudoers.d/{self.c.user} on {self.name}, or connect as root")
+        if "incorrect password attempt" in stderr:
+            raise RemoteError(f"{what}: sudo on {self.name} refused the password given for "
+                              f"{self.login} (--prompt-for-sudo-password)")
 
     def interactive(self, script):
         """Run a script with this terminal attached (a pty): `fab exec -- flask shell`.
@@ -189,7 +194,7 @@ class Remote:
             raise Unreachable(f"cannot run on {self.name} ({self.login}): {_reason(exc)}") from None
 
     def _password_watchers(self):
-        if self.c.user == "root" or self.sudo_password is None:
+        if self.sudo_password is None:
             return []
         return [Responder(pattern=re.escape(SUDO_PROMPT), response=self.sudo_password + "\n")]
 
