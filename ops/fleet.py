@@ -189,8 +189,10 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
 def batches(order, batch_size):
     """The switch order: a canary (the first host alone, switched, verified and
     smoke-checked before any other), then the rest `batch_size` at a time."""
-    rest = order[1:]
-    return [order[:1]] * bool(order) + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+    if not order:
+        return []
+    canary, rest = order[:1], order[1:]
+    return [canary] + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
 
 
 def _finish(outcome, max_fail, out, raise_=True):

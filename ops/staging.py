@@ -21,7 +21,7 @@ from pathlib import Path
 from . import pebble, remote as remote_mod, staging_docker
 from .errors import OpsError
 from .staging_net import (BRIDGE, BRIDGE_ADDR, BRIDGE_ADDR6, PREFIX, PREFIX6, STATE_DIR,
-                          nspawn_address)
+                          bridge_is_up, nspawn_address)
 IMAGE_DIR = Path(os.environ.get("FLASK_OPS_IMAGE_DIR", "/var/cache/flask-ops/images"))
 # Debian releases a staging host can run (debootstrap knows their suites). trixie brings
 # Python 3.13, nginx 1.26, Apache 2.4.6x and systemd 257; bookworm is the default; bullseye
@@ -209,7 +209,7 @@ def build_image(log=print, release=DEFAULT_RELEASE):
 # ------------------------------------------------------------------ network
 
 def _ensure_bridge():
-    if _sh("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+    if not bridge_is_up():
         _sh("ip", "link", "add", BRIDGE, "type", "bridge")
         _sh("ip", "addr", "add", f"{BRIDGE_ADDR}/{PREFIX}", "dev", BRIDGE)
     if BRIDGE_ADDR6 not in _sh("ip", "-6", "addr", "show", "dev", BRIDGE, check=False).stdout:
@@ -448,7 +448,7 @@ def down(log=print):
     if staging_docker.available():
         staging_docker.remove_all()
         staging_docker.stop_daemon(STATE_DIR)
-    if _sh("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+    if bridge_is_up():
         _sh("ip", "link", "del", BRIDGE)
     for path in (ssh_config_path(), STATE_DIR / "known_hosts"):
         if path.exists():

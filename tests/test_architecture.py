@@ -6,7 +6,6 @@ import ast
 from conftest import ROOT
 
 
-
 def imports():
     """{module: the ops modules it imports, anywhere in it}."""
     modules = {p.stem: p for p in (ROOT / "ops").glob("*.py")}
