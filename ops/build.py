@@ -344,8 +344,8 @@ def _write_project_metadata(settings, dest):
     pyproject = settings.requirements_file
     if pyproject.name != "pyproject.toml" or not pyproject.is_file():
         return
-    where = str(pyproject.relative_to(Path(settings.project_root).resolve())) \
-        if pyproject.is_relative_to(Path(settings.project_root).resolve()) else str(pyproject)
+    root = Path(settings.project_root).resolve()
+    where = str(pyproject.relative_to(root) if pyproject.is_relative_to(root) else pyproject)
     files = projectmeta.dist_info(requirements_mod._toml(pyproject), where)
     if any(Path(dest, rel).parent.exists() for rel in files):
         return  # the project ships its own

@@ -129,43 +129,44 @@ def dependencies_file(root, source):
             return path
     for name in _hatch_requirements(source / "pyproject.toml") + list(REQUIREMENTS_ELSEWHERE):
         path = source / name
-        pinned = path.with_suffix(".txt")  # pip-compile's output next to its .in
-        for candidate in (pinned, path) if path.suffix == ".in" else (path,):
+        # pip-compile's pinned output next to an .in file first
+        for candidate in (path.with_suffix(".txt"), path) if path.suffix == ".in" else (path,):
             if candidate.is_file() and candidate.resolve().is_relative_to(source.resolve()):
                 return candidate
     return None
 
 
+def _pyproject(path):
+    """A pyproject.toml's data; {} when there is none or it is not valid TOML (init guesses
+    from what it can read; the build reads it strictly)."""
+    try:
+        return requirements_mod._toml(path) if path.is_file() else {}
+    except OpsError:
+        return {}
+
+
+def _table(data, *keys):
+    """data[k1][k2]... when each is a table, else {}."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def _hatch_requirements(path):
     """The files hatch-requirements-txt reads the project's dependencies from ([]: none)."""
-    try:
-        data = requirements_mod._toml(path) if path.is_file() else {}
-    except OpsError:
-        return []
-    hook = data.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {}).get(
-        "requirements_txt", {}) if isinstance(data.get("tool"), dict) else {}
-    files = hook.get("files") if isinstance(hook, dict) else None
+    files = _table(_pyproject(path), "tool", "hatch", "metadata", "hooks", "requirements_txt").get("files")
     return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
 def _declares_dependencies(path):
-    try:
-        data = requirements_mod._toml(path)
-    except OpsError:
-        return False
-    return "dependencies" in (data.get("project") or {}) or "dependencies" in (
-        (data.get("tool") or {}).get("poetry") or {})
+    data = _pyproject(path)
+    return "dependencies" in _table(data, "project") or "dependencies" in _table(data, "tool", "poetry")
 
 
 def project_name(root):
     """[project].name (or Poetry's) from the project's pyproject.toml, None without one."""
-    path = Path(root) / "pyproject.toml"
-    try:
-        data = requirements_mod._toml(path) if path.is_file() else {}
-    except OpsError:
-        return None
-    name = (data.get("project") or {}).get("name") or (
-        (data.get("tool") or {}).get("poetry") or {}).get("name")
+    data = _pyproject(Path(root) / "pyproject.toml")
+    name = _table(data, "project").get("name") or _table(data, "tool", "poetry").get("name")
     return name if isinstance(name, str) else None
 
 

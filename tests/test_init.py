@@ -169,6 +169,8 @@ def test_init_names_only_pages_a_visitor_without_a_session_gets(tmp_path):
     ({"requirements-prod.txt": "flask\n"}, "requirements-prod.txt"),
     # a file the hook names outside the project is not the project's
     ({"pyproject.toml": "[tool.hatch.metadata.hooks.requirements_txt]\nfiles = ['../x.txt']\n"}, None),
+    # a value where a table belongs is no hook (and no traceback)
+    ({"pyproject.toml": "[tool.hatch]\nmetadata = 'x'\n"}, None),
 ])
 def test_init_finds_pinned_requirements_outside_requirements_txt(tmp_path, files, found):
     root = tmp_path / "project"
