@@ -41,8 +41,9 @@ def lb_script(s, upstreams, reload=False):
                   "  " + plan.install_line(f"{cand}/sites/{f.path.rsplit('/', 1)[1]}", f.path, f.mode)
                   + " && " + plan.enable_line(lb.sites_enabled, f.path),
                   "  changed=1", "fi"]
-    lines.append("if ! systemctl is-active --quiet nginx; then")
-    lines += ["  systemctl restart nginx && echo reloaded", "elif [ -n \"$changed\" ]; then"]
+    lines.append(f"if ! {lb.init.service_is_active(lb.front)}; then")
+    lines += [f"  {lb.init.service('restart', lb.front)} && echo reloaded",
+              "elif [ -n \"$changed\" ]; then"]
     lines += ["  " + line for line in lb.reload(lb.front)] + ["  echo reloaded", "fi"]
     return plan.script(lines)
 

@@ -40,6 +40,19 @@ class Init:
         """Where the host's worker units of this app are (a dropped one is removed)."""
         return self.unit_file_for(f"{s.app_name}-worker-*")
 
+    # -- the host's own services (nginx, apache2): host-side scripts include service.sh and
+    # take the init's name as their first argument; these are the one-line forms.
+    def service(self, action, name):
+        """start, stop, restart or reload a host service."""
+        raise NotImplementedError
+
+    def service_is_active(self, name):
+        raise NotImplementedError
+
+    def service_restart(self, name):
+        """Lines that enable a host service and restart it (a failed one too)."""
+        raise NotImplementedError
+
 
 class Systemd(Init):
     """uWSGI's listening socket is a socket unit of its own (socket activation): systemd
@@ -102,6 +115,16 @@ class Systemd(Init):
     def remove(self, unit):
         return [f"systemctl disable --now --quiet {q(unit)} 2>/dev/null || true"]
 
+    def service(self, action, name):
+        return f"systemctl {action} {q(name)}"
+
+    def service_is_active(self, name):
+        return f"systemctl is-active --quiet {q(name)}"
+
+    def service_restart(self, name):
+        return [f"systemctl reset-failed {q(name)} 2>/dev/null || true",
+                f"systemctl enable --quiet {q(name)} && systemctl restart {q(name)}"]
+
 
 class Upstart(Init):
     """Ubuntu 14.04's init. Not run here (no upstart host exists); its jobs are checked
@@ -151,6 +174,17 @@ class Upstart(Init):
 
     def remove(self, unit):
         return [f"initctl stop {q(unit)} 2>/dev/null || true"]
+
+    # The host's packaged services are sysv scripts under upstart (Ubuntu 14.04's nginx and
+    # apache2 were): `service` runs them, update-rc.d links them into the runlevels.
+    def service(self, action, name):
+        return f"service {q(name)} {action}"
+
+    def service_is_active(self, name):
+        return f"service {q(name)} status >/dev/null 2>&1"
+
+    def service_restart(self, name):
+        return [f"update-rc.d {q(name)} enable >/dev/null && service {q(name)} restart"]
 
 
 INITS = {cls.name: cls for cls in (Systemd, Upstart)}

@@ -335,8 +335,9 @@ def certificate_steps(s, facts, cert_files=None, acme_ca=None):
         ca_file = f"/etc/flask-ops/{s.app_name}/acme-ca.pem" if acme_ca else ""
         lines = [f"mkdir -p {q(PurePosixPath(ca_file).parent.as_posix())}",
                  write_line(ca_file, acme_ca.decode())] if acme_ca else []
-        lines.append(scripts.command("acme_issue.sh", s.app_name, s.acme_webroot, s.tls.email,
-                                     s.tls.directory, ca_file, stacks.of(s).front,
+        stack = stacks.of(s)
+        lines.append(scripts.command("acme_issue.sh", stack.init.name, s.app_name,
+                                     s.acme_webroot, s.tls.email, s.tls.directory, ca_file, stack.front,
                                      *s.server_names))
         return (Step("certificate", script(lines),
                      f"certbot: {', '.join(s.server_names)} from {s.tls.directory}"),)

@@ -21,8 +21,10 @@ def provision_script(s, catchall=True):
             # The app's own: no other app's user can read or enter them.
             (s.data_dir, s.app_user, s.app_group, "750"),
             # upstart's socket directory (systemd makes /run/APP): the socket in it is
-            # app:www-data 0660, so only root and the web server's group may enter it.
-            (f"{s.shared}/run", "root", s.web_group, "750"),
+            # app:www-data 0660, so only the app, root and the web server's group may enter
+            # it. The app's user owns it: uWSGI, no longer root by then, removes its socket
+            # when it stops.
+            (f"{s.shared}/run", s.app_user, s.web_group, "750"),
             # ACME challenges (certbot --webroot) for every app on the host.
             ("/var/lib/flask-ops", "root", "root", "755"), (s.acme_webroot, "root", "root", "755"),
             (f"{s.acme_webroot}/.well-known", "root", "root", "755"),
@@ -38,7 +40,7 @@ def provision_script(s, catchall=True):
         scripts.command("ensure_dirs.sh", *[part for d in dirs for part in d]),
         # Secrets are generated on the host and never leave it: only their names are printed.
         scripts.command("ensure_secrets.sh", s.env_file, s.app_user, *s.generated_secrets),
-        scripts.command(stack.provision_script),
+        scripts.command(stack.provision_script, stack.init.name),
         *stack.provision_commands(),
         scripts.command("ensure_front_marker.sh", stack.front, stacks.FRONT_MARKER),
     ] + (catchall_lines(stack) if catchall else []))

@@ -106,12 +106,11 @@ class Stack:
 
     # -- services
     def reload(self, unit):
-        return [f"systemctl reload {q(unit)}"]
+        return [self.init.service("reload", unit)]
 
     def restart(self, unit):
-        return self.init.restart(unit) if unit in self.app_units() + self.worker_units() else [
-            f"systemctl reset-failed {q(unit)} 2>/dev/null || true",
-            f"systemctl enable --quiet {q(unit)} && systemctl restart {q(unit)}"]
+        return self.init.restart(unit) if unit in self.app_units() + self.worker_units() \
+            else self.init.service_restart(unit)
 
     def going_back(self, workers=None):
         """Services after returning to an earlier release: the app server and the workers
@@ -256,7 +255,7 @@ class NginxUwsgi(Stack):
 
     def reload(self, unit):
         if unit == self.front:
-            return [scripts.command("nginx_reload.sh")]
+            return [scripts.command("nginx_reload.sh", self.init.name)]
         return self.init.reload(unit)
 
     def provision_commands(self):

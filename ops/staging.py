@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import pebble, remote as remote_mod, staging_docker
+from . import pebble, remote as remote_mod, staging_docker, staging_upstart
 from .errors import OpsError
 from .staging_net import (BRIDGE, BRIDGE_ADDR, BRIDGE_ADDR6, PREFIX, PREFIX6, STATE_DIR,
                           bridge_is_up, nspawn_address)
@@ -48,6 +48,8 @@ IMAGE_PACKAGES = (
 )
 IMAGE_VERSION = "1"  # bump when the customisation below changes
 ENGINES = ("nspawn", "docker")
+# systemd (the image's own), or upstart 1.12 as PID 1 (ops.staging_upstart: nspawn only).
+INITS = ("systemd", "upstart")
 NAME = re.compile(r"staging([1-9][0-9]?)\Z")
 
 
@@ -66,6 +68,14 @@ class Host:
             return (self.dir / "engine").read_text().strip()
         except OSError:
             return "nspawn"
+
+    @property
+    def init(self):
+        """systemd, or upstart: the host's PID 1."""
+        try:
+            return (self.dir / "init").read_text().strip()
+        except OSError:
+            return "systemd"
 
     @property
     def address(self):
@@ -296,12 +306,15 @@ def existing_hosts():
                   key=lambda h: h.index) if root.is_dir() else []
 
 
-def _start(h, image, release):
+def _start(h, image, release, init="systemd"):
     for sub in ("upper", "work", "merged"):
         (h.dir / sub).mkdir(parents=True, exist_ok=True)
+    lower = str(image)
+    if init == "upstart":
+        lower = f"{staging_upstart.build_layer(IMAGE_DIR)}:{lower}"  # upstart's files on top
     if not os.path.ismount(h.rootfs):
         _sh("mount", "-t", "overlay", "overlay", "-o",
-            f"lowerdir={image},upperdir={h.dir / 'upper'},workdir={h.dir / 'work'}", h.rootfs)
+            f"lowerdir={lower},upperdir={h.dir / 'upper'},workdir={h.dir / 'work'}", h.rootfs)
     root = h.rootfs
     (root / "etc/hostname").write_text(h.name + "\n")
     hostkey = root / "etc/ssh/ssh_host_ed25519_key"
@@ -313,12 +326,19 @@ def _start(h, image, release):
     (ssh_dir / "authorized_keys").chmod(0o600)
     _setup_netns(h)
     (h.dir / "release").write_text(release + "\n")
+    (h.dir / "init").write_text(init + "\n")
     log = open(h.dir / "console.log", "ab")
-    legacy = () if _unified_cgroups() else LEGACY_CGROUP_ARGS
+    if init == "upstart":
+        # --boot would pick the image's systemd: upstart is named as PID 1 instead. It has
+        # no answer to nspawn's SIGTERM, so stopping the host ends it at once.
+        boot = ["--kill-signal=SIGKILL", "--console=read-only", "-D", str(root),
+                "/usr/sbin/init"]
+    else:
+        legacy = () if _unified_cgroups() else LEGACY_CGROUP_ARGS
+        boot = ["--boot", "--console=read-only", "-D", str(root), *legacy]
     proc = subprocess.Popen(
-        ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
-         f"--network-namespace-path=/run/netns/{h.netns}", f"--machine={h.name}",
-         "--console=read-only", "-D", str(root), *legacy],
+        ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet",
+         f"--network-namespace-path=/run/netns/{h.netns}", f"--machine={h.name}", *boot],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     h.pid_file.write_text(str(proc.pid))
     return proc
@@ -337,18 +357,24 @@ def _start_docker(h, tag, release):
     staging_docker.start(h.name, h.address, tag, key, f"{key_path()}.pub")
 
 
-def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn"):
+def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn", init="systemd"):
     """Make staging<first>..staging<first+count-1> running `release` and reachable over SSH;
-    returns the hosts. engine: nspawn, or docker (containers from staging/Dockerfile)."""
+    returns the hosts. engine: nspawn, or docker (containers from staging/Dockerfile);
+    init: systemd, or upstart (nspawn hosts only)."""
     _require_root()
     check_release(release)
     if engine not in ENGINES:
         raise OpsError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    if init not in INITS:
+        raise OpsError(f"init {init!r}: one of {', '.join(INITS)}")
+    if init == "upstart" and (engine, release) != ("nspawn", DEFAULT_RELEASE):
+        raise OpsError(f"init upstart: built for {DEFAULT_RELEASE} hosts booted with nspawn")
     hosts = [Host(f"staging{i}") for i in range(first, first + count)]
     for h in hosts:
-        if h.dir.exists() and (h.release, h.engine) != (release, engine):
-            raise OpsError(f"{h.name} runs {h.release} on {h.engine}, not {release} on {engine}: "
-                           "`fab staging.down` first, or choose other hosts with --first")
+        if h.dir.exists() and (h.release, h.engine, h.init) != (release, engine, init):
+            raise OpsError(f"{h.name} runs {h.release} on {h.engine} with {h.init}, not "
+                           f"{release} on {engine} with {init}: `fab staging.down` first, or "
+                           "choose other hosts with --first")
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     if not key_path().exists():
         _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flask-ops-staging", "-f",
@@ -361,8 +387,8 @@ def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn"):
     for h in hosts:
         if _nspawn_pid(h):
             continue
-        log(f"booting {h.name} at {h.address}")
-        started[h.name] = _start(h, image, release)
+        log(f"booting {h.name} at {h.address}" + (" (upstart)" if init == "upstart" else ""))
+        started[h.name] = _start(h, image, release, init)
 
     def alive(h):
         # A host booted here is judged by its process handle: /proc/PID/cmdline can be read
@@ -376,7 +402,11 @@ def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn"):
         if not alive(h):
             raise OpsError(f"{h.name} did not boot; see {h.dir / 'console.log'}")
     for h in hosts:
-        ssh(h, "systemctl is-system-running --wait >/dev/null; true", timeout=60)
+        if init == "systemd":
+            ssh(h, "systemctl is-system-running --wait >/dev/null; true", timeout=60)
+        else:  # the runlevel's jobs (rc, ssh) have run once sshd answers: rc is a task
+            wait_until(lambda: "stop/waiting" in ssh(h, "initctl status rc", check=False).stdout,
+                       60, f"runlevel 2 on {h.name}")
     return hosts
 
 
@@ -403,10 +433,10 @@ def _up_docker(hosts, log, release):
     return hosts
 
 
-def ssh(h, command, timeout=30):
+def ssh(h, command, timeout=30, check=True):
     """Run a command on a staging host with the system ssh client (setup and tests)."""
     return _sh("ssh", "-F", ssh_config_path(), "-o", "BatchMode=yes", "-o",
-               "ConnectTimeout=5", h.name, command, timeout=timeout)
+               "ConnectTimeout=5", h.name, command, timeout=timeout, check=check)
 
 
 def _stop(h):
@@ -458,5 +488,5 @@ def down(log=print):
 def status():
     """One dict per known host: name, address, running, ssh."""
     return [{"name": h.name, "address": h.address, "running": _running(h),
-             "ssh": _ssh_ready(h), "release": h.release, "engine": h.engine}
+             "ssh": _ssh_ready(h), "release": h.release, "engine": h.engine, "init": h.init}
             for h in existing_hosts()]

@@ -175,13 +175,16 @@ def check(c, target=None):
 
 
 @ops_task(help={"count": "how many hosts (staging1..stagingN); default 1",
-                "release": "the hosts' Debian release: bookworm (default) or trixie",
+                "release": "the hosts' Debian release: bookworm (default), trixie or bullseye",
                 "first": "number of the first host (default 1): --release trixie --first 5",
-                "engine": "nspawn (default) or docker (containers from staging/Dockerfile)"})
-def up(c, count=1, release=staging.DEFAULT_RELEASE, first=1, engine="nspawn"):
+                "engine": "nspawn (default) or docker (containers from staging/Dockerfile)",
+                "init": "systemd (default) or upstart (upstart 1.12 as PID 1, built from "
+                        "vendor/upstart)"})
+def up(c, count=1, release=staging.DEFAULT_RELEASE, first=1, engine="nspawn", init="systemd"):
     """Boot local staging hosts (systemd-nspawn, or Docker) and write their SSH config."""
-    for h in staging.up(int(count), release=release, first=int(first), engine=engine):
-        print(f"{h.name}  {h.address}  {h.release}  ssh -F {staging.ssh_config_path()} {h.name}")
+    for h in staging.up(int(count), release=release, first=int(first), engine=engine, init=init):
+        print(f"{h.name}  {h.address}  {h.release}  {h.init}  "
+              f"ssh -F {staging.ssh_config_path()} {h.name}")
 
 
 @ops_task
@@ -197,6 +200,7 @@ def staging_status(c):
     rows = staging.status()
     for row in rows:
         print(f"{row['name']:10} {row['address']:15} {row['release']:9} {row['engine']:7} "
+              f"{row['init']:8} "
               f"{'running' if row['running'] else 'stopped':8} ssh {'up' if row['ssh'] else 'down'}")
     if not rows:
         print("no staging hosts")

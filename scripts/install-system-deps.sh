@@ -8,7 +8,10 @@
 set -euo pipefail
 PACKAGES=(nginx apache2 libapache2-mod-wsgi-py3 uwsgi-core uwsgi-plugin-python3 shellcheck
           debootstrap systemd-container iproute2 openssh-client python3-venv curl
-          pebble)
+          pebble
+          # upstart and libnih from vendor/upstart, for the upstart staging host
+          autoconf automake libtool autopoint gettext pkg-config make gcc libc6-dev
+          libdbus-1-dev libjson-c-dev libexpat1-dev)
 if [ "${1:-}" = "--docker" ]; then
   PACKAGES=(docker.io docker-compose vagrant)
 fi

@@ -3,15 +3,22 @@ linters read them. Each takes its arguments positionally (or as one JSON argumen
 sent inline in the step's one SSH round trip: nothing is copied to the host first."""
 
 import functools
+import re
 import shlex
 from importlib import resources
 
 q = shlex.quote
 
 
+INCLUDE = re.compile(r"^# flask-ops: include (\S+)\n", re.M)
+
+
 @functools.lru_cache(maxsize=None)
 def text(name):
-    return resources.files(__name__).joinpath(name).read_text()
+    """The script as it runs: each `# flask-ops: include LIB` line replaced by LIB's body
+    (its shebang dropped), so shared shell functions travel in the same one command."""
+    own = resources.files(__name__).joinpath(name).read_text()
+    return INCLUDE.sub(lambda m: text(m.group(1)).split("\n", 1)[1], own)
 
 
 def command(name, *args):

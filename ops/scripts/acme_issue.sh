@@ -4,8 +4,9 @@
 # Issued when missing, re-issued when the names changed, else left alone; certbot's timer
 # renews it and the deploy hook reloads the front server gracefully. A private ACME server's
 # CA (CA_FILE, may be empty) is trusted by this run and by the timer's runs.
-# Usage: acme_issue.sh CERT_NAME WEBROOT EMAIL DIRECTORY CA_FILE FRONT_UNIT NAME...
+# Usage: acme_issue.sh INIT CERT_NAME WEBROOT EMAIL DIRECTORY CA_FILE FRONT_UNIT NAME...
 set -eu
+# flask-ops: include service.sh
 cert_name=$1 webroot=$2 email=$3 directory=$4 ca_file=$5 front=$6
 shift 6
 command -v certbot >/dev/null || { echo "certbot is not installed: run provision (tls.acme)" >&2; exit 1; }
@@ -17,19 +18,22 @@ if [ -n "$ca_file" ]; then
   mv -f "$bundle.new" "$bundle"
   dropin=/etc/systemd/system/certbot.service.d/flask-ops.conf
   want=$(printf '[Service]\nEnvironment=REQUESTS_CA_BUNDLE=%s\n' "$bundle")
-  if [ "$(cat "$dropin" 2>/dev/null)" != "$want" ]; then
+  # (systemd's timer renews; elsewhere certbot's cron job, which reads no drop-in)
+  if [ "$svc_init" = systemd ] && [ "$(cat "$dropin" 2>/dev/null)" != "$want" ]; then
     mkdir -p "$(dirname "$dropin")"
     printf '%s\n' "$want" > "$dropin"
     systemctl daemon-reload
   fi
   export REQUESTS_CA_BUNDLE=$bundle
 fi
+reload_hook="systemctl reload $front"
+[ "$svc_init" = systemd ] || reload_hook="service $front reload"
 domains=()
 for name in "$@"; do domains+=(-d "$name"); done
 issue() {
   certbot certonly --non-interactive --agree-tos --no-eff-email --email "$email" \
     --server "$directory" --cert-name "$cert_name" --webroot -w "$webroot" "${domains[@]}" \
-    --keep-until-expiring --deploy-hook "systemctl reload $front" 2>&1
+    --keep-until-expiring --deploy-hook "$reload_hook" 2>&1
 }
 if ! out=$(issue); then
   # The ACME server no longer knows this host's account (a test CA restarted, an account

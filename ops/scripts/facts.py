@@ -38,13 +38,23 @@ def read_json(path, default):
         return default
 
 
-def active(unit):
-    if shutil.which("systemctl"):
+def active(unit, init):
+    """systemd's word for the unit's state; on upstart, the job's, or the sysv service's
+    (nginx and apache2 are not upstart jobs there). A host may have systemctl installed
+    without systemd running: the init that runs decides."""
+    if init == "systemd":
         return subprocess.run(["systemctl", "is-active", unit], stdout=subprocess.PIPE,
                               text=True).stdout.strip()
-    if shutil.which("initctl"):
-        out = subprocess.run(["initctl", "status", unit], stdout=subprocess.PIPE, text=True).stdout
-        return "active" if "start/running" in out else "inactive"
+    if init == "upstart":
+        if os.path.exists(f"/etc/init/{unit}.conf"):
+            out = subprocess.run(["initctl", "status", unit], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True).stdout
+            return "active" if "start/running" in out else "inactive"
+        if os.path.exists(f"/etc/init.d/{unit}"):
+            code = subprocess.run(["service", unit, "status"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL).returncode
+            return "active" if code == 0 else "inactive"
+        return "inactive"
     return None
 
 
@@ -136,8 +146,9 @@ def main(args):
     manifests = {r: read_json(f"{releases_dir}/{r}/.flask-ops/manifest.json", None)
                  for r in wanted if r in releases}
     lock = args["state"] + "/lock"
+    init = init_system()
     return {
-        "init": init_system(),
+        "init": init,
         # The host's exact interpreter and C library: dependencies are resolved for them
         # (environment markers such as python_full_version <= "3.11.2", manylinux tags).
         "python": "%d.%d.%d" % sys.version_info[:3],
@@ -157,7 +168,7 @@ def main(args):
         "venv": os.path.exists(args["venv"] + "/.complete"),
         "main_conf": os.path.isfile(args["main_conf"]),
         "front": read_text(args["front_marker"]),
-        "active": {u: active(u) for u in args["units"]},
+        "active": {u: active(u, init) for u in args["units"]},
         "state": read_json(args["state"] + "/state.json", {}),
         "lock": read_json(lock + "/info.json", {}) if os.path.isdir(lock) else None,
         "tls": certificate(args.get("tls_cert")),

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Apache serves port 80 (and 443): the stock site off, its modules on, nginx off, Apache
 # enabled and running (restarted when a module changed: a reload does not load modules).
+# Usage: front_apache.sh INIT
 set -eu
+# flask-ops: include service.sh
 changed=
 [ ! -e /etc/apache2/sites-enabled/000-default.conf ] || {
   a2dissite -q 000-default
@@ -21,10 +23,10 @@ for m in wsgi headers ssl http2 rewrite unique_id; do
     echo "changed: enabled mod_$m"
   }
 done
-! systemctl is-enabled --quiet nginx 2>/dev/null || {
-  systemctl disable --now --quiet nginx
+! svc_enabled nginx || {
+  svc_disable_now nginx
   echo 'changed: disabled nginx (apache serves port 80)'
 }
-systemctl is-enabled --quiet apache2 || { systemctl enable --quiet apache2; echo 'changed: enabled apache2'; }
-systemctl is-active --quiet apache2 || { systemctl start apache2; echo 'changed: started apache2'; }
-[ -z "$changed" ] || systemctl restart apache2
+svc_enabled apache2 || { svc_enable apache2; echo 'changed: enabled apache2'; }
+svc_active apache2 || { svc start apache2; echo 'changed: started apache2'; }
+[ -z "$changed" ] || svc restart apache2

@@ -1,13 +1,15 @@
 #!/bin/bash
 # nginx serves port 80: the stock site off, Apache off, nginx enabled and running.
+# Usage: front_nginx.sh INIT
 set -eu
+# flask-ops: include service.sh
 [ ! -e /etc/nginx/sites-enabled/default ] || {
   rm -f /etc/nginx/sites-enabled/default
   echo 'changed: disabled the stock nginx site'
 }
-! systemctl is-enabled --quiet apache2 2>/dev/null || {
-  systemctl disable --now --quiet apache2
+! svc_enabled apache2 || {
+  svc_disable_now apache2
   echo 'changed: disabled apache2 (nginx serves port 80)'
 }
-systemctl is-enabled --quiet nginx || { systemctl enable --quiet nginx; echo 'changed: enabled nginx'; }
-systemctl is-active --quiet nginx || { systemctl start nginx; echo 'changed: started nginx'; }
+svc_enabled nginx || { svc_enable nginx; echo 'changed: enabled nginx'; }
+svc_active nginx || { svc start nginx; echo 'changed: started nginx'; }

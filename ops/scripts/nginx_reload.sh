@@ -1,10 +1,12 @@
 #!/bin/bash
-# `systemctl reload nginx` returns once the signal is sent; until the new workers run, the old
+# nginx's reload returns once the signal is sent; until the new workers run, the old
 # configuration still answers. Wait (bounded: 10 s) until no pre-reload worker is left.
+# Usage: nginx_reload.sh INIT
 set -u
+# flask-ops: include service.sh
 workers() { pgrep -f '^nginx: worker process$' | tr '\n' ' ' || true; }
 old=$(workers)
-systemctl reload nginx || exit 1
+svc reload nginx || exit 1
 for _ in $(seq 1 100); do
   new=" $(workers)"
   stale=0

@@ -1,0 +1,33 @@
+#!/bin/bash
+# Services of the host (nginx, apache2), controlled the way its init system does it: systemctl
+# on systemd; on upstart, `service` and update-rc.d (the front servers are sysv services
+# there, as on Ubuntu 14.04). Included by the scripts that start, stop or reload them
+# (`# flask-ops: include service.sh`); their first argument names the init (ops.inits).
+svc_init=${1:?the init system: systemd or upstart}
+shift
+# (each script calls only some of these: shellcheck's SC2317 would call the rest unreachable)
+# shellcheck disable=SC2317
+svc_enabled() {
+  if [ "$svc_init" = systemd ]; then systemctl is-enabled --quiet "$1" 2>/dev/null
+  else compgen -G "/etc/rc2.d/S[0-9][0-9]$1" >/dev/null; fi
+}
+# shellcheck disable=SC2317
+svc_enable() {
+  if [ "$svc_init" = systemd ]; then systemctl enable --quiet "$1"
+  else update-rc.d "$1" defaults >/dev/null 2>&1; update-rc.d "$1" enable >/dev/null; fi
+}
+# shellcheck disable=SC2317
+svc_disable_now() {
+  if [ "$svc_init" = systemd ]; then systemctl disable --now --quiet "$1"
+  else service "$1" stop >/dev/null 2>&1 || true; update-rc.d "$1" disable >/dev/null; fi
+}
+# shellcheck disable=SC2317
+svc_active() {
+  if [ "$svc_init" = systemd ]; then systemctl is-active --quiet "$1"
+  else service "$1" status >/dev/null 2>&1; fi
+}
+# svc ACTION NAME: start, restart or reload
+# shellcheck disable=SC2317
+svc() {
+  if [ "$svc_init" = systemd ]; then systemctl "$1" "$2"; else service "$2" "$1"; fi
+}
