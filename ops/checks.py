@@ -7,6 +7,7 @@ place of the live ones, without touching what is live.
 
 import dataclasses
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -223,7 +224,8 @@ def check_env_reaches_app(files, settings):
     app_units = set(inits.of(settings).unit_paths(settings).values())
     app_unit = inits.of(settings).unit_file_for(settings.service)
     for unit in [u for u in units if u.path not in app_units]:  # workers: the release's runner
-        if f" {settings.run_file} -- " not in unit.content:
+        if not re.search(rf" {re.escape(settings.run_file)} (--stop-timeout [0-9]+ )?-- ",
+                         unit.content):
             raise CheckError("app environment", f"{unit.path} does not start its worker through "
                              f"{settings.run_file}, so it would run without {env_file}")
     for unit in [u for u in units if u.path == app_unit]:

@@ -35,6 +35,8 @@ def logs_script(s, lines=100, since=None, follow=False):
     existing = f"for f in {' '.join(q(f) for f in files)}; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done"
     tail_line = f"mapfile -t files < <({existing}); [ ${{#files[@]}} -eq 0 ] || " + \
         " ".join(q(a) for a in tail) + ' "${files[@]}"'
+    if not units:  # upstart: the jobs' logs are files (/var/log/upstart), tailed with the rest
+        return plan.script([tail_line])
     if not follow:
         return plan.script([" ".join(q(a) for a in journal) + " || true", tail_line])
     return plan.script([" ".join(q(a) for a in journal + ["-f"]) + " &", tail_line + " &",

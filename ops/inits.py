@@ -127,8 +127,9 @@ class Systemd(Init):
 
 
 class Upstart(Init):
-    """Ubuntu 14.04's init. Not run here (no upstart host exists); its jobs are checked
-    strictly by ops.upstart and its commands by the plan tests."""
+    """Ubuntu 14.04's init, upstart 1.12. Its jobs are checked strictly by ops.upstart before
+    upload (no checker runs on the host) and run for real on the upstart staging host
+    (ops.staging_upstart, tests/test_e2e_upstart.py)."""
 
     name, worker_template = "upstart", "upstart/worker.conf.j2"
 
@@ -142,7 +143,7 @@ class Upstart(Init):
         return f"{s.shared}/run/uwsgi.sock"
 
     def master_fifo(self, s):
-        return None  # upstart never ran here for real: its ini stays as it was
+        return None  # verify polls instead of waking uWSGI through its FIFO
 
     templates = {False: "upstart/uwsgi.conf.j2"}
 
@@ -170,7 +171,10 @@ class Upstart(Init):
         return f"initctl status {q(unit)} | sed -n 's/.*process \\([0-9]*\\).*/\\1/p'"
 
     def fail_fast_command(self, unit):
-        return "true"
+        """A job upstart gave up on (it exited as it started, `respawn limit` times) fails
+        verify at once."""
+        return (f"case \"$(initctl status {q(unit)} 2>&1)\" in *stop/waiting*|*'Unknown job'*) "
+                f"echo {q(unit)}' stopped: it exits as soon as it starts' >&2; exit 1;; esac")
 
     def remove(self, unit):
         return [f"initctl stop {q(unit)} 2>/dev/null || true"]

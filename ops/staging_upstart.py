@@ -16,7 +16,7 @@ from .errors import OpsError
 REPO = Path(__file__).resolve().parent.parent
 VENDOR = REPO / "vendor" / "upstart"
 BUILD_SCRIPT = REPO / "staging" / "upstart" / "build.sh"
-LAYER_VERSION = "1"  # bump when the jobs below change
+LAYER_VERSION = "2"  # bump when the layer's contents change
 
 # Jobs of the staging host itself (the app's jobs are flask-ops' own, written by deploys).
 JOBS = {
@@ -96,6 +96,7 @@ def build_layer(image_dir, log=print):
     for name, text in JOBS.items():
         (jobs / name).write_text(text)
     shutil.rmtree(tmp / "usr/share/man", ignore_errors=True)
+    (tmp / "var/log/upstart").mkdir(parents=True)  # the jobs' output (`console log`)
     (tmp / "etc/flask-ops-upstart").write_text(LAYER_VERSION + "\n")
     tmp.rename(path)
     for old in Path(image_dir).glob("upstart-*"):

@@ -9,6 +9,28 @@ SAMPLE = ROOT / "sample_app"
 sys.path.insert(0, str(SAMPLE))
 # sample_app's description, as the repository's fabric.yaml gives it (one source of truth).
 SAMPLE_DEPLOY = yaml.safe_load((ROOT / "fabric.yaml").read_text())["deploy"]
+# tests/apps/notes: SQLite through its env, a migrating hook, a beat and a job worker.
+NOTES = ROOT / "tests" / "apps" / "notes"
+NOTES_DB = "/srv/notes/shared/data/notes.db"
+NOTES_DEPLOY = {
+    "app_name": "notes", "source": "app", "wsgi": "notes:app", "server_names": ["notes.test"],
+    "processes": 2, "smoke": [{"path": "/", "status": 200}],
+    "env": {"NOTES_DB": NOTES_DB},
+    "hooks": {"before_switch": ["flask migrate"], "timeout": 60},
+    "workers": {"beat": "python -m notes.worker beat",
+                "jobs": {"command": "python -m notes.jobs", "stop_timeout": 30}},
+}
+
+
+def notes_project(root, description):
+    """tests/apps/notes copied to `root` as a user's project: a fabfile, and `description`
+    as its fabric.yaml."""
+    import shutil
+
+    shutil.copytree(NOTES, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    (root / "fabric.yaml").write_text(yaml.safe_dump({"deploy": description}))
+    return root
 
 
 def sample_settings(root=ROOT, **raw):

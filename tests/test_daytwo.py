@@ -58,7 +58,9 @@ def test_worker_units_and_the_maintenance_page_pass_the_real_checkers(load, stac
     files = render.render(s)
     assert "app environment" in checks.check_local(files, s)
     unit = next(f for f in files if "sample-worker-mail" in f.path)
-    assert f"/usr/bin/python3 /srv/sample/current/flask-ops-run.py -- {WORKERS['mail']}" in unit.content
+    stop = " --stop-timeout 15" if init == "upstart" else ""  # see the test below
+    assert f"/usr/bin/python3 /srv/sample/current/flask-ops-run.py{stop} -- {WORKERS['mail']}" \
+        in unit.content
     page = next(f for f in files if f.path == "/etc/flask-ops/sample/maintenance.html")
     assert "Down for maintenance" in page.content
 
@@ -75,9 +77,12 @@ def test_a_stopping_worker_signals_its_main_process_and_waits_its_stop_timeout(l
         long = units["/etc/systemd/system/sample-worker-long.service"]
         assert {"KillMode=mixed", "KillSignal=SIGTERM", "TimeoutStopSec=15"} <= set(mail)
         assert {"KillMode=mixed", "TimeoutStopSec=600"} <= set(long)
-    else:  # upstart signals the job's main process only
-        assert "kill timeout 15" in units["/etc/init/sample-worker-mail.conf"]
-        assert "kill timeout 600" in units["/etc/init/sample-worker-long.conf"]
+    else:  # upstart signals the whole group: the runner passes SIGTERM to the worker alone
+        mail = units["/etc/init/sample-worker-mail.conf"]
+        assert "kill timeout 20" in mail and any(
+            line.startswith("exec ") and " --stop-timeout 15 -- " in line for line in mail)
+        long = units["/etc/init/sample-worker-long.conf"]
+        assert "kill timeout 605" in long and any(" --stop-timeout 600 -- " in x for x in long)
 
 
 def test_the_project_maintenance_page_is_shipped_verbatim(load, tmp_path):

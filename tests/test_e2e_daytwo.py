@@ -7,7 +7,6 @@ The tests of this module run in order and build on each other (one app, one host
 
 import json
 import secrets
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,21 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import fab, remove_app
+from conftest import NOTES_DB, NOTES_DEPLOY, fab, notes_project, remove_app
 from ops import settings, smoke, staging
 
 pytestmark = pytest.mark.e2e
 
-NOTES = Path(__file__).parent / "apps" / "notes"
 HOST, ADDRESS = "staging1", "198.18.0.11"
-DB = "/srv/notes/shared/data/notes.db"
+DB = NOTES_DB
 DESCRIPTION = {
-    "app_name": "notes", "source": "app", "wsgi": "notes:app", "server_names": ["notes.test"],
-    "processes": 2, "smoke": [{"path": "/", "status": 200}],
-    "env": {"NOTES_DB": DB},
-    "hooks": {"before_switch": ["flask migrate"], "timeout": 60},
-    "workers": {"beat": "python -m notes.worker beat",
-                "jobs": {"command": "python -m notes.jobs", "stop_timeout": 30}},
+    **NOTES_DEPLOY,
     # staging2 may see the app while it is down for maintenance; this machine may not.
     "maintenance": {"allow": ["198.18.0.12"], "retry_after": 120},
 }
@@ -48,10 +41,7 @@ def edit(root, old, new):
 
 @pytest.fixture(scope="module")
 def project(staging_hosts, tmp_path_factory):
-    root = tmp_path_factory.mktemp("notes")
-    shutil.copytree(NOTES, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
-    describe(root)
+    root = notes_project(tmp_path_factory.mktemp("notes"), DESCRIPTION)
     git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run(git + ["init", "-q"], check=True)
     subprocess.run(git + ["add", "."], check=True)
@@ -303,11 +293,8 @@ def test_exec_with_a_terminal_is_interactive(project):
 
 @pytest.fixture(scope="module")
 def apache_project(staging_hosts, tmp_path_factory):
-    root = tmp_path_factory.mktemp("notes-apache")
-    shutil.copytree(NOTES, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
     changes = {"stack": "apache-modwsgi", "maintenance": {"allow": [ADDRESS], "retry_after": 60}}
-    describe(root, **changes)
+    root = notes_project(tmp_path_factory.mktemp("notes-apache"), {**DESCRIPTION, **changes})
     yield root
     host = staging.remote("staging2")
     remove_app(host, settings.load({**DESCRIPTION, **changes}, project_root=root))
