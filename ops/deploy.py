@@ -74,7 +74,7 @@ def preflight(s, facts, remote):
     """Refusals that must come before anything changes."""
     init = inits.of(s)
     if facts["init"] != init.name:
-        hint = " Use init: systemd for this host." if facts["init"] == "systemd" else ""
+        hint = f" Set init: {facts['init']} for this host." if facts["init"] in inits.INITS else ""
         raise OpsError(f"init is '{init.name}' but {remote.name} runs {facts['init']}: "
                        f"a {init.name} unit would never start there.{hint}")
     if not facts["provisioned"] or not facts["user"]:

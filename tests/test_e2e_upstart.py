@@ -15,6 +15,7 @@ import yaml
 
 from conftest import NOTES_DEPLOY, extra_host, fab, notes_project
 from ops import smoke
+from ops.staging_upstart import JOBS
 
 pytestmark = pytest.mark.e2e
 
@@ -85,6 +86,17 @@ def test_pid_1_is_upstart(upstart_host):
     out = on_host(upstart_host, "initctl version; readlink -f /proc/1/exe; "
                                 "test -d /run/systemd/system && echo SYSTEMD")
     assert "upstart 1.12.1" in out and "/usr/sbin/init" in out and "SYSTEMD" not in out, out
+
+
+def test_systemd_units_for_this_host_are_refused_before_anything_changes(upstart_host,
+                                                                         tmp_path):
+    root = notes_project(tmp_path / "systemd", NOTES_DEPLOY)  # no `init:`: systemd
+    result = run(root, "deploy")
+    assert result.returncode == 1
+    assert "init is 'systemd' but staging8 runs upstart" in result.stdout
+    assert "Set init: upstart for this host." in result.stdout
+    assert on_host(upstart_host, "ls /etc/init; test -e /srv/notes && echo NOTES").split() \
+        == sorted(JOBS)
 
 
 def test_provision_and_a_first_deploy_with_its_env_and_workers(upstart_host, project):

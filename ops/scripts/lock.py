@@ -9,7 +9,11 @@ import sys
 
 
 def acquire(state, info):
-    os.makedirs(state, exist_ok=True)
+    if not os.path.isdir(state):
+        # The app was never provisioned here (provision makes the state directory): there is
+        # nothing to guard, preflight refuses the deploy, and the host must keep no trace
+        # of it, so nothing is created.
+        return True
     lock = state + "/lock"
     try:
         os.mkdir(lock)
