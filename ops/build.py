@@ -251,6 +251,30 @@ def app_environment(resolved):
     return env
 
 
+def host_view(settings, env, source):
+    """The app's environment with the host's paths pointing here. An `env:` value naming a
+    path of the app on the host (a settings file in `current`, a database in `shared/data`)
+    would name nothing on this machine, and an app that reads or writes it as it is imported
+    (I Hate Money runs its migrations then) could not be collected. A throwaway view of the
+    app's base directory stands in: `current` is the tree being collected, `shared/data` an
+    empty directory (FLASK_OPS_DATA_DIR, as on the host), anything else under the base an
+    empty place of its own. Nothing the build writes there reaches the host."""
+    view = build_root(settings) / "host-view"
+    shutil.rmtree(view, ignore_errors=True)
+    (view / "shared" / "data").mkdir(parents=True)
+    (view / "current").symlink_to(source.resolve(), target_is_directory=True)
+    base = settings.base.rstrip("/")
+
+    def local(value):
+        if value == base or value.startswith(base + "/"):
+            return str(view) + value[len(base):]
+        return value
+
+    mapped = {name: local(value) for name, value in env.items()}
+    mapped["FLASK_OPS_DATA_DIR"] = local(settings.data_dir)
+    return mapped
+
+
 def collectstatic(settings, out=None, source=None, env=None):
     """Run Flask-Collect for the app into out (default: collected_static in build_root).
 
@@ -271,6 +295,8 @@ def collectstatic(settings, out=None, source=None, env=None):
         source = stage_source(settings, build_root(settings) / "collect-source")
     python = venv(settings) / "bin" / "python"
     out = outdir.prepare(wanted, "collected static files", keep)
+    if env is not None:
+        env = host_view(settings, env, Path(source))
     result = run_driver(python, DRIVER, [source, json.dumps(settings.wsgi_spec.as_json()), out],
                         "collecting static files", env=env)
     return out, result["files"], checked_statics(settings, result)

@@ -19,22 +19,33 @@ from .errors import RemoteError, Unreachable
 NETWORK_ERRORS = (OSError, EOFError, SSHException, socket.timeout)
 
 
-def connect(c, ssh_config=None):
+def connect(c, ssh_config=None, gateway=None):
     """A Remote for the task's host (fab -H). ssh_config: an SSH config file to read first
-    (the one staging.up writes), so `fab -H staging1 deploy` needs no ~/.ssh/config edit."""
+    (the one staging.up writes), so `fab -H staging1 deploy` needs no ~/.ssh/config edit.
+    gateway: the description's jump host ([user@]host[:port])."""
     if not isinstance(c, Connection):
         raise RemoteError("this task needs a target host: fab -H HOST TASK")
     if ssh_config:
-        return open_host(c.original_host, c.config, ssh_config)
-    return Remote(c)
+        return open_host(c.original_host, c.config, ssh_config, gateway)
+    return Remote(_through(c, gateway))
 
 
-def open_host(name, config=None, ssh_config=None):
+def open_host(name, config=None, ssh_config=None, gateway=None):
     """A Remote for a host by name, outside -H (roles, tests, benchmarks)."""
     config = (config or Config()).clone()
     if ssh_config:
         config._set(base_ssh_config=SSHConfig.from_path(str(ssh_config)))
-    return Remote(Connection(name, config=config, connect_timeout=10))
+    return Remote(_through(Connection(name, config=config, connect_timeout=10), gateway))
+
+
+def _through(connection, gateway):
+    """The connection through `gateway` (a jump host, reached with the same SSH config), unless
+    the SSH config already routes this host (ProxyJump, ProxyCommand): that wins, as for ssh."""
+    if not gateway or connection.gateway:
+        return connection
+    jump = Connection(gateway, config=connection.config.clone(), connect_timeout=10)
+    return Connection(connection.original_host, config=connection.config, gateway=jump,
+                      connect_timeout=10)
 
 
 class UnknownHostKey(SSHException):

@@ -127,6 +127,9 @@ class Settings:
     secrets: Tuple[Tuple[str, str, str], ...] = ()  # (NAME, kind, reference); see SECRET_KINDS
     roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
     hosts: Tuple[str, ...] = ()  # app hosts without a load balancer: roles {app: hosts}
+    # A jump host every SSH session goes through (OpenSSH's -J), unless ~/.ssh/config names
+    # a ProxyJump or ProxyCommand for the host, which wins as it does for ssh.
+    gateway: Optional[str] = None
     tls: Optional[tlsconf.Tls] = None  # HTTPS (ops.tlsconf); None: plain HTTP only
     # Proxies or TLS terminators in front of this host (addresses, networks) whose
     # X-Forwarded-Proto (and, on nginx, X-Real-IP) are believed; nobody else's are.
@@ -698,6 +701,7 @@ _VALIDATORS = {
     "tls": tlsconf.parse,
     "trusted_proxies": lambda k, v: _networks(k, v) if v else (),
     "hosts": lambda k, v: _list(k, v, _SSH_HOST, "SSH hosts ([user@]host[:port])", check=_ssh_host),
+    "gateway": lambda k, v: _ssh_host(k, v) if v else None,
     "secrets": _secrets,
     "env": _env,
     "exclude": _exclude,

@@ -206,15 +206,15 @@ def staging_status(c):
         print("no staging hosts")
 
 
-def connect(c):
+def connect(c, s):
     """The task's host (fab -H); a staging host is reached with the SSH config staging.up wrote."""
-    return remote.connect(c, staging.ssh_config_for(getattr(c, "original_host", None)))
+    return remote.connect(c, staging.ssh_config_for(getattr(c, "original_host", None)), s.gateway)
 
 
 def app_hosts(c, s):
     """The task's host (fab -H), else every app host the description names (hosts, roles)."""
     if isinstance(c, Connection) or not s.roles:
-        return [connect(c)]
+        return [connect(c, s)]
     return role_hosts(c, s)[1]
 
 
@@ -222,7 +222,8 @@ def role_hosts(c, s):
     """(load balancers, app hosts) from `roles`, when no -H was given."""
     if isinstance(c, Connection) or not s.roles:
         return None
-    return tuple([remote.open_host(h, c.config, staging.ssh_config_for(h)) for h in s.roles[role]]
+    return tuple([remote.open_host(h, c.config, staging.ssh_config_for(h), s.gateway)
+                  for h in s.roles[role]]
                  for role in ("lb", "app"))
 
 
@@ -232,7 +233,7 @@ def provision(c):
     the front server. Idempotent."""
     s = load_settings(c)
     roles = role_hosts(c, s)
-    for host in (roles[0] + roles[1]) if roles else [connect(c)]:
+    for host in (roles[0] + roles[1]) if roles else [connect(c, s)]:
         changes = provision_mod.provision(s, host)
         for change in changes:
             print(f"  changed  {change}")
@@ -256,7 +257,7 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto", ref=None):
     roles = role_hosts(c, s)
     if roles and dry_run:
         raise OpsError("--dry-run works per host: fab -H HOST deploy --dry-run")
-    host = None if roles else connect(c)
+    host = None if roles else connect(c, s)
     names = [h.name for h in roles[1]] if roles else [host.name]
     commit = vcs.commit(s.source_dir)
     if not dry_run:  # a failing before_deploy stops here: no host was touched
@@ -492,7 +493,7 @@ def maintenance(c, state):
         raise OpsError(f"maintenance {state!r}: on or off")
     s = load_settings(c)
     roles = role_hosts(c, s)
-    hosts = (roles[0] + roles[1]) if roles else [connect(c)]
+    hosts = (roles[0] + roles[1]) if roles else [connect(c, s)]
     script = daytwo_cmds.maintenance_script(s, state == "on", locks.who())
     for host in hosts:
         host.run(script, f"maintenance {state}")

@@ -25,6 +25,10 @@ SDISTS = {
     # Open Web Calendar: an app at its repository's root, pinned requirements/base.txt. GPL-2.0.
     "open_web_calendar-1.51.tar.gz": (
         "open-web-calendar==1.51", "afeed929d34e8639e31353013409278b846ba71e0331185468fd4c9a4e70ccea"),
+    # I Hate Money: Flask-Migrate (it upgrades its schema as it starts), Flask-SQLAlchemy,
+    # a settings file named by an environment variable, a REST API. BSD-style licence.
+    "ihatemoney-7.2.1.tar.gz": (
+        "ihatemoney==7.2.1", "e74fc718f68e1ec400cf9c4364025a91febb86c9b523aeb33a52e5adbeaa77e1"),
 }
 
 # app: (sdist, the project's directory inside it, its licence file there)
@@ -32,6 +36,7 @@ APPS = {
     "flaskr": ("flask-3.1.3.tar.gz", "flask-3.1.3/examples/tutorial", "LICENSE.txt"),
     "js_example": ("flask-3.1.3.tar.gz", "flask-3.1.3/examples/javascript", "LICENSE.txt"),
     "open_web_calendar": ("open_web_calendar-1.51.tar.gz", "open_web_calendar-1.51", "LICENSE"),
+    "ihatemoney": ("ihatemoney-7.2.1.tar.gz", "ihatemoney-7.2.1", "LICENSE"),
 }
 
 

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from ops import build, outdir
+from ops import appenv, build, outdir
 from ops.errors import OpsError
 
 from conftest import make_project, ROOT, SAMPLE, sample_settings
@@ -139,3 +139,25 @@ def test_a_collected_cache_from_an_older_layout_is_collected_again(tmp_path):
     done.write_text('{"prefixes": ["/static/"], "samples": [], "instance": "instance"}')
     assert release._cached_statics(done) == {"prefixes": ["/static/"], "samples": [],
                                              "instance": "instance"}
+
+
+def test_the_app_is_imported_with_the_hosts_paths_pointing_at_the_build(tmp_path):
+    """An app that reads a settings file named by a host path at import, and writes its
+    database into the data directory then (I Hate Money migrates as it starts), is collected
+    with those paths mapped onto the tree being collected and a throwaway data directory."""
+    settings_py = ("import os, sqlite3\n"
+                   "CFG = open(os.environ['APP_SETTINGS']).read()\n"
+                   "sqlite3.connect(os.path.join(os.environ['FLASK_OPS_DATA_DIR'], 'x.db'))"
+                   ".execute('create table if not exists t (x)')\n")
+    s = make_project(tmp_path / "p", {"boot_check.py": (None, settings_py),
+                                      "app.py": ("import ", "import boot_check  # noqa\nimport ")},
+                     {"env": {"APP_SETTINGS": "/srv/sample/current/boot_check.py",
+                              "ELSEWHERE": "/etc/elsewhere"}})
+    env = build.app_environment(appenv.resolve(s))
+    out, count, _ = build.collectstatic(s, tmp_path / "static", env=env)
+    assert count == 4
+    view = build.build_root(s) / "host-view"
+    assert (view / "shared/data/x.db").is_file()  # written here, never on the host
+    mapped = build.host_view(s, env, tmp_path / "p" / "sample_app")
+    assert mapped["APP_SETTINGS"] == str(view / "current/boot_check.py")
+    assert mapped["ELSEWHERE"] == "/etc/elsewhere" and "/srv/" not in mapped["FLASK_OPS_DATA_DIR"]

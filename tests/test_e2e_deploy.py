@@ -5,6 +5,7 @@ import http.client
 import json
 import time
 import os
+import shutil
 import subprocess
 import threading
 
@@ -14,8 +15,8 @@ from ops import deploy, plan, provision, remote, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
-from conftest import (MARKED_REQUIREMENTS, ROOT, assert_forgeries_refused, followed_request_id,
-                      installed_on_host, remove_app, timed_get)
+from conftest import (MARKED_REQUIREMENTS, ROOT, assert_forgeries_refused, fab,
+                      followed_request_id, installed_on_host, remove_app, timed_get)
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -225,6 +226,25 @@ def test_a_custom_ssh_port_and_a_jump_host_from_the_ssh_config(host, staging_hos
             jumped.close()
     finally:
         sh(host, "rm -f /etc/ssh/sshd_config.d/flask-ops-test.conf; systemctl reload ssh")
+
+
+def test_the_gateway_setting_reaches_a_host_through_its_jump_host(host, staging_hosts, tmp_path):
+    """`gateway: staging1` in the description: `fab -H staging2 ...` goes through staging1, as
+    `ssh -J` would (staging2's sshd sees the session come from staging1's address)."""
+    (tmp_path / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    shutil.copytree(ROOT / "sample_app", tmp_path / "app")
+    (tmp_path / "fabric.yaml").write_text(
+        "deploy:\n  app_name: jumped\n  source: app\n  wsgi: 'app:app'\n"
+        "  server_names: [jumped.test]\n  gateway: staging1\n")
+    other = staging.remote("staging2")
+    try:
+        since = other.run("date +%s", "clock").stdout.strip()
+        result = fab("-H", "staging2", "releases", cwd=tmp_path)
+        assert result.returncode == 0 and result.stdout == "no releases\n", result.stdout
+        log = other.run(f"journalctl -u ssh --since @{since} -o cat", "sshd log").stdout
+        assert f"Accepted publickey for root from {host.address} " in log, log
+    finally:
+        other.close()
 
 
 def test_app_runs_unprivileged_behind_a_0660_socket(host, project):

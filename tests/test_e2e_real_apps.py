@@ -11,8 +11,12 @@ used as a visitor would, changed and deployed again.
 - Open Web Calendar: an app at its repository's root (app.py), its dependencies pinned in
   requirements/base.txt (read by hatch-requirements-txt), configuration from the environment,
   static files inside its package.
+- I Hate Money: pyproject.toml (hatchling), Flask-SQLAlchemy with Flask-Migrate (its schema is
+  upgraded by alembic as the app starts), a settings file named by an environment variable,
+  a REST API whose clients keep their data across a code change.
 """
 
+import base64
 import json
 import re
 import urllib.parse
@@ -41,11 +45,12 @@ def described(tool, app, root, host, server_name, extra=""):
     return settings.load(yaml.safe_load(text + extra)["deploy"], project_root=root)
 
 
-def post(target, path, fields, cookie=None):
+def post(target, path, fields, cookie=None, headers=None):
     """(status, response, body) of a form POST through the front server."""
     conn = target.connection()
     try:
-        headers = {"Host": target.host, "Content-Type": "application/x-www-form-urlencoded"}
+        headers = {"Host": target.host, "Content-Type": "application/x-www-form-urlencoded",
+                   **(headers or {})}
         body = urllib.parse.urlencode(fields)
         if cookie:
             headers["Cookie"] = cookie
@@ -56,10 +61,11 @@ def post(target, path, fields, cookie=None):
         conn.close()
 
 
-def get(target, path, cookie=None):
+def get(target, path, cookie=None, headers=None):
     conn = target.connection()
     try:
-        conn.request("GET", path, headers={"Host": target.host, **({"Cookie": cookie} if cookie else {})})
+        conn.request("GET", path, headers={"Host": target.host, **(headers or {}),
+                                           **({"Cookie": cookie} if cookie else {})})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -159,3 +165,57 @@ def test_open_web_calendar_deploys_from_its_pinned_requirements_with_its_environ
                     "from open_web_calendar.config import environment as e; "
                     "print('expire', e.cache_expire_after, 'timeout', e.requests_timeout)", cwd=root)
     assert code == 0 and "expire 60 timeout 5" in out, out
+
+
+# I Hate Money's docs: a settings file (from conf-templates/ihatemoney.cfg.j2) named by
+# IHATEMONEY_SETTINGS_FILE_PATH, with the database's URI and a secret key. The user keeps it
+# in the project and lets it read what the deployment gives the app.
+IHATEMONEY_CFG = """\
+import os
+
+SQLALCHEMY_DATABASE_URI = "sqlite:///" + os.path.join(os.environ["FLASK_OPS_DATA_DIR"],
+                                                      "ihatemoney.sqlite")
+SECRET_KEY = os.environ["SECRET_KEY"]
+"""
+IHATEMONEY_EXTRA = """\
+  env: {IHATEMONEY_SETTINGS_FILE_PATH: /srv/ihatemoney/current/ihatemoney.cfg}
+"""
+
+
+def test_i_hate_money_migrates_its_database_and_keeps_it_across_a_deploy(
+        flask_ops_tool, first_deploy, tmp_path):
+    root = tmp_path / "ihatemoney"
+    s = described(flask_ops_tool, "ihatemoney", root, "staging2", "money.test", IHATEMONEY_EXTRA)
+    (root / "ihatemoney.cfg").write_text(IHATEMONEY_CFG)
+    assert 'wsgi: "ihatemoney.wsgi:application"' in (root / "fabric.yaml").read_text()
+    host, target = first_deploy("staging2", s, root)
+    status, page = get(target, "/")
+    assert status == 200 and "I Hate Money".encode() in page
+    icon = smoke.request(target, "/static/images/plus.svg")
+    assert icon.status == 200 and icon.body == (root / "ihatemoney/static/images/plus.svg").read_bytes()
+    # An API client creates a project and a member: rows in the SQLite database of the
+    # app's data directory, whose schema alembic made as the app started.
+    status, _, body = post(target, "/api/projects", {
+        "name": "Trip", "id": "trip", "password": "s3cret-pass", "contact_email": "ada@example.com",
+        "default_currency": "EUR"})
+    assert status == 201 and json.loads(body) == "trip", body
+    auth = {"Authorization": "Basic " + base64.b64encode(b"trip:s3cret-pass").decode()}
+    status, _, body = post(target, "/api/projects/trip/members", {"name": "ada"}, headers=auth)
+    assert status == 201, body
+    db = f"{s.data_dir}/ihatemoney.sqlite"
+    out = host.run(f"stat -c %U {db}; python3 -c \"import sqlite3; print(sqlite3.connect("
+                   f"'{db}').execute('select version_num from alembic_version').fetchone()[0])\"",
+                   "database").stdout.split()
+    assert out[0] == "ihatemoney" and len(out) == 2 and out[1], out  # migrated, the app's own
+
+    # A code change: the project and its member are still there.
+    layout = root / "ihatemoney/templates/layout.html"
+    layout.write_text(layout.read_text().replace("<title>", "<title>Ours: "))
+    code, out = run(flask_ops_tool, "deploy", cwd=root)
+    assert code == 0, out[-3000:]
+    status, page = get(target, "/")
+    assert status == 200 and b"<title>Ours: " in page
+    status, body = get(target, "/api/projects/trip", headers=auth)
+    project = json.loads(body)
+    assert status == 200 and project["name"] == "Trip", body
+    assert [m["name"] for m in project["members"]] == ["ada"]

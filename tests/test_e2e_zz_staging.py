@@ -35,7 +35,7 @@ def test_up_is_idempotent_and_down_leaves_nothing():
     assert up.returncode == 0, up.stdout
     assert "staging3  198.18.0.13" in up.stdout
     status = fab("staging.status").stdout
-    assert "staging3   198.18.0.13     bookworm  nspawn  running  ssh up" in status
+    assert "staging3   198.18.0.13     bookworm  nspawn  systemd  running  ssh up" in status
     staging.ssh(staging.Host("staging3"), "systemctl is-active sshd")
     again = fab("staging.up", "--count", "3")
     assert "booting" not in again.stdout  # nothing rebooted

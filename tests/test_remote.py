@@ -18,3 +18,24 @@ def test_an_unknown_host_key_names_the_keyscan_line_for_its_address_and_port(hos
     with pytest.raises(remote.UnknownHostKey) as err:
         policy.missing_host_key(None, known_as, key)
     assert keyscan in str(err.value) and key.fingerprint in str(err.value)
+
+
+def test_the_gateway_setting_routes_a_host_unless_its_ssh_config_does(tmp_path, load):
+    """`gateway:` is the jump host of every session; a host whose SSH config names its own
+    ProxyJump keeps it (ssh's rule: the config wins)."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host routed\n    ProxyJump bastion2\n")
+    s = load(gateway="deploy@bastion:2222")
+    plain = remote.open_host("web1", ssh_config=config, gateway=s.gateway).c
+    assert (plain.gateway.user, plain.gateway.host, plain.gateway.port) == ("deploy", "bastion", 2222)
+    routed = remote.open_host("routed", ssh_config=config, gateway=s.gateway).c
+    assert routed.gateway.host == "bastion2"
+    assert remote.open_host("web1", ssh_config=config).c.gateway is None
+
+
+@pytest.mark.parametrize("value", ["bastion;rm -rf /", "-oProxyCommand=sh", "a@b:0", ["x"]])
+def test_a_gateway_that_is_not_an_ssh_host_is_refused(load, value):
+    from ops.settings import SettingsError
+    with pytest.raises(SettingsError) as err:
+        load(gateway=value)
+    assert err.value.key == "gateway"
