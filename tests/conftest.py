@@ -306,3 +306,60 @@ def run_tool(tool, *args, cwd):
     proc = subprocess.run([str(tool), *args], cwd=cwd, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)
     return proc.returncode, proc.stdout
+
+
+class Terminal:
+    """A command at a terminal of its own (a pty, its controlling terminal), driven as a
+    person would: wait for text, type, wait for the exit status. Deadlines, never sleeps."""
+
+    def __init__(self, argv, cwd):
+        import os
+        import pty
+
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            os.chdir(cwd)
+            os.execv(argv[0], argv)
+        self.seen = b""
+
+    def until(self, text, seconds=60):
+        import os
+        import select
+        import time
+
+        end = time.monotonic() + seconds
+        while text not in self.seen and time.monotonic() < end:
+            if select.select([self.master], [], [], 0.5)[0]:
+                try:
+                    self.seen += os.read(self.master, 4096)
+                except OSError:
+                    break
+        assert text in self.seen, self.seen.decode(errors="replace")
+
+    def type(self, data):
+        import os
+        os.write(self.master, data)
+
+    def exit_status(self, seconds=60):
+        import os
+        import select
+        import time
+
+        end, done, status = time.monotonic() + seconds, 0, None
+        while not done and time.monotonic() < end:
+            select.select([self.master], [], [], 0.2)
+            try:
+                self.seen += os.read(self.master, 4096)
+            except OSError:
+                pass
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+        assert done, self.seen.decode(errors="replace")
+        self.pid = None
+        return os.waitstatus_to_exitcode(status)
+
+    def close(self):
+        import os
+        if self.pid:
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+        os.close(self.master)

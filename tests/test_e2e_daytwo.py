@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NOTES_DB, NOTES_DEPLOY, fab, notes_project, remove_app
+from conftest import NOTES_DB, NOTES_DEPLOY, Terminal, fab, notes_project, remove_app
 from ops import settings, smoke, staging
 
 pytestmark = pytest.mark.e2e
@@ -246,49 +246,17 @@ def test_exec_without_a_task_host_list_is_not_run_raw(project):
 
 def test_exec_with_a_terminal_is_interactive(project):
     """`fab exec -- flask shell` at a terminal: a pty on the host, the user's keystrokes in."""
-    import os
-    import pty
-    import select
-
     fab_bin = str(Path(__file__).parent.parent / ".venv/bin/fab")
-    pid, master = pty.fork()  # fab in a session of its own, the pty its controlling terminal
-    if pid == 0:
-        os.chdir(project)
-        os.execv(fab_bin, [fab_bin, "-H", HOST, "exec", "--", "flask", "shell"])
-    seen = b""
-
-    def until(text, seconds=60):
-        nonlocal seen
-        end = time.monotonic() + seconds
-        while text not in seen and time.monotonic() < end:
-            if select.select([master], [], [], 0.5)[0]:
-                try:
-                    seen += os.read(master, 4096)
-                except OSError:
-                    break
-        assert text in seen, seen.decode(errors="replace")
-
+    term = Terminal([fab_bin, "-H", HOST, "exec", "--", "flask", "shell"], project)
     try:
-        until(b">>> ")  # the remote REPL is up: type into it
-        os.write(master, b"print(app.name, 6 * 7)\n")
-        until(b"notes 42")
-        os.write(master, b"exit()\n")
-        until(b"exit()")
-        end, done, status = time.monotonic() + 60, 0, None
-        while not done and time.monotonic() < end:
-            select.select([master], [], [], 0.2)
-            try:
-                os.read(master, 4096)
-            except OSError:
-                pass
-            done, status = os.waitpid(pid, os.WNOHANG)
-        assert done and os.waitstatus_to_exitcode(status) == 0
-        pid = None
+        term.until(b">>> ")  # the remote REPL is up: type into it
+        term.type(b"print(app.name, 6 * 7)\n")
+        term.until(b"notes 42")
+        term.type(b"exit()\n")
+        term.until(b"exit()")
+        assert term.exit_status() == 0
     finally:
-        if pid:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        os.close(master)
+        term.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,17 @@ import os
 import shutil
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
+import yaml
 
 from ops import deploy, plan, provision, remote, smoke, staging
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
-from conftest import (MARKED_REQUIREMENTS, ROOT, assert_forgeries_refused, fab,
-                      followed_request_id, installed_on_host, remove_app, timed_get)
+from conftest import (MARKED_REQUIREMENTS, ROOT, SAMPLE_DEPLOY, Terminal, assert_forgeries_refused,
+                      fab, followed_request_id, installed_on_host, remove_app, timed_get)
 
 pytestmark = pytest.mark.e2e
 HOST = "staging1"
@@ -144,6 +146,27 @@ def test_a_deploy_user_with_sudo_deploys_and_one_whose_sudo_asks_is_told_what_to
         assert smoke.request(deploy.target_for(s, host), "/hello").body == b"Hello, asker"
         assert "DEPLOYED_BY=asker" in sh(host, "cat /srv/viasudo/shared/env")
         with_password.close()
+        # At a terminal, as a user types it: fab asks for the sudo password once; `fab exec`
+        # answers sudo's own prompt with it on the host's pty, then the command is the user's.
+        root = Path(changed.project_root)
+        (root / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+        (root / "fabric.yaml").write_text(yaml.safe_dump({"deploy": {
+            **SAMPLE_DEPLOY, "app_name": "viasudo", "server_names": ["viasudo.test"],
+            "env": {"DEPLOYED_BY": "asker"}}}))
+        term = Terminal([str(ROOT / ".venv/bin/fab"), "--prompt-for-sudo-password", "-S",
+                         str(config), "-H", f"asker@{HOST}", "exec", "--", "python", "-c",
+                         "import os; print(input('name? ').upper(), os.environ['DEPLOYED_BY'])"],
+                        root)
+        try:
+            term.until(b"sudo.password")
+            term.type(b"not-known-to-flask-ops\n")
+            term.until(b"name? ")
+            term.type(b"ada\n")
+            term.until(b"ADA asker")
+            assert term.exit_status() == 0
+            assert b"not-known-to-flask-ops" not in term.seen.split(b"sudo.password", 1)[1]
+        finally:
+            term.close()
         wrong = remote.open_host(f"asker@{HOST}", Config(overrides={"sudo": {"password": "nope"}}),
                                  ssh_config=config)
         with pytest.raises(OpsError, match="refused the password"):
