@@ -269,7 +269,7 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requiremen
     lines = [
         "# flask-ops: how this app is deployed. Written by `fab init` from importing the app;",
         "# review it, fill in server_names and hosts (or name a host: fab -H HOST ...), then",
-        "#   fab provision deploy        (fab --list: every task; the README: every key)",
+        "#   fab provision deploy        (fab --list: every task; docs/reference.md: every key)",
         "deploy:",
         _line(f"app_name: {name}", "names its user, group, service and site"),
         _line(f"source: {_y(source)}", "shipped as each release"),
