@@ -8,6 +8,7 @@ rollback that keep the data."""
 
 import re
 import shutil
+import subprocess
 import urllib.parse
 from pathlib import Path
 
@@ -106,6 +107,20 @@ def test_a_pyproject_app_at_its_repository_root_deploys_and_keeps_its_data(
         page = smoke.request(target, "/").body
         assert b"<h1>Guestbook</h1>" in page
         assert b"<b>ada</b>" in page and b"<b>grace</b>: after the change" in page
+
+        # A tag, not the working tree: `deploy --ref v1` ships what v1 holds.
+        git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v1"], ["tag", "v1"]):
+            subprocess.run(git + args, check=True, stdout=subprocess.DEVNULL)
+        commit = subprocess.run(git + ["rev-parse", "--short=12", "v1"], check=True, text=True,
+                                stdout=subprocess.PIPE).stdout.strip()
+        template.write_text(template.read_text().replace("<h1>Guest book</h1>", "<h1>Unsaved</h1>"))
+        code, out = run(flask_ops_tool, "deploy", "--ref", "v1", cwd=root)
+        assert code == 0, out[-3000:]
+        page = smoke.request(target, "/").body
+        assert b"<h1>Guest book</h1>" in page and b"Unsaved" not in page
+        code, history = run(flask_ops_tool, "history", "-n", "1", cwd=root)
+        assert f"commit {commit}" in history and "+dirty" not in history, history
     finally:
         remove_app(host, s)
         host.close()

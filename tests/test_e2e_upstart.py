@@ -49,6 +49,12 @@ def served():
     return json.loads(resp.body)
 
 
+def serving():
+    """What the app serves, or None while it does not answer (a job starting)."""
+    resp = smoke.request(smoke.Target(ADDRESS, 80, "notes.test"), "/")
+    return json.loads(resp.body) if resp.status == 200 else None
+
+
 def on_host(host, script):
     return host.run(script, "probe", check=False).stdout
 
@@ -151,7 +157,7 @@ def test_a_killed_master_is_respawned(upstart_host, project):
     on_host(upstart_host, f"kill -9 {master}")
     wait_for(lambda: job_pid(upstart_host, "notes-uwsgi") not in (None, master),
              "upstart to respawn uWSGI")
-    assert wait_for(lambda: served()["release"] == release, "the app to serve again")
+    assert wait_for(lambda: (serving() or {}).get("release") == release, "the app to serve again")
 
 
 BREAK_UNDER_UWSGI = ("import sqlite3", "import sqlite3\ntry:\n    import uwsgi  # noqa: F401\n"
@@ -202,7 +208,7 @@ def test_a_stopped_job_leaves_no_process_nor_socket(upstart_host, project):
     left = on_host(upstart_host, f"pgrep -u notes -f 'uWSGI' ; test -e {SOCKET} && echo SOCKET")
     assert left.strip() == "", left  # uWSGI removed its own socket: its directory is the app's
     on_host(upstart_host, "initctl start notes-uwsgi")
-    assert wait_for(lambda: served()["notes"] == [[1, "hello"]], "the app after a start")
+    assert wait_for(lambda: (serving() or {}).get("notes") == [[1, "hello"]], "the app after a start")
 
 
 def test_the_same_host_on_apache(upstart_host, project):
@@ -216,6 +222,15 @@ def test_the_same_host_on_apache(upstart_host, project):
     first = served()
     assert first["notes"] == [[1, "hello"]]
     heartbeat(upstart_host, first["release"])
+    status = ok(run(project, "status"))
+    for unit in ("apache2", "notes-worker-beat", "notes-worker-jobs"):
+        assert f"'{unit}': 'active'" in status, status
+    # A release whose app cannot load under mod_wsgi: the previous one serves again.
+    edit(project, BREAK_UNDER_UWSGI[0], BREAK_UNDER_UWSGI[1].replace("uwsgi", "mod_wsgi"))
+    result = run(project, "deploy")
+    assert result.returncode == 1 and "restore    back on" in result.stdout, result.stdout
+    assert served() == first
+    edit(project, BREAK_UNDER_UWSGI[1].replace("uwsgi", "mod_wsgi"), BREAK_UNDER_UWSGI[0])
     edit(project, 'READS = ["id", "body"]  # changed', 'READS = ["id", "body"]  # on apache')
     ok(run(project, "deploy"))
     second = served()["release"]
