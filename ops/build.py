@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import outdir, projectmeta, requirements as requirements_mod, settings as settings_mod, tree as tree_mod
+from . import (backendmeta, outdir, projectmeta, requirements as requirements_mod,
+               settings as settings_mod, tree as tree_mod)
 from .cachedir import cache_root
 from .errors import OpsError
 
@@ -34,8 +35,24 @@ def build_root(settings):
 
 
 def requirements(settings):
-    """The app's requirements, flattened and checked (see ops.requirements)."""
-    return requirements_mod.read(settings.requirements_file, settings.source_dir)
+    """The app's requirements, flattened and checked (see ops.requirements); those of a
+    project only its build backend knows (setup.py, dynamic dependencies) from that backend."""
+    path = settings.requirements_file
+    if uses_backend(settings):
+        return requirements_mod.from_backend(backend_metadata(settings).requires, path)
+    return requirements_mod.read(path, settings.source_dir)
+
+
+def uses_backend(settings):
+    path = settings.requirements_file
+    return path.name in ("setup.py", "setup.cfg") or (
+        path.name == "pyproject.toml" and backendmeta.needs_backend(path.parent))
+
+
+def backend_metadata(settings):
+    """What the project's build backend reports about it (ops.backendmeta)."""
+    return backendmeta.read(settings.requirements_file.parent, settings.exclude,
+                            cache_root() / "backend-metadata")
 
 
 def requirements_digest(settings):
@@ -368,11 +385,14 @@ def _write_project_metadata(settings, dest):
     """The project's .dist-info next to its code, when its dependencies come from its
     pyproject.toml (see ops.projectmeta); what the source holds already is left alone."""
     pyproject = settings.requirements_file
-    if pyproject.name != "pyproject.toml" or not pyproject.is_file():
+    if pyproject.name not in ("pyproject.toml", "setup.py", "setup.cfg") or not pyproject.is_file():
         return
     root = Path(settings.project_root).resolve()
     where = str(pyproject.relative_to(root) if pyproject.is_relative_to(root) else pyproject)
-    files = projectmeta.dist_info(requirements_mod._toml(pyproject), where)
+    files = {} if uses_backend(settings) else projectmeta.dist_info(
+        requirements_mod._toml(pyproject), where)
+    if not files and (uses_backend(settings) or backendmeta.dynamic_version(pyproject)):
+        files = projectmeta.dist_info_from_backend(backend_metadata(settings), where)
     if any(Path(dest, rel).parent.exists() for rel in files):
         return  # the project ships its own
     for rel, text in files.items():

@@ -1,4 +1,5 @@
-"""The project's own installed metadata, for a project described by pyproject.toml.
+"""The project's own installed metadata, for a project described by pyproject.toml (or whose
+build backend reports it: ops.backendmeta).
 
 A release ships the project's source, not an installed wheel of it, so without this
 `importlib.metadata.version("myapp")` raises PackageNotFoundError on the host and Flask never
@@ -59,9 +60,30 @@ def dist_info(data, where="pyproject.toml"):
             body.append(f"{ep_name} = {value}")
         if body:
             lines += [f"[{group}]", *body, ""]
+    return _files(name, version, "\n".join(lines))
+
+
+def _files(name, version, entry_points):
     folder = f"{re.sub(r'[-_.]+', '_', name).lower()}-{version.replace('-', '_')}.dist-info"
     files = {f"{folder}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
              f"{folder}/INSTALLER": "flask-ops\n"}
-    if lines:
-        files[f"{folder}/entry_points.txt"] = "\n".join(lines)
+    if entry_points:
+        files[f"{folder}/entry_points.txt"] = entry_points
     return files
+
+
+def dist_info_from_backend(meta, where):
+    """{path: text} of the .dist-info for metadata the project's build backend reported
+    (ops.backendmeta), checked as the static kind is."""
+    if not _NAME.match(meta.name) or not _VERSION.match(meta.version):
+        raise OpsError(f"{where}: its build backend reports name {meta.name!r} / version "
+                       f"{meta.version!r}, not a package name and version (PEP 508, PEP 440)")
+    for line in meta.entry_points.splitlines():
+        line = line.strip()
+        if not line or (line.startswith("[") and line.endswith("]") and _EP_NAME.match(line[1:-1])):
+            continue
+        ep_name, _, value = (part.strip() for part in line.partition("="))
+        if not _EP_NAME.match(ep_name) or not _EP_VALUE.match(value):
+            raise OpsError(f"{where}: its build backend reports the entry point {line!r}, "
+                           "not name = module:object")
+    return _files(meta.name, meta.version, meta.entry_points)

@@ -87,6 +87,12 @@ def _specifier(path, number, line):
     return " ".join([str(req), *hashes])
 
 
+def from_backend(lines, path):
+    """Requirements a project's build backend reported (ops.backendmeta) for `path`."""
+    return Requirements(tuple(_specifier(f"{path} (its build backend)", i, line)
+                              for i, line in enumerate(lines, 1)), (), (Path(path).resolve(),))
+
+
 def read(path, root):
     """Flatten `path` (a requirements file inside `root`, or a pyproject.toml)."""
     if Path(path).name == "pyproject.toml":

@@ -127,6 +127,8 @@ def dependencies_file(root, source):
     for path in (source / "requirements.txt", source / "pyproject.toml", Path(root) / "pyproject.toml"):
         if path.is_file() and (path.name == "requirements.txt" or _declares_dependencies(path)):
             return path
+    if (source / "setup.py").is_file():
+        return source / "setup.py"  # install_requires: its build backend reports them
     for name in _hatch_requirements(source / "pyproject.toml") + list(REQUIREMENTS_ELSEWHERE):
         path = source / name
         # pip-compile's pinned output next to an .in file first
@@ -328,13 +330,14 @@ def plan(root):
     root = Path(root)
     source, found = find_source(root)
     deps = dependencies_file(root, root / source)
-    default = deps.name == "pyproject.toml" or deps == root / source / "requirements.txt"
+    default = deps.name in ("pyproject.toml", "setup.py") or deps == root / source / "requirements.txt"
     requirements = None if default else str(deps.relative_to(root / source))
     app = inspect_app(root, source, found, requirements)
     why = next(c.why for c in found if c.text == app["wsgi"])
     lock = next((n for n in requirements_mod.LOCK_FILES if deps and deps.name == "pyproject.toml"
                  and deps.with_name(n).is_file()), None)
-    described = str(deps.relative_to(root)) + (f", pinned by {lock}" if lock else "")
+    described = str(deps.relative_to(root)) + (f", pinned by {lock}" if lock else "") + (
+        " (its backend's install_requires)" if deps.name == "setup.py" else "")
     text = fabric_yaml(app_name(root, found), source, why, app, described, requirements)
     _check(text, root)
     return {"fabric.yaml": text, "fabfile.py": FABFILE}

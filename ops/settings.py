@@ -332,8 +332,10 @@ class Settings:
     def requirements_file(self):
         if self.requirements:
             return self.source_dir / self.requirements
+        root = Path(self.project_root).resolve()
+        # setup.py last: its dependencies are known only to its build backend (ops.backendmeta)
         for path in (self.source_dir / "requirements.txt", self.source_dir / "pyproject.toml",
-                     Path(self.project_root).resolve() / "pyproject.toml"):
+                     root / "pyproject.toml", self.source_dir / "setup.py"):
             if path.is_file():
                 return path
         return self.source_dir / "requirements.txt"

@@ -236,3 +236,50 @@ def test_a_name_or_entry_point_that_is_not_one_is_refused_in_one_line(project):
     with pytest.raises(OpsError) as err:
         projectmeta.dist_info({"project": project})
     assert "pyproject.toml: [project]" in str(err.value) and "\n" not in str(err.value)
+
+
+SETUP_PY = '''\
+from setuptools import find_packages, setup
+
+setup(
+    name="guestbook",
+    version="2.5.0",
+    packages=find_packages(),
+    install_requires=["flask>=3.0", 'tomli>=2; python_version < "3.11"'],
+    extras_require={"test": ["pytest"]},
+    entry_points={"flask.commands": ["sign-all = guestbook:create_app"]},
+)
+'''
+
+
+def test_a_setup_py_project_gets_its_dependencies_and_metadata_from_its_backend(guestbook, tmp_path,
+                                                                              monkeypatch):
+    """No requirements file and no static pyproject dependencies: setup.py's install_requires
+    (never an extra's), its version and entry points, as its backend builds them from a copy
+    of what ships; nothing is written into the project, and the next build asks the cache."""
+    from ops import backendmeta
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (guestbook / "pyproject.toml").unlink()
+    (guestbook / "uv.lock").unlink()
+    (guestbook / "setup.py").write_text(SETUP_PY)
+    before = sorted(p.relative_to(guestbook) for p in guestbook.rglob("*"))
+    s = load(guestbook)
+    assert s.requirements_file.name == "setup.py"
+    reqs = build.requirements(s)
+    assert reqs.lines == ("flask>=3.0", 'tomli>=2; python_version < "3.11"') and not reqs.constraints
+    staged = build.stage_source(s, build.build_root(s) / "staged")
+    info = staged / "guestbook-2.5.0.dist-info"
+    assert "Version: 2.5.0" in (info / "METADATA").read_text()
+    assert "sign-all = guestbook:create_app" in (info / "entry_points.txt").read_text()
+    assert sorted(p.relative_to(guestbook) for p in guestbook.rglob("*")) == before
+    monkeypatch.setattr(backendmeta, "_build", lambda *a: pytest.fail("built again"))
+    assert build.requirements(load(guestbook)).lines == reqs.lines
+
+
+def test_a_setup_py_that_fails_names_the_project_and_the_backends_error(guestbook, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (guestbook / "pyproject.toml").unlink()
+    (guestbook / "setup.py").write_text("raise SystemExit('no setup for you')\n")
+    with pytest.raises(OpsError, match="its build backend could not build the project"):
+        build.requirements(load(guestbook))

@@ -1,0 +1,115 @@
+"""A project's metadata from its own build backend, for a project whose dependencies only the
+backend knows: a setup.py (install_requires), or a pyproject.toml whose dependencies or
+version are `dynamic`.
+
+The project is built as a wheel on this machine, as `pip install .` would build it: from a
+copy of what its release ships (nothing is written into the project), in pip's build
+isolation (the backend comes from the index). Its METADATA gives the name, the version and
+the dependencies (Requires-Dist without extras), its entry_points.txt the entry points. The
+wheel itself is thrown away: the release ships the source, with this metadata beside it
+(ops.projectmeta). Cached by the content of what the release ships.
+"""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from email.parser import Parser
+from pathlib import Path
+
+from . import tree as tree_mod
+from .errors import OpsError
+
+BUILD_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class Metadata:
+    name: str
+    version: str
+    requires: tuple  # PEP 508 strings, extras' requirements left out
+    entry_points: str  # entry_points.txt as the backend wrote it ("" when none)
+
+
+def needs_backend(source):
+    """Whether only the project's build backend knows its dependencies: setup.py and no
+    pyproject.toml that lists them statically."""
+    source = Path(source)
+    pyproject = source / "pyproject.toml"
+    if pyproject.is_file():
+        from . import requirements as requirements_mod
+        project = requirements_mod._toml(pyproject).get("project")
+        if isinstance(project, dict):
+            return "dependencies" in (project.get("dynamic") or [])
+    return (source / "setup.py").is_file() or (source / "setup.cfg").is_file()
+
+
+def dynamic_version(pyproject):
+    """A pyproject.toml whose [project] version only its backend knows."""
+    from . import requirements as requirements_mod
+    project = requirements_mod._toml(pyproject).get("project") if Path(pyproject).is_file() else None
+    return isinstance(project, dict) and "version" in (project.get("dynamic") or [])
+
+
+def read(source, exclude, cache_dir):
+    """The project's Metadata (built once per content of what it ships)."""
+    source = Path(source)
+    shipped = tree_mod.select(source, exclude).files
+    digest = hashlib.sha256()
+    for rel in shipped:
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(hashlib.sha256((source / rel).read_bytes()).digest())
+    cached = Path(cache_dir) / f"{digest.hexdigest()[:24]}.json"
+    if cached.is_file():
+        data = json.loads(cached.read_text())
+        return Metadata(data["name"], data["version"], tuple(data["requires"]),
+                        data["entry_points"])
+    meta = _build(source, shipped)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps({"name": meta.name, "version": meta.version,
+                                  "requires": list(meta.requires),
+                                  "entry_points": meta.entry_points}))
+    return meta
+
+
+def _build(source, shipped):
+    with tempfile.TemporaryDirectory(prefix="flask-ops-backend-") as tmp:
+        copy, out = Path(tmp, "project"), Path(tmp, "wheel")
+        for rel in shipped:
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, copy / rel)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                 "--disable-pip-version-check", "--wheel-dir", str(out), str(copy)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                timeout=BUILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise OpsError(f"{source}: building the project with its build backend took "
+                           f"over {BUILD_TIMEOUT}s") from None
+        wheels = list(out.glob("*.whl"))
+        if proc.returncode != 0 or len(wheels) != 1:
+            tail = "\n".join(line for line in proc.stdout.splitlines()
+                             if not line.startswith("WARNING: Location"))[-2000:]
+            raise OpsError(f"{source}: its build backend could not build the project (its "
+                           f"dependencies are known only to it):\n{tail}")
+        return _from_wheel(wheels[0])
+
+
+def _from_wheel(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        infos = [n for n in zf.namelist() if n.count("/") == 1
+                 and n.split("/")[0].endswith(".dist-info")]
+        metadata = next((n for n in infos if n.endswith("/METADATA")), None)
+        if metadata is None:
+            raise OpsError(f"{wheel.name}: no METADATA in the wheel its backend built")
+        headers = Parser().parsestr(zf.read(metadata).decode("utf-8", "replace"), headersonly=True)
+        points = next((n for n in infos if n.endswith("/entry_points.txt")), None)
+        entry_points = zf.read(points).decode("utf-8", "replace") if points else ""
+    requires = tuple(r for r in headers.get_all("Requires-Dist") or []
+                     if "extra" not in r.split(";", 1)[-1] or ";" not in r)
+    return Metadata(headers.get("Name", ""), headers.get("Version", ""), requires, entry_points)
