@@ -6,6 +6,7 @@ import re
 import shlex
 
 import socket
+import time
 
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
@@ -167,6 +168,7 @@ class Remote:
             lines = _Lines(echo)
             streams = {"hide": False, "out_stream": lines, "err_stream": lines}
         try:
+            self._open()
             result = self.c.run(self._wrap("set -o pipefail\n" + script), warn=True,
                                 in_stream=self._stdin(stdin),
                                 timeout=timeout or 600, **streams)
@@ -182,6 +184,27 @@ class Remote:
             output = (result.stderr.strip() or result.stdout.strip())[-3000:]
             raise RemoteError(f"{what} failed on {self.name} (exit {result.exited}):\n{output}")
         return result
+
+    CONNECT_ATTEMPTS = 3
+
+    def _open(self):
+        """The session, opened before the first command. A server that closes it during the
+        handshake or authentication (sshd dropping connections under MaxStartups, an sshd
+        restarting) is tried again, twice, after 0.5 and 1 s; a refused key, a host key that
+        does not match or a timeout is not."""
+        for attempt in range(self.CONNECT_ATTEMPTS):
+            if self.c.is_connected:
+                return
+            try:
+                self.c.open()
+                return
+            except (SSHException, EOFError) as exc:
+                closed = isinstance(exc, EOFError) or "saw EOF" in str(exc) \
+                    or "Error reading SSH protocol banner" in str(exc)
+                if not closed or attempt == self.CONNECT_ATTEMPTS - 1:
+                    raise
+                self.c.close()
+                time.sleep(0.5 * (attempt + 1))
 
     def _check_sudo(self, stderr, what):
         """sudo's own refusals, as what to do about them (one line)."""
@@ -199,6 +222,7 @@ class Remote:
         Returns its exit status."""
         self.commands += 1
         try:
+            self._open()
             return self.c.run(self._wrap(script, terminal=True), pty=True, warn=True,
                               watchers=self._password_watchers()).exited
         except NETWORK_ERRORS as exc:
@@ -212,6 +236,7 @@ class Remote:
     def put(self, local, remote, what):
         self.commands += 1
         try:
+            self._open()
             sftp = self.c.sftp()
             # A dead link must fail the upload, not hang it: every SFTP read/write times out.
             sftp.get_channel().settimeout(self.UPLOAD_TIMEOUT)

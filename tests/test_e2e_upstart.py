@@ -3,7 +3,8 @@ from vendor/upstart. tests/apps/notes goes there through `fab` as a user types i
 `init: upstart`: provision, a first deploy whose app and workers read the env file, a code
 change (the master reloaded in place onto the new release), a killed master respawned, a
 release that cannot start caught at once with the old one serving, a rollback, `fab status`
-and `fab logs`, a stopped job leaving nothing behind; then the same host switched to Apache.
+and `fab logs`, a stopped job leaving nothing behind; then the same host switched to Apache,
+and HTTPS there.
 
 The tests run in order and build on each other (one app, one host)."""
 
@@ -13,8 +14,9 @@ import time
 import pytest
 import yaml
 
-from conftest import NOTES_DEPLOY, extra_host, fab, notes_project
-from ops import smoke
+from certfiles import own_certificate
+from conftest import NOTES_DEPLOY, ROOT, extra_host, fab, notes_project, sample_settings
+from ops import deploy, provision, smoke
 from ops.staging_upstart import JOBS
 
 pytestmark = pytest.mark.e2e
@@ -242,3 +244,15 @@ def test_the_same_host_on_apache(upstart_host, project):
     assert smoke.request(smoke.Target(ADDRESS, 80, "notes.test"), probe).status == 200
     logs = ok(run(project, "logs", "--lines", "100"))
     assert f"GET {probe}" in logs and "/var/log/apache2/notes.access.log" in logs
+
+
+def test_https_on_the_upstart_host(upstart_host, tmp_path):
+    """The site's own certificate on Apache under upstart: mod_ssl enabled and Apache
+    restarted through `service`, HTTP redirected, the page served over TLS."""
+    s = sample_settings(ROOT, app_name="uptls", server_names=["uptls.test"], init="upstart",
+                        stack="apache-modwsgi", tls=own_certificate(tmp_path, ["uptls.test"]))
+    provision.provision(s, upstart_host)
+    deploy.deploy(s, upstart_host, out=lambda m: None)  # smoke over TLS, HTTP redirecting
+    assert smoke.request(deploy.target_for(s, upstart_host), "/hello").body == b"Hello, World!"
+    plain = smoke.request(smoke.Target(ADDRESS, 80, "uptls.test"), "/hello")
+    assert plain.status == 301 and plain.header("Location") == "https://uptls.test/hello"

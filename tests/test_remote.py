@@ -39,3 +39,44 @@ def test_a_gateway_that_is_not_an_ssh_host_is_refused(load, value):
     with pytest.raises(SettingsError) as err:
         load(gateway=value)
     assert err.value.key == "gateway"
+
+
+class _FlakySession:
+    """A connection whose server closes it during authentication `fails` times."""
+
+    def __init__(self, fails, error):
+        self.fails, self.error, self.opened, self.closed = fails, error, 0, 0
+        self.is_connected = False
+
+    def open(self):
+        self.opened += 1
+        if self.opened <= self.fails:
+            raise self.error
+        self.is_connected = True
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.mark.parametrize("error, fails, opened", [
+    (paramiko.AuthenticationException("Authentication failed: transport shut down or saw EOF"), 2, 3),
+    (paramiko.SSHException("Error reading SSH protocol banner"), 1, 2),
+])
+def test_a_session_the_server_closes_while_opening_is_tried_again(monkeypatch, error, fails, opened):
+    monkeypatch.setattr(remote.time, "sleep", lambda s: None)
+    r = object.__new__(remote.Remote)
+    r.c = _FlakySession(fails, error)
+    r._open()
+    assert r.c.is_connected and r.c.opened == opened
+
+
+@pytest.mark.parametrize("error", [paramiko.AuthenticationException("Authentication failed."),
+                                   paramiko.BadHostKeyException("h", paramiko.RSAKey.generate(1024),
+                                                                paramiko.RSAKey.generate(1024))])
+def test_a_refused_key_or_a_wrong_host_key_is_not_tried_again(monkeypatch, error):
+    monkeypatch.setattr(remote.time, "sleep", lambda s: None)
+    r = object.__new__(remote.Remote)
+    r.c = _FlakySession(1, error)
+    with pytest.raises(type(error)):
+        r._open()
+    assert r.c.opened == 1
