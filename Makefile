@@ -7,7 +7,7 @@ SSLYZE_VENV := .venv-sslyze
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast demo demo-down system-deps docker-deps python-deps real-apps bench bench-deps clean
+.PHONY: test test-fast demo demo-down system-deps docker-deps python-deps real-apps bench bench-deps clean clean-tools
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -23,16 +23,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The test tools' own venvs are made once per machine, in the user's cache (a fresh clone
+# links them instead of installing them again); `make clean-tools` drops them.
+TOOLS := $(HOME)/.cache/flask-ops/tool-venvs
+
 # gixy-next clashes with gixy-ng, so it lives in its own venv.
 $(GIXY_VENV)/.installed:
-	$(PYTHON) -m venv $(GIXY_VENV)
-	$(GIXY_VENV)/bin/python -m pip install --quiet gixy-next
+	test -x $(TOOLS)/gixy/bin/gixy || { rm -rf $(TOOLS)/gixy && $(PYTHON) -m venv $(TOOLS)/gixy && \
+	  $(TOOLS)/gixy/bin/python -m pip install --quiet gixy-next; }
+	ln -sfn $(TOOLS)/gixy $(GIXY_VENV)
 	touch $@
 
 # sslyze grades the TLS the staging hosts serve; it pins its own cryptography and nassl.
 $(SSLYZE_VENV)/.installed:
-	$(PYTHON) -m venv $(SSLYZE_VENV)
-	$(SSLYZE_VENV)/bin/python -m pip install --quiet sslyze
+	test -x $(TOOLS)/sslyze/bin/sslyze || { rm -rf $(TOOLS)/sslyze && $(PYTHON) -m venv $(TOOLS)/sslyze && \
+	  $(TOOLS)/sslyze/bin/python -m pip install --quiet sslyze; }
+	ln -sfn $(TOOLS)/sslyze $(SSLYZE_VENV)
 	touch $@
 
 python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed $(SSLYZE_VENV)/.installed
@@ -42,8 +48,9 @@ python-deps: $(VENV)/.installed $(GIXY_VENV)/.installed $(SSLYZE_VENV)/.installe
 real-apps: python-deps
 	$(PY) tests/realapps.py >/dev/null
 
-## Every test, the end-to-end tier against real servers and staging hosts included.
-test: system-deps docker-deps python-deps bench-deps real-apps
+## Every test, the end-to-end tier against real servers and staging hosts included. (The
+## benchmarks' peers are `make bench`'s: the suite only checks that each script parses.)
+test: system-deps docker-deps python-deps real-apps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## The fast tier: settings, rendering, checkers, the sample app. No staging hosts.
@@ -75,3 +82,6 @@ bench: bench-deps
 
 clean:
 	rm -rf build rendered .pytest_cache
+
+clean-tools:
+	rm -rf $(TOOLS) $(GIXY_VENV) $(SSLYZE_VENV)

@@ -157,9 +157,10 @@ def fab(*args, cwd=ROOT, env=None):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def deploy_change_rollback(host, project, stack):
+def deploy_change_rollback(host, project, stack, after_first=None):
     """The sample app on `host` with `stack`: a first deploy, a code change, a rollback, each
-    seen through the front server; the app is removed afterwards."""
+    seen through the front server; the app is removed afterwards. after_first(s): more
+    checks of the first deploy (it saves a deploy of their own)."""
     from ops import deploy, provision, smoke
 
     def hello(s):
@@ -170,6 +171,8 @@ def deploy_change_rollback(host, project, stack):
         provision.provision(s, host)
         first = deploy.deploy(s, host, out=lambda m: None)
         assert hello(s) == b"Hello, World!"
+        if after_first:
+            after_first(s)
         changed = project({"app.py": ("Hello, World!", "Hello, again!")}, stack=stack)
         second = deploy.deploy(changed, host, out=lambda m: None)
         assert second != first and hello(changed) == b"Hello, again!"

@@ -29,25 +29,24 @@ def test_the_host_carries_the_old_servers(bullseye):
     assert "nginx/1.18" in out and "2.0.19" in out and "(3, 9)" in out, out
 
 
+def rendered_for_the_hosts_versions(host, stack):
+    """The files the host got were rendered for its versions (no ssl_reject_handshake, no
+    uWSGI fork hooks) and the app runs in a UTF-8 locale there."""
+    def check(s):
+        if stack == "nginx-uwsgi":
+            ini = host.run("cat /etc/flask-ops/sample/uwsgi.ini", "ini").stdout
+            assert "py-call-osafterfork = true" in ini and "py-call-uwsgi-fork-hooks = true" not in ini
+            catchall = host.run("cat /etc/nginx/sites-enabled/000-flask-ops-catchall-80.conf",
+                                "catchall").stdout
+            assert "ssl_reject_handshake on;" not in catchall and "ssl-cert-snakeoil" in catchall
+        who = json.loads(smoke.request(deploy.target_for(s, host), "/whoami").body)
+        assert who["fs_encoding"] == "utf-8"
+    return check
+
+
 @pytest.mark.parametrize("stack", ["nginx-uwsgi", "apache-modwsgi"])
 def test_deploy_a_change_and_roll_back_on_bullseye(bullseye, project, stack):
-    deploy_change_rollback(bullseye, project, stack)
-
-
-def test_the_files_are_rendered_for_the_hosts_versions(bullseye, project):
-    s = project()
-    try:
-        provision.provision(s, bullseye)
-        deploy.deploy(s, bullseye, out=lambda m: None)
-        ini = bullseye.run("cat /etc/flask-ops/sample/uwsgi.ini", "ini").stdout
-        assert "py-call-osafterfork = true" in ini and "py-call-uwsgi-fork-hooks = true" not in ini
-        catchall = bullseye.run("cat /etc/nginx/sites-enabled/000-flask-ops-catchall-80.conf",
-                                "catchall").stdout
-        assert "ssl_reject_handshake on;" not in catchall and "ssl-cert-snakeoil" in catchall
-        who = json.loads(smoke.request(deploy.target_for(s, bullseye), "/whoami").body)
-        assert who["fs_encoding"] == "utf-8"
-    finally:
-        remove_app(bullseye, s)
+    deploy_change_rollback(bullseye, project, stack, rendered_for_the_hosts_versions(bullseye, stack))
 
 
 def test_https_on_bullseye(bullseye, tmp_path):

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from certfiles import own_certificate
-from conftest import NOTES_DEPLOY, ROOT, extra_host, fab, notes_project, sample_settings
-from ops import deploy, provision, smoke
+from conftest import NOTES_DEPLOY, extra_host, fab, notes_project
+from ops import deploy, settings, smoke
 from ops.staging_upstart import JOBS
 
 pytestmark = pytest.mark.e2e
@@ -246,13 +246,17 @@ def test_the_same_host_on_apache(upstart_host, project):
     assert f"GET {probe}" in logs and "/var/log/apache2/notes.access.log" in logs
 
 
-def test_https_on_the_upstart_host(upstart_host, tmp_path):
+def test_https_on_the_upstart_host(upstart_host, project, tmp_path):
     """The site's own certificate on Apache under upstart: mod_ssl enabled and Apache
-    restarted through `service`, HTTP redirected, the page served over TLS."""
-    s = sample_settings(ROOT, app_name="uptls", server_names=["uptls.test"], init="upstart",
-                        stack="apache-modwsgi", tls=own_certificate(tmp_path, ["uptls.test"]))
-    provision.provision(s, upstart_host)
-    deploy.deploy(s, upstart_host, out=lambda m: None)  # smoke over TLS, HTTP redirecting
-    assert smoke.request(deploy.target_for(s, upstart_host), "/hello").body == b"Hello, World!"
-    plain = smoke.request(smoke.Target(ADDRESS, 80, "uptls.test"), "/hello")
-    assert plain.status == 301 and plain.header("Location") == "https://uptls.test/hello"
+    restarted through `service`, HTTP redirected, the app served over TLS."""
+    tls = own_certificate(tmp_path, ["notes.test"])
+    (project / "fabric.yaml").write_text(yaml.safe_dump(
+        {"deploy": {**DESCRIPTION, "stack": "apache-modwsgi", "tls": tls}}))
+    ok(run(project, "provision"))
+    ok(run(project, "deploy"))  # its smoke checks go over TLS, HTTP redirecting
+    s = settings.load({**DESCRIPTION, "stack": "apache-modwsgi", "tls": tls}, project_root=project)
+    page = smoke.request(deploy.target_for(s, upstart_host), "/")
+    assert page.status == 200 and json.loads(page.body)["notes"] == [[1, "hello"]]
+    plain = smoke.request(smoke.Target(ADDRESS, 80, "notes.test"), "/")
+    assert plain.status == 301 and plain.header("Location") == "https://notes.test/"
+

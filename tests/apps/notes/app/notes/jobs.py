@@ -30,7 +30,7 @@ while not stopping:
     if child == 0:  # the job: default signal handling, as RQ's work horse has
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         note(f"started {name}")
-        time.sleep(3)
+        time.sleep(1.5)
         note(f"done {name}")
         os._exit(0)
     while True:
