@@ -35,30 +35,48 @@ class Metadata:
     entry_points: str  # entry_points.txt as the backend wrote it ("" when none)
 
 
+def _dynamic(pyproject):
+    """The [project] fields a pyproject.toml leaves to its backend; None without a [project]
+    table (or without the file)."""
+    from . import requirements as requirements_mod
+    project = requirements_mod._toml(pyproject).get("project") if Path(pyproject).is_file() else None
+    return set(project.get("dynamic") or []) if isinstance(project, dict) else None
+
+
 def needs_backend(source):
-    """Whether only the project's build backend knows its dependencies: setup.py and no
-    pyproject.toml that lists them statically."""
+    """Whether only the project's build backend knows its dependencies: setup.py (or
+    setup.cfg) and no pyproject.toml that lists them statically."""
     source = Path(source)
-    pyproject = source / "pyproject.toml"
-    if pyproject.is_file():
-        from . import requirements as requirements_mod
-        project = requirements_mod._toml(pyproject).get("project")
-        if isinstance(project, dict):
-            return "dependencies" in (project.get("dynamic") or [])
+    dynamic = _dynamic(source / "pyproject.toml")
+    if dynamic is not None:
+        return "dependencies" in dynamic
     return (source / "setup.py").is_file() or (source / "setup.cfg").is_file()
 
 
 def dynamic_version(pyproject):
     """A pyproject.toml whose [project] version only its backend knows."""
-    from . import requirements as requirements_mod
-    project = requirements_mod._toml(pyproject).get("project") if Path(pyproject).is_file() else None
-    return isinstance(project, dict) and "version" in (project.get("dynamic") or [])
+    return "version" in (_dynamic(pyproject) or ())
+
+
+_SEEN = {}  # (source, exclude, each shipped file's size and mtime) -> Metadata
 
 
 def read(source, exclude, cache_dir):
-    """The project's Metadata (built once per content of what it ships)."""
+    """The project's Metadata (built once per content of what it ships). One build asks for it
+    several times (its requirements, their digest, the staged tree's metadata): the files'
+    contents are hashed again only when their sizes or times changed."""
     source = Path(source)
     shipped = tree_mod.select(source, exclude).files
+    seen_key = (str(source), tuple(exclude), tuple(
+        (rel, st.st_size, st.st_mtime_ns) for rel, st in
+        ((rel, (source / rel).stat()) for rel in shipped)))
+    if seen_key not in _SEEN:
+        _SEEN.clear()  # one project's current state is all a process needs
+        _SEEN[seen_key] = _read(source, shipped, cache_dir)
+    return _SEEN[seen_key]
+
+
+def _read(source, shipped, cache_dir):
     digest = hashlib.sha256()
     for rel in shipped:
         digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")

@@ -45,7 +45,7 @@ def requirements(settings):
 
 def uses_backend(settings):
     path = settings.requirements_file
-    return path.name in ("setup.py", "setup.cfg") or (
+    return path.name == "setup.py" or (
         path.name == "pyproject.toml" and backendmeta.needs_backend(path.parent))
 
 
@@ -383,15 +383,16 @@ def stage_source(settings, dest):
 
 def _write_project_metadata(settings, dest):
     """The project's .dist-info next to its code, when its dependencies come from its
-    pyproject.toml (see ops.projectmeta); what the source holds already is left alone."""
-    pyproject = settings.requirements_file
-    if pyproject.name not in ("pyproject.toml", "setup.py", "setup.cfg") or not pyproject.is_file():
+    pyproject.toml or its build backend (see ops.projectmeta); what the source holds already
+    is left alone."""
+    described = settings.requirements_file
+    if described.name not in ("pyproject.toml", "setup.py") or not described.is_file():
         return
     root = Path(settings.project_root).resolve()
-    where = str(pyproject.relative_to(root) if pyproject.is_relative_to(root) else pyproject)
-    files = {} if uses_backend(settings) else projectmeta.dist_info(
-        requirements_mod._toml(pyproject), where)
-    if not files and (uses_backend(settings) or backendmeta.dynamic_version(pyproject)):
+    where = str(described.relative_to(root) if described.is_relative_to(root) else described)
+    backend = uses_backend(settings)
+    files = {} if backend else projectmeta.dist_info(requirements_mod._toml(described), where)
+    if not files and (backend or backendmeta.dynamic_version(described)):
         files = projectmeta.dist_info_from_backend(backend_metadata(settings), where)
     if any(Path(dest, rel).parent.exists() for rel in files):
         return  # the project ships its own

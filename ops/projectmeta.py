@@ -4,9 +4,9 @@ build backend reports it: ops.backendmeta).
 A release ships the project's source, not an installed wheel of it, so without this
 `importlib.metadata.version("myapp")` raises PackageNotFoundError on the host and Flask never
 sees the project's `flask.commands` entry points. A `NAME-VERSION.dist-info` next to the code
-(on sys.path with it) is what an install would have left for both. Pure: pyproject data in,
-{relative path: text} out; only a static name and version (a dynamic version needs the
-project's build backend, which flask-ops does not run).
+(on sys.path with it) is what an install would have left for both. Pure: pyproject data (or
+the backend's report) in, {relative path: text} out. A dynamic name or version is the
+backend's to know: ops.backendmeta asks it.
 """
 
 import re
