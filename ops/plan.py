@@ -337,8 +337,8 @@ def certificate_steps(s, facts, cert_files=None, acme_ca=None):
                  write_line(ca_file, acme_ca.decode())] if acme_ca else []
         stack = stacks.of(s)
         lines.append(scripts.command("acme_issue.sh", stack.init.name, s.app_name,
-                                     s.acme_webroot, s.tls.email, s.tls.directory, ca_file, stack.front,
-                                     *s.server_names))
+                                     s.acme_webroot, s.tls.email, s.tls.directory, ca_file,
+                                     stack.init.service("reload", stack.front), *s.server_names))
         return (Step("certificate", script(lines),
                      f"certbot: {', '.join(s.server_names)} from {s.tls.directory}"),)
     if have and have.get("sha256") == cert_files.sha256:

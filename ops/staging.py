@@ -61,21 +61,22 @@ class Host:
     def index(self):
         return int(NAME.match(self.name).group(1))
 
+    def _recorded(self, name, default):
+        """What booting the host wrote into its directory (engine, init, release)."""
+        try:
+            return (self.dir / name).read_text().strip()
+        except OSError:
+            return default
+
     @property
     def engine(self):
         """nspawn (the default) or docker: what booted this host."""
-        try:
-            return (self.dir / "engine").read_text().strip()
-        except OSError:
-            return "nspawn"
+        return self._recorded("engine", "nspawn")
 
     @property
     def init(self):
         """systemd, or upstart: the host's PID 1."""
-        try:
-            return (self.dir / "init").read_text().strip()
-        except OSError:
-            return "systemd"
+        return self._recorded("init", "systemd")
 
     @property
     def address(self):
@@ -117,10 +118,7 @@ class Host:
     @property
     def release(self):
         """The Debian release this host was booted with."""
-        try:
-            return (self.dir / "release").read_text().strip()
-        except OSError:
-            return DEFAULT_RELEASE
+        return self._recorded("release", DEFAULT_RELEASE)
 
 
 def host(name):

@@ -4,10 +4,11 @@
 # Issued when missing, re-issued when the names changed, else left alone; certbot's timer
 # renews it and the deploy hook reloads the front server gracefully. A private ACME server's
 # CA (CA_FILE, may be empty) is trusted by this run and by the timer's runs.
-# Usage: acme_issue.sh INIT CERT_NAME WEBROOT EMAIL DIRECTORY CA_FILE FRONT_UNIT NAME...
+# Usage: acme_issue.sh INIT CERT_NAME WEBROOT EMAIL DIRECTORY CA_FILE RELOAD_COMMAND NAME...
+# RELOAD_COMMAND: how the init reloads the front server (ops.inits), certbot's deploy hook.
 set -eu
 # flask-ops: include service.sh
-cert_name=$1 webroot=$2 email=$3 directory=$4 ca_file=$5 front=$6
+cert_name=$1 webroot=$2 email=$3 directory=$4 ca_file=$5 reload_hook=$6
 shift 6
 command -v certbot >/dev/null || { echo "certbot is not installed: run provision (tls.acme)" >&2; exit 1; }
 mkdir -p "$webroot/.well-known/acme-challenge"
@@ -26,8 +27,6 @@ if [ -n "$ca_file" ]; then
   fi
   export REQUESTS_CA_BUNDLE=$bundle
 fi
-reload_hook="systemctl reload $front"
-[ "$svc_init" = systemd ] || reload_hook="service $front reload"
 domains=()
 for name in "$@"; do domains+=(-d "$name"); done
 issue() {
