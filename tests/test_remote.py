@@ -1,4 +1,4 @@
-"""Host key refusals, without a host: what the user is told to run."""
+"""Host key refusals and standard input, without a host."""
 
 import paramiko
 import pytest
@@ -80,3 +80,13 @@ def test_a_refused_key_or_a_wrong_host_key_is_not_tried_again(monkeypatch, error
     with pytest.raises(type(error)):
         r._open()
     assert r.c.opened == 1
+
+
+def test_a_commands_standard_input_is_handed_over_in_one_piece():
+    """A certificate, an environment or a sudo password on stdin: Invoke reads a plain stream
+    one character per 10 ms (a 1.4 kB certificate took 14 s to reach each host)."""
+    import invoke
+    payload = "x" * 20000 + "\n"
+    result = invoke.Context().run("wc -c", in_stream=remote._Whole(payload), hide=True,
+                                  timeout=10)
+    assert result.stdout.split() == [str(len(payload))]
