@@ -82,7 +82,8 @@ def _before_switching(run, steps):
         failed, note = run.steps.current, discard(run)
         if not isinstance(exc, OpsError) or isinstance(exc, LockError):
             raise
-        run.record_failure(failed, str(exc))
+        if not note:  # a host that could not be cleaned up is not asked again (a cut link)
+            run.record_failure(failed, str(exc))
         raise DeployError(failed, str(exc) + note) from None
 
 

@@ -11,7 +11,8 @@ import time
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 from invoke.watchers import Responder
-from paramiko import AutoAddPolicy, BadHostKeyException, MissingHostKeyPolicy, SSHConfig, SSHException
+from paramiko import (AutoAddPolicy, BadHostKeyException, MissingHostKeyPolicy, SFTPClient,
+                      SSHConfig, SSHException)
 
 from .errors import RemoteError, Unreachable
 
@@ -118,6 +119,7 @@ class Remote:
         check_host_keys(connection)
         self.c = connection
         self.commands = 0
+        self._sftp_client = None
 
     @property
     def name(self):
@@ -237,17 +239,26 @@ class Remote:
         self.commands += 1
         try:
             self._open()
-            sftp = self.c.sftp()
-            # A dead link must fail the upload, not hang it: every SFTP read/write times out.
-            sftp.get_channel().settimeout(self.UPLOAD_TIMEOUT)
-            sftp.put(str(local), remote)
+            self._sftp().put(str(local), remote)
         except NETWORK_ERRORS as exc:
             # The session may be wedged (a cut link): drop it, so the next command reconnects
             # under connect_timeout instead of waiting on a dead channel.
             self.close()
             raise RemoteError(f"{what}: upload to {self.name} failed: {_reason(exc)}") from None
 
+    def _sftp(self):
+        """The session's SFTP channel. A dead link must fail an upload, not hang it: opening
+        the channel (paramiko waits up to an hour for its answer) and every read and write on
+        it time out after UPLOAD_TIMEOUT."""
+        if self._sftp_client is None or self._sftp_client.get_channel().closed:
+            channel = self.c.transport.open_session(timeout=self.UPLOAD_TIMEOUT)
+            channel.settimeout(self.UPLOAD_TIMEOUT)
+            channel.invoke_subsystem("sftp")
+            self._sftp_client = SFTPClient(channel)
+        return self._sftp_client
+
     def close(self):
+        self._sftp_client = None
         try:
             self.c.close()
         except Exception:

@@ -160,9 +160,10 @@ def test_the_link_cut_mid_upload_fails_clearly_and_switches_nothing(host, projec
 
     monkeypatch.setattr(remote.Remote, "put", cut_then_put)
     monkeypatch.setattr(remote.Remote, "UPLOAD_TIMEOUT", 5)
+    cut = staging.remote(HOST)  # a session whose SFTP channel is not open yet: opening it hung
     try:
         with pytest.raises(DeployError) as err:
-            ship(big, host)
+            ship(big, cut)
     finally:
         subprocess.run(["ip", "link", "set", veth, "up"], check=True)
     assert err.value.step == "upload" and "upload to staging1 failed" in str(err.value)
@@ -174,6 +175,7 @@ def test_the_link_cut_mid_upload_fails_clearly_and_switches_nothing(host, projec
         deploy.unlock(s, fresh)  # the lock of a deploy that lost its host: cleared as documented
     ship(project(), fresh)
     fresh.close()
+    cut.close()
 
 
 def test_a_full_disk_during_upload_fails_clearly_and_removes_the_partial_release(host, project):
