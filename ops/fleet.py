@@ -12,9 +12,10 @@ release, and the summary names every host's outcome.
 """
 
 import dataclasses
+import json
 from concurrent.futures import ThreadPoolExecutor
 
-from . import certs, deploy, executor, plan, render, smoke, stacks
+from . import certs, deploy, executor, plan, render, scripts, smoke, stacks
 from .errors import DeployError, OpsError
 from .steps import Prefixed, Steps
 
@@ -79,12 +80,22 @@ def app_settings(s, lbs):
     return s
 
 
+def lb_settings(s, lb_count):
+    """What the balancers serve: with ACME and more than one balancer, one certificate shared
+    by all (issued on the first, copied to the others), from flask-ops' own directory."""
+    if s.tls and s.tls.acme and lb_count > 1:
+        return dataclasses.replace(s, tls=dataclasses.replace(s.tls, distributed=True))
+    return s
+
+
 def lb_certificates(s, lbs, out):
     """Each balancer's certificate (ACME through its own certbot, or the user's files) before
     its TLS config is checked against it. Returns whether the balancers must reload to serve
     it (certbot reloads by itself when it renews)."""
     if not (s.tls and lbs):
         return False
+    if s.tls.distributed:
+        return shared_acme_certificate(s, lbs, out)
     cert_files = None if s.tls.acme else certs.load_files(s, warn=out)
     # No facts: certbot keeps a certificate that is still valid; files are rewritten.
     steps = plan.certificate_steps(s, {}, cert_files, certs.acme_ca(s))
@@ -97,6 +108,66 @@ def lb_certificates(s, lbs, out):
         out(f"  lb         certificate for {', '.join(s.server_names)} on "
             f"{', '.join(lb.name for lb in lbs)}")
     return bool(steps and cert_files)
+
+
+def shared_acme_certificate(s, lbs, out):
+    """One ACME certificate for several balancers. A validation request may reach any of
+    them (the names resolve to all): the others send challenges they have no file for to the
+    first, whose certbot issues and renews the certificate and copies it (deploy hook) to the
+    directory every balancer serves it from. Each deploy brings the others the first's copy.
+    Returns whether a balancer's copy changed (they must reload)."""
+    primary, others = lbs[0], lbs[1:]
+    lb = stacks.LoadBalancer(s)
+    up = f"[{primary.address}]" if ":" in primary.address else primary.address
+    for host in lbs:
+        forward = scripts.command("acme_forward.sh", s.acme_forward_dir, s.app_name,
+                                  "" if host is primary else f"{up}:{s.listen_port}")
+        host.run(_front_with(lb, forward), "load balancer ACME forwarding")
+    live, shared = f"/etc/letsencrypt/live/{s.app_name}", s.tls_dir
+    copy = (f"install -d -m 700 {plan.q(shared)} && "
+            + " && ".join(f"install -m 600 {plan.q(live + '/' + f)} {plan.q(shared + '/' + f)}"
+                          for f in ("fullchain.pem", "privkey.pem")))
+    reload = lb.init.service("reload", lb.front)
+    step = plan.certificate_steps(s, {}, acme_ca=certs.acme_ca(s), deploy_hook=f"{copy} && {reload}")[0]
+    primary.run(step.script, f"load balancer {step.name}")
+    changed = primary.run(plan.script([
+        f"if ! cmp -s {plan.q(live)}/fullchain.pem {plan.q(shared)}/fullchain.pem || "
+        f"! cmp -s {plan.q(live)}/privkey.pem {plan.q(shared)}/privkey.pem; then",
+        f"  {copy}", "  echo changed", "fi"]), "certificate copy").stdout.split() == ["changed"]
+    pair = json.loads(primary.run(scripts.command("read_files.py", s.tls_cert, s.tls_key),
+                                  "certificate copy").stdout)
+    payload = json.dumps({"chain": pair[s.tls_cert], "key": pair[s.tls_key]})
+    for host in others:
+        result = host.run(scripts.command("tls_files.py", shared), "certificate copy",
+                          stdin=payload)
+        if result.stdout.split() != ["unchanged"]:
+            host.run(plan.script(plan.tls_keep_lines(s)), "certificate")
+            changed = True
+    out(f"  lb         certificate for {', '.join(s.server_names)} from {primary.name}, "
+        f"shared with {', '.join(h.name for h in others)}")
+    return changed
+
+
+def _front_with(lb, line):
+    """Run `line` (it prints `changed` when it changed what nginx includes), then install the
+    host's current catch-all, check the whole config and reload nginx when anything changed.
+    A config that fails its check is never loaded: the forwarding files are removed."""
+    catchall = lb.catchall_file()
+    name = lb.catchall_name()
+    cand = lb.candidate_dir + "-acme"
+    lines = [f"changed=$({line})"]
+    lines += ["if ! { " + " && ".join(lb.check_in_context(
+        cand, [name], [plan.write_line(f"{cand}/sites/{name}", catchall.content)]))
+        + "; }; then",
+        f"  rm -f {plan.q(lb.s.acme_forward_dir)}/{plan.q(lb.s.app_name)}.*; exit 1", "fi"]
+    enabled = plan.q(f"{lb.sites_enabled}/{name}")
+    lines += [f"if ! cmp -s {plan.q(cand + '/sites/' + name)} {plan.q(catchall.path)} "
+              f"|| [ ! -e {enabled} ]; then",
+              "  " + plan.install_line(f"{cand}/sites/{name}", catchall.path) + " && "
+              + plan.enable_line(lb.sites_enabled, catchall.path), "  changed=1", "fi",
+              "if [ -n \"$changed\" ]; then"]
+    lines += ["  " + x for x in lb.reload(lb.front)] + ["fi"]
+    return plan.script(lines)
 
 
 DRAIN_MODES = ("auto", "always")
@@ -115,7 +186,7 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
     fleet = render.Fleet(tuple(lb.address for lb in lbs))
     # Rendered for what every host last reported (the balancers' own files too).
     s = deploy.for_hosts(s, [h.name for h in list(lbs) + list(apps)])
-    lb_s, s = s, app_settings(s, lbs)
+    lb_s, s = lb_settings(s, len(lbs)), app_settings(s, lbs)
     new_certificate = lb_certificates(lb_s, lbs, out)
     built = deploy.build(s, Steps(out), fleet)
     outcome, prepared = {}, {}

@@ -322,9 +322,10 @@ def env_restore_lines(s, digest):
 RENEW_BEFORE = 30 * 86400  # certbot's own renewal window
 
 
-def certificate_steps(s, facts, cert_files=None, acme_ca=None):
+def certificate_steps(s, facts, cert_files=None, acme_ca=None, deploy_hook=None):
     """The certificate step, when the host's certificate is not the one the settings call
-    for: before `stage`, whose checks load it (nginx needs the file to start)."""
+    for: before `stage`, whose checks load it (nginx needs the file to start). deploy_hook:
+    what certbot runs after it issued or renewed (default: reload the front server)."""
     if not s.tls:
         return ()
     have = facts.get("tls")
@@ -338,7 +339,8 @@ def certificate_steps(s, facts, cert_files=None, acme_ca=None):
         stack = stacks.of(s)
         lines.append(scripts.command("acme_issue.sh", stack.init.name, s.app_name,
                                      s.acme_webroot, s.tls.email, s.tls.directory, ca_file,
-                                     stack.init.service("reload", stack.front), *s.server_names))
+                                     deploy_hook or stack.init.service("reload", stack.front),
+                                     *s.server_names))
         return (Step("certificate", script(lines),
                      f"certbot: {', '.join(s.server_names)} from {s.tls.directory}"),)
     if have and have.get("sha256") == cert_files.sha256:

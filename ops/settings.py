@@ -256,8 +256,9 @@ class Settings:
 
     @property
     def tls_dir(self):
-        """Where the certificate lives on the host: certbot's lineage, or ours for files."""
-        if self.tls and self.tls.acme:
+        """Where the certificate lives on the host: certbot's lineage, or ours for files and
+        for an ACME certificate several balancers share (copied from certbot's lineage)."""
+        if self.tls and self.tls.acme and not self.tls.distributed:
             return f"/etc/letsencrypt/live/{self.app_name}"
         return f"/etc/flask-ops/{self.app_name}/tls"
 
@@ -280,6 +281,12 @@ class Settings:
     @property
     def acme_webroot(self):
         return tlsconf.ACME_WEBROOT
+
+    @property
+    def acme_forward_dir(self):
+        """This port's files naming the balancers whose certbot answers challenges this
+        host has no file for (balancers that share a certificate)."""
+        return f"{tlsconf.ACME_FORWARD_DIR}/{self.listen_port}"
 
     @property
     def env_file(self):

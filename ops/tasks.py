@@ -165,7 +165,8 @@ def check(c, target=None):
         # The fleet's shapes too; addresses are placeholders: the config is what is checked.
         lbs = [f"198.18.0.{i + 1}" for i in range(len(s.roles["lb"]))]
         apps = [render.Upstream(f"198.18.1.{i + 1}") for i in range(len(s.roles["app"]))]
-        for kind in checks.check_local(render.render_lb(s, apps), s, skipped):
+        lb_s = fleet.lb_settings(s, len(lbs))
+        for kind in checks.check_local(render.render_lb(lb_s, apps), lb_s, skipped):
             print(f"ok  {kind} (load balancer)")
         app_s = fleet.app_settings(s, lbs)  # what app hosts serve (TLS ends at the balancer)
         for kind in checks.check_local(render.render(app_s, render.Fleet(tuple(lbs))), app_s, skipped):

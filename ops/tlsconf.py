@@ -16,6 +16,9 @@ from .errors import SettingsError
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 ACME_WEBROOT = "/var/lib/flask-ops/acme"  # every port-80 server answers challenges from here
+# Several balancers share one ACME certificate: the first runs certbot, the others send the
+# challenges they cannot answer to it. Per port and app: PORT/APP.upstream (its server line).
+ACME_FORWARD_DIR = "/etc/flask-ops/acme-forward"
 HSTS_DEFAULT = 63072000  # two years (Mozilla)
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\Z")
@@ -41,6 +44,9 @@ class Tls:
     # In a fleet: app hosts serve TLS too and the balancers re-encrypt to them, verifying
     # their certificate for the site's name (the default: plain on the private network).
     to_app_hosts: bool = False
+    # Set by the fleet, never by the user: several balancers serve one ACME certificate,
+    # issued on the first and copied to the others, from flask-ops' own directory on each.
+    distributed: bool = False
 
     @property
     def acme(self):

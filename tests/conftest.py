@@ -100,6 +100,7 @@ def remove_app(host, s):
              f"rm -f /etc/nginx/sites-*/{name}.conf /etc/nginx/sites-*/{name}-lb.conf "
              f"/etc/apache2/sites-*/{name}.conf "
              f"/etc/systemd/system/{s.service}.service; rm -rf /etc/flask-ops/{name}; "
+             f"rm -f /etc/flask-ops/acme-forward/*/{name}.*; "
              # Everything of the app but its content-addressed venvs and wheels (root's, keyed
              # by the requirements' digest): the next test's first deploy reuses them, as a
              # host deploying the same requirements again would.

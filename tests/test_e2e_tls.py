@@ -42,6 +42,10 @@ def over_http2(acme, name, address, path="/hello"):
                 "-o", "/dev/null", "-w", "%{http_code} %{http_version}", f"https://{name}{path}")
 
 
+def sh(host, command):
+    return host.run(command, command).stdout.strip()
+
+
 def serial(target):
     import socket
     with socket.create_connection((target.address, target.port), timeout=10) as raw:
@@ -260,29 +264,49 @@ def test_the_users_own_certificate_files_are_installed_0600_and_served(staging_h
         host.close()
 
 
-def test_the_fleet_load_balancer_terminates_tls_for_plain_app_hosts(acme, staging_hosts):
+def test_two_balancers_share_one_certificate_and_terminate_tls_for_a_plain_app_host(acme, staging_hosts):
+    """The name resolves to the second balancer: the ACME server's validation reaches it,
+    it sends the challenge to the first (which runs certbot), and both serve the one
+    certificate. A renewal on the first reaches the second at the next deploy."""
     staging.up(3, log=lambda m: None)
-    lb, apps = staging.remote("staging3"), [staging.remote("staging1"), staging.remote("staging2")]
+    first, second = staging.remote("staging2"), staging.remote("staging3")
+    app = staging.remote("staging1")
     s = secure(acme, app_name="edge", names=("edge.test",),
-               roles={"lb": ["staging3"], "app": ["staging1", "staging2"]})
-    pebble.point("edge.test", lb.address)
-    for host in [lb] + apps:
+               roles={"lb": ["staging2", "staging3"], "app": ["staging1"]})
+    pebble.point("edge.test", second.address)
+    lbs = [first, second]
+    for host in lbs + [app]:
         provision.provision(s, host)
+    lb_s = fleet.lb_settings(s, 2)
     try:
-        fleet.rolling_deploy(s, [lb], apps, out=lambda m: None)  # smoke through the lb: TLS
-        code, out = over_http2(acme, "edge.test", lb.address)
-        assert (code, out) == (0, "200 2"), out
-        through = json.loads(smoke.request(deploy.target_for(s, lb), "/whoami").body)
+        fleet.rolling_deploy(s, lbs, [app], out=lambda m: None)  # smoke through each lb: TLS
+        for lb in lbs:
+            code, out = over_http2(acme, "edge.test", lb.address)
+            assert (code, out) == (0, "200 2"), out
+        issued = {lb.name: serial(deploy.target_for(lb_s, lb)) for lb in lbs}
+        assert issued[first.name] == issued[second.name]
+        assert sh(first, "ls /etc/letsencrypt/live") == "README\nedge"
+        assert sh(second, "ls /etc/letsencrypt/live 2>/dev/null || true") == ""
+        through = json.loads(smoke.request(deploy.target_for(lb_s, second), "/whoami").body)
         assert through["scheme"] == "https"
-        # App hosts: plain HTTP on the private network, no certificate, no redirect; a forged
-        # X-Forwarded-Proto from anyone but the balancer changes nothing.
-        direct = smoke.Target(apps[0].address, 80, "edge.test")
+        # The app host: plain HTTP on the private network, no certificate, no redirect; a
+        # forged X-Forwarded-Proto from anyone but a balancer changes nothing.
+        direct = smoke.Target(app.address, 80, "edge.test")
         assert smoke.request(direct, "/hello").status == 200
         forged = json.loads(smoke.request(direct, "/whoami",
                                           headers={"X-Forwarded-Proto": "https"}).body)
         assert forged["scheme"] == "http" and forged["forwarded_proto"] == "http"
+        # Renewed as the first's timer runs it: validated through the second's site, copied
+        # by the deploy hook; the second serves it once a deploy (a no-op) has run.
+        first.run("REQUESTS_CA_BUNDLE=/etc/flask-ops/acme-ca-bundle.pem certbot renew "
+                  "--force-renewal --cert-name edge --no-random-sleep-on-renew -q", "renew")
+        staging.wait_until(lambda: serial(deploy.target_for(lb_s, first)) != issued[first.name],
+                           30, "the renewed certificate on the first balancer")
+        assert serial(deploy.target_for(lb_s, second)) == issued[second.name]
+        fleet.rolling_deploy(s, lbs, [app], out=lambda m: None)
+        assert serial(deploy.target_for(lb_s, second)) == serial(deploy.target_for(lb_s, first))
     finally:
-        for host in [lb] + apps:
+        for host in lbs + [app]:
             remove_app(host, s)
             host.close()
 
