@@ -5,6 +5,7 @@ cached by content hash, so an unchanged requirements file costs nothing the seco
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import (backendmeta, outdir, projectmeta, requirements as requirements_mod,
-               settings as settings_mod, tree as tree_mod)
+               settings as settings_mod, stacks, tree as tree_mod)
 from .cachedir import cache_root
 from .errors import OpsError
 
@@ -39,8 +40,23 @@ def requirements(settings):
     project only its build backend knows (setup.py, dynamic dependencies) from that backend."""
     path = settings.requirements_file
     if uses_backend(settings):
-        return requirements_mod.from_backend(backend_metadata(settings).requires, path)
-    return requirements_mod.read(path, settings.source_dir)
+        reqs = requirements_mod.from_backend(backend_metadata(settings).requires, path)
+    else:
+        reqs = requirements_mod.read(path, settings.source_dir)
+    return with_app_server(settings, reqs)
+
+
+def with_app_server(settings, reqs):
+    """The app server itself when it runs from the app's venv (gunicorn), unless the project
+    already names it (its own pin wins)."""
+    extra = stacks.of(settings).venv_requirement
+    if not extra or requirements_mod.names(reqs) & {requirements_mod.canonical(extra)}:
+        return reqs
+    if reqs.hashed:
+        raise OpsError(f"{settings.requirements_file}: its requirements carry hashes, and pip "
+                       f"installs nothing without one: add {extra} with its hash (stack "
+                       f"{settings.stack} runs it from the app's venv)")
+    return dataclasses.replace(reqs, lines=reqs.lines + (extra,))
 
 
 def uses_backend(settings):

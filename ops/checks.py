@@ -229,6 +229,12 @@ def check_env_reaches_app(files, settings):
             raise CheckError("app environment", f"{unit.path} does not start its worker through "
                              f"{settings.run_file}, so it would run without {env_file}")
     for unit in [u for u in units if u.path == app_unit]:
+        if settings.app_server == "gunicorn":
+            if f" {settings.run_file} -- gunicorn " not in unit.content \
+                    or f" {stacks.GUNICORN_ENTRY}:application" not in unit.content:
+                raise CheckError("app environment", f"{unit.path} does not start gunicorn on "
+                                 f"{settings.wsgi_file}, so the app would start without {env_file}")
+            continue
         ini = by_path.get(_started_ini(unit) or "")
         if ini is None:
             raise CheckError("app environment", f"{unit.path} does not start uWSGI with the "

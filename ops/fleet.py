@@ -268,10 +268,16 @@ def batches(order, batch_size):
 
 
 def _finish(outcome, max_fail, out, raise_=True):
+    failed = [n for n, t in outcome.items() if t.startswith("FAILED")]
+    for name in failed:  # why, in full: the failing check's output, the app's last lines
+        detail = outcome[name].splitlines()[1:]
+        if detail:
+            out(f"{name}:")
+            for line in detail:
+                out(f"  {line}")
     out("summary:")
     for name, text in outcome.items():
         out(f"  {name:12} {text.splitlines()[0]}")
-    failed = [n for n, t in outcome.items() if t.startswith("FAILED")]
     if raise_ and len(failed) > max_fail:
         raise DeployError("rolling deploy", f"{len(failed)} host(s) failed "
                           f"({', '.join(failed)}; --max-fail {max_fail}); the roll stopped")

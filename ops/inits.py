@@ -22,8 +22,12 @@ class Init:
     def unit_files(self, s):
         # the file kind is the init's name: templating.SYSTEMD, templating.UPSTART
         return [templating.RenderedFile(path, templating.render(
-                    self.templates[unit.endswith(".socket")], s, uwsgi_bin=UWSGI_BIN), self.name)
+                    self.template(s, unit.endswith(".socket")), s, uwsgi_bin=UWSGI_BIN), self.name)
                 for unit, path in self.unit_paths(s).items()]
+
+    def template(self, s, socket):
+        """The template of the app server's unit (or its socket's): per app server."""
+        return self.templates[socket].replace("uwsgi", s.app_server)
 
     def app_units(self, s):
         return list(self.unit_paths(s))
@@ -67,12 +71,13 @@ class Systemd(Init):
         return f"/etc/systemd/system/{unit if unit.endswith('.socket') else unit + '.service'}"
 
     def socket(self, s):
-        return f"/run/{s.app_name}/uwsgi.sock"  # the socket unit makes /run/<app> (DirectoryMode=)
+        # the socket unit makes /run/<app> (DirectoryMode=)
+        return f"/run/{s.app_name}/{s.app_server}.sock"
 
     def master_fifo(self, s):
         # the service's own RuntimeDirectory= (APP:APP 0700): not the socket's directory,
         # which systemd would remove with the service
-        return f"/run/{s.service}/master.fifo"
+        return f"/run/{s.service}/master.fifo" if s.app_server == "uwsgi" else None
 
     def unit_paths(self, s):
         socket = f"{s.service}.socket"

@@ -222,6 +222,8 @@ def actions(s, files, facts, certificate=False):
     for unit in stack.units():
         restart = (unit in workers or facts["active"].get(unit) != "active"
                    or f"restart {unit}" in pending
+                   # an app server that runs from the release's venv (gunicorn) restarts onto it
+                   or (stack.restarts_to_switch and unit in stack.process_units())
                    or unit_paths.get(unit) in changed_paths
                    # a restarted socket stops its service: the service starts on the new one
                    or (unit in unit_paths and any(action == "restart" and u in unit_paths

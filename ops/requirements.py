@@ -51,6 +51,21 @@ class Requirements:
         return h.hexdigest()[:16]
 
 
+def canonical(line):
+    """The project name a requirement line names (PEP 503 normalised), or None for a line
+    that names none (a URL, a path)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    try:
+        return canonicalize_name(Requirement(line.split(" --hash")[0]).name)
+    except InvalidRequirement:
+        return None
+
+
+def names(reqs):
+    return {canonical(line) for line in reqs.lines} - {None}
+
+
 def _logical_lines(text):
     """pip's line joining: a trailing backslash continues a line; ' #' starts a comment."""
     number, buffer, start = 0, "", 1

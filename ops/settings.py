@@ -99,6 +99,8 @@ class Settings:
     base_dir: Optional[str] = None  # default: /srv/<app_name>
     static_url: str = "/static/"
     streaming: Tuple[str, ...] = ()  # URL prefixes whose responses stream (never buffered)
+    # URL paths whose requests upgrade to a websocket (Flask-Sock): stack nginx-gunicorn only.
+    websockets: Tuple[str, ...] = ()
     # The app's dependencies: a requirements file in source, or a pyproject.toml (PEP 621
     # [project] dependencies or Poetry's, pinned by uv.lock / poetry.lock beside it). None:
     # source/requirements.txt, else pyproject.toml in source or at the project root.
@@ -226,8 +228,19 @@ class Settings:
         return inits.of(self).master_fifo(self)
 
     @property
+    def app_server(self):
+        """The program that runs the app's code: uwsgi, gunicorn or mod_wsgi (inside Apache)."""
+        return stacks.of(self).app_server
+
+    @property
+    def gunicorn_entry(self):
+        """The module gunicorn imports: the release's entry (wsgi_file), by name."""
+        return stacks.GUNICORN_ENTRY
+
+    @property
     def service(self):
-        return f"{self.app_name}-uwsgi"
+        """The app server's unit (and, with `.socket`, its socket's)."""
+        return f"{self.app_name}-{'gunicorn' if self.app_server == 'gunicorn' else 'uwsgi'}"
 
     @property
     def uwsgi_ini(self):
@@ -298,6 +311,9 @@ class Settings:
 
     @property
     def wsgi_file(self):
+        """The release's entry module (wsgi/entry.py.j2); gunicorn imports it by name."""
+        if self.app_server == "gunicorn":
+            return f"{self.current}/{stacks.GUNICORN_ENTRY}.py"
         return f"{self.current}/{self.app_name}.wsgi"
 
     @property
@@ -691,6 +707,8 @@ _VALIDATORS = {
     "static_url": _url_prefix,
     "streaming": lambda k, v: _list(k, v, _URL_PATH, "URL paths starting with '/'",
                                     check=_url_path) if v else (),
+    "websockets": lambda k, v: _list(k, v, _URL_PATH, "URL paths starting with '/'",
+                                     check=_url_path) if v else (),
     "requirements": lambda k, v: _rel_path(k, v) if v is not None else None,
     "listen_port": lambda k, v: _int(k, v, 1, 65535),
     # The inner tier listens on loopback: never a privileged or well-known port.
@@ -761,16 +779,36 @@ def load(raw=None, project_root=".", check_files=True, stage=None):
         _fail("upstream_port", settings.upstream_port, "a port other than listen_port")
     if settings.tls:
         _check_tls(settings)
-    if settings.access_log == "json" and settings.stack != "nginx-uwsgi":
+    if settings.access_log == "json" and stacks.of(settings).front != "nginx":
         _fail("access_log", "json", "main on Apache: its log escaping (\\xhh) is not JSON; "
-              "json needs stack nginx-uwsgi")
+              "json needs an nginx stack")
     if settings.static_url == "/":
         _fail("static_url", settings.static_url, "a sub-path such as '/static/'")
+    _check_app_server(settings)
     _check_conflicts(settings)
     _check_workers(settings)
     if check_files:
         _check_files(settings)
     return settings
+
+
+def _check_app_server(s):
+    """What only one app server can do, refused elsewhere with the reason."""
+    if s.websockets and s.stack != "nginx-gunicorn":
+        _fail("websockets", list(s.websockets), "no websockets on stack " + s.stack + (
+              ": nginx cannot upgrade a connection through uwsgi_pass, and Flask-Sock does not "
+              "run under uWSGI" if s.stack == "nginx-uwsgi" else
+              ": mod_wsgi cannot hand a connection over to the app") + "; set stack: nginx-gunicorn")
+    if s.stack == "nginx-gunicorn":
+        if s.nginx != "default":
+            _fail("nginx", s.nginx, "default with stack nginx-gunicorn (the proxy and cache "
+                  "shapes put a second nginx tier in front of uWSGI)")
+        if s.init != "systemd":
+            _fail("init", s.init, "systemd with stack nginx-gunicorn (its socket unit keeps "
+                  "requests waiting while gunicorn restarts onto a new release)")
+    overlap = set(s.websockets) & set(s.streaming)
+    if overlap:
+        _fail("websockets", sorted(overlap)[0], "paths that are not also under `streaming`")
 
 
 def with_stage(raw, stage):
@@ -834,7 +872,7 @@ def _networks(key, value):
 
 def _check_tls(s):
     tls = s.tls
-    if tls.ocsp_stapling and s.stack == "nginx-uwsgi" and not tls.resolvers:
+    if tls.ocsp_stapling and stacks.of(s).front == "nginx" and not tls.resolvers:
         _fail("tls.resolvers", None, "the DNS servers nginx asks for the CA's OCSP host when "
               "ocsp_stapling is on (e.g. [127.0.0.53] with systemd-resolved)")
     for name in s.server_names:

@@ -23,7 +23,10 @@ FRONT_MARKER = "/etc/flask-ops/front-server"
 class Stack:
     """What every front server shares: sites-available/sites-enabled under `etc`."""
 
-    name = front = etc = main_conf = candidate_kind = ""
+    name = front = etc = main_conf = candidate_kind = app_server = ""
+    venv_requirement = ""  # an app server that runs from the app's venv: its requirement
+    # Whether the app server must restart to run a new release (else its graceful reload does).
+    restarts_to_switch = False
     packages = ()
     provision_script = ""
 
@@ -209,6 +212,7 @@ class NginxUwsgi(Stack):
     provision_script = "front_nginx.sh"
     streams_only_listed = True
     front_reloads_the_app = False
+    app_server = "uwsgi"
     UWSGI_PLUGIN = "python3"
 
     @property
@@ -287,9 +291,61 @@ class NginxUwsgi(Stack):
         return [line for unit in reversed(self.app_units()) for line in self.init.remove(unit)]
 
 
+class NginxGunicorn(NginxUwsgi):
+    """nginx in front of gunicorn (gthread workers) on a systemd socket: what websockets
+    (Flask-Sock) need. gunicorn runs from the release's venv, so it restarts onto each new
+    release; requests wait in the socket's queue meanwhile, and in-flight ones finish first
+    (SIGTERM: a graceful stop of up to drain_timeout)."""
+
+    name, app_server = "nginx-gunicorn", "gunicorn"
+    packages = ("nginx", "python3-venv", "ssl-cert")
+    restarts_to_switch = True
+    # Installed into the app's venv with its own requirements (pure Python, from the
+    # wheelhouse like them), unless the project pins its own: the version our unit is written for.
+    venv_requirement = "gunicorn==23.0.0"
+
+    @property
+    def two_tier(self):
+        return False
+
+    @property
+    def caches(self):
+        return False
+
+    def files(self, fleet=None):
+        s = self.s
+        return [
+            self.catchall_file(),
+            t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
+                           t.render("nginx/site.conf.j2", s, lb=None,
+                                    trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
+                                    + list(s.trusted_proxies)),
+                           t.NGINX),
+            *self.init.unit_files(s),
+            self.entry_file(),
+            self.run_file(),
+            self.maintenance_page(),
+            *self.error_pages(),
+        ] + self.init.worker_files(s)
+
+    def check_lines(self, meta, cand, sites):
+        lines = Stack.check_lines(self, meta, cand, sites)
+        command = self.init.check_command(
+            [f"{meta}/etc{path}" for path in self.init.unit_paths(self.s).values()])
+        return lines + ([command] if command else [])
+
+    def wake_command(self):
+        return "true"
+
+
+# The module name of the release's entry for gunicorn (ops/templates/wsgi/entry.py.j2).
+GUNICORN_ENTRY = "flask_ops_entry"
+
+
 class ApacheModWsgi(Stack):
     name, front, etc, main_conf, candidate_kind = (
         "apache-modwsgi", "apache2", "/etc/apache2", "/etc/apache2/apache2.conf", "apache")
+    app_server = "mod_wsgi"
     # ssl-cert: the self-signed certificate of the catch-all's 443 virtual host.
     packages = ("apache2", "libapache2-mod-wsgi-py3", "python3-venv", "ssl-cert")
     provision_script = "front_apache.sh"
@@ -421,7 +477,7 @@ def uwsgi_check_command(ini):
 # about 55 characters; provision sets this (front_nginx.sh) unless the host sets its own.
 NAMES_HASH_BUCKET = 256
 
-STACKS = {cls.name: cls for cls in (NginxUwsgi, ApacheModWsgi)}
+STACKS = {cls.name: cls for cls in (NginxUwsgi, NginxGunicorn, ApacheModWsgi)}
 NAMES = tuple(STACKS)
 
 

@@ -84,8 +84,8 @@ def environment(override_dir=None):
 # Forwarding headers a proxy-aware app believes (Flask's ProxyFix, ...) for which no tier has
 # a value of its own: every front server drops the client's copies (nginx and Apache alike).
 DROPPED_FORWARDING = ("X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Server",
-                      "X-Forwarded-Ssl", "X-Url-Scheme", "Forwarded", "X-Original-URL",
-                      "X-Rewrite-URL")
+                      "X-Forwarded-Ssl", "X-Forwarded-Protocol", "X-Url-Scheme", "Forwarded",
+                      "X-Original-URL", "X-Rewrite-URL")
 
 
 def stream_matches(path):

@@ -96,10 +96,11 @@ def remove_app(host, s):
     name = s.app_name
     host.run(f"for u in /etc/systemd/system/{name}-worker-*.service; do [ -f \"$u\" ] || continue; "
              f"systemctl disable --now \"$(basename \"$u\")\" 2>/dev/null; rm -f \"$u\"; done; "
-             f"systemctl disable --now {s.service} 2>/dev/null; "
+             f"systemctl disable --now {s.service}.socket {s.service} 2>/dev/null; "
              f"rm -f /etc/nginx/sites-*/{name}.conf /etc/nginx/sites-*/{name}-lb.conf "
              f"/etc/apache2/sites-*/{name}.conf "
-             f"/etc/systemd/system/{s.service}.service; rm -rf /etc/flask-ops/{name}; "
+             f"/etc/systemd/system/{s.service}.service /etc/systemd/system/{s.service}.socket; "
+             f"rm -rf /etc/flask-ops/{name}; "
              f"rm -f /etc/flask-ops/acme-forward/*/{name}.*; "
              # Everything of the app but its content-addressed venvs and wheels (root's, keyed
              # by the requirements' digest): the next test's first deploy reuses them, as a

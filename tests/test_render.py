@@ -12,7 +12,10 @@ from ops.errors import CheckError
 
 from conftest import ROOT
 
-COMBOS = list(itertools.product(settings.STACKS, settings.NGINX_SHAPES, settings.INITS))
+COMBOS = [(stack, shape, init)
+          for stack, shape, init in itertools.product(settings.STACKS, settings.NGINX_SHAPES,
+                                                      settings.INITS)
+          if stack != "nginx-gunicorn" or (shape, init) == ("default", "systemd")]
 
 
 def by_kind(files, kind):
@@ -28,12 +31,38 @@ def test_every_combination_passes_the_real_checkers(load, stack, shape, init):
     s = load(stack=stack, nginx=shape, init=init)
     files = render.render(s)
     expected = ({"apache", "wsgi", "app environment"} if stack == "apache-modwsgi"
+                else {"nginx", "wsgi", "systemd", "app environment"} if stack == "nginx-gunicorn"
                 else {"nginx", "wsgi", "uwsgi", "systemd" if init == "systemd" else "upstart",
                       "app environment"})
     assert set(checks.check_local(files, s)) == expected
     for f in files:
         assert f.content.startswith(("# " + render.MANAGED, "; " + render.MANAGED,
                                      "<!-- " + render.MANAGED))
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"nginx": "proxy"}, "nginx"), ({"nginx": "cache"}, "nginx"), ({"init": "upstart"}, "init"),
+])
+def test_gunicorn_refuses_what_it_cannot_do(load, raw, key):
+    with pytest.raises(settings.SettingsError, match=f"deploy.{key}"):
+        load(stack="nginx-gunicorn", **raw)
+
+
+@pytest.mark.parametrize("stack, reason", [("nginx-uwsgi", "cannot upgrade a connection through uwsgi_pass"),
+                                           ("apache-modwsgi", "mod_wsgi cannot hand")])
+def test_websockets_only_where_they_can_work(load, stack, reason):
+    with pytest.raises(settings.SettingsError, match=reason):
+        load(stack=stack, websockets=["/ws"])
+
+
+def test_gunicorn_runs_from_the_apps_venv_unless_the_project_pins_its_own(load, tmp_path):
+    from ops import build
+    s = load(stack="nginx-gunicorn", websockets=["/ws"])
+    assert build.requirements(s).lines[-1] == "gunicorn==23.0.0"
+    assert "gunicorn" not in " ".join(build.requirements(load()).lines)
+    unit = next(f.content for f in render.render(s) if f.path.endswith("sample-gunicorn.service"))
+    assert " -- gunicorn --preload --worker-class gthread " in unit
+    assert "sample-gunicorn.socket" in unit and "Type=notify" in unit
 
 
 def test_render_tree_mirrors_host_paths(load, tmp_path):
@@ -322,5 +351,5 @@ def test_request_id_reaches_app_log_and_client_in_every_shape(load, shape, fmt):
 
 
 def test_json_access_log_is_refused_on_apache(load):
-    with pytest.raises(settings.SettingsError, match=r"access_log: .*json needs stack nginx-uwsgi"):
+    with pytest.raises(settings.SettingsError, match=r"access_log: .*json needs an nginx stack"):
         load(stack="apache-modwsgi", access_log="json")

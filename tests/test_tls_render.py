@@ -103,10 +103,11 @@ def test_behind_a_tls_terminator_its_scheme_is_believed_from_it_alone(load, stac
     files = render.render(s)
     assert checks.check_local(files, s)
     site = content(files, "/sample.conf")
-    if stack == "nginx-uwsgi":
+    if stack.startswith("nginx-"):
         assert "geo $realip_remote_addr $sample_from_lb {" in site
         assert "    10.0.0.5 1;\n    10.1.0.0/16 1;" in site
-        assert "uwsgi_param HTTPS $sample_lb_https if_not_empty;" in site
+        assert ("uwsgi_param HTTPS $sample_lb_https if_not_empty;" if stack == "nginx-uwsgi"
+                else "proxy_set_header X-Forwarded-Proto $sample_lb_proto;") in site
         assert "set_real_ip_from 10.1.0.0/16;" in site
     else:
         assert "<If \"! -R '10.0.0.5' && ! -R '10.1.0.0/16'\">" in site
@@ -128,7 +129,7 @@ def test_ocsp_stapling_when_asked_and_only_then(load, stack):
     assert checks.check_local(files, s)
     site = content(files, "/sample.conf")
     assert ("ssl_stapling on;" in site and "ssl_stapling_verify on;" in site) \
-        if stack == "nginx-uwsgi" else "SSLUseStapling on" in site
+        if stack.startswith("nginx-") else "SSLUseStapling on" in site
     plain = content(render.render(tls_settings(load, ACME, stack=stack)), "/sample.conf")
     assert "stapling on" not in plain.lower()
 
