@@ -166,6 +166,31 @@ def check_stream(target, path):
     return True, f"{len(arrivals)} chunks, first after {first:.2f}s, last after {total:.2f}s"
 
 
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
+
+
+def check_websocket(target, path):
+    """The opening handshake of a websocket (RFC 6455) through every tier: 101 with the
+    accept key derived from ours; then the connection is dropped (no message is sent)."""
+    import base64
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    conn = target.connection()
+    try:
+        conn.request("GET", path, headers={"Host": target.host, "Upgrade": "websocket",
+                                           "Connection": "Upgrade", "Sec-WebSocket-Key": key,
+                                           "Sec-WebSocket-Version": "13"})
+        resp = conn.getresponse()
+        accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+        if resp.status != 101:
+            return False, f"expected 101 Switching Protocols, got {resp.status}"
+        if resp.getheader("Sec-WebSocket-Accept") != accept:
+            return False, "101 without the accept key of our handshake"
+        return True, f"{path} upgraded to a websocket"
+    finally:
+        conn.close()
+
+
 def check_unknown_host(target):
     resp = request(target, "/", host="unknown-host.invalid")
     if resp is None:
@@ -309,6 +334,8 @@ def checks_for(s, target, statics=(), maintenance=False):
         items.append((f"static {url}", lambda url=url, sha=sha: check_static(target, url, sha)))
     if s.smoke_stream and not maintenance:
         items.append(("streaming", lambda: check_stream(target, s.smoke_stream)))
+    if s.websockets and not maintenance:
+        items.append(("websocket", lambda: check_websocket(target, s.websockets[0])))
     items += [
         ("unknown host refused", lambda: check_unknown_host(target)),
         ("traversal and dotfiles refused", lambda: check_refused(

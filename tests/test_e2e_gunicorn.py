@@ -56,6 +56,10 @@ def test_websockets_through_nginx_and_the_balancer_across_deploys(staging_hosts,
                        "units").stdout.split() == ["active", "active"]
         assert echo(app, "hi") == "chat v1: hi"
         assert echo(lb, "through the balancer") == "chat v1: through the balancer"
+        checked = {r.name: r for r in smoke.run(s, deploy.target_for(s, lb))}
+        assert checked["websocket"].ok, checked["websocket"].detail  # smoke checks the upgrade
+        assert smoke.check_websocket(deploy.target_for(s, lb), "/hello") == (
+            False, "expected 101 Switching Protocols, got 200")
         # The balancer's scheme reaches gunicorn; a client's forged one does not.
         through = json.loads(smoke.request(deploy.target_for(s, lb), "/whoami").body)
         assert through == {"scheme": "http", "host": "chat.test"}
