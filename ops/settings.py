@@ -800,9 +800,6 @@ def _check_app_server(s):
               "run under uWSGI" if s.stack == "nginx-uwsgi" else
               ": mod_wsgi cannot hand a connection over to the app") + "; set stack: nginx-gunicorn")
     if s.stack == "nginx-gunicorn":
-        if s.nginx != "default":
-            _fail("nginx", s.nginx, "default with stack nginx-gunicorn (the proxy and cache "
-                  "shapes put a second nginx tier in front of uWSGI)")
         if s.init != "systemd":
             _fail("init", s.init, "systemd with stack nginx-gunicorn (its socket unit keeps "
                   "requests waiting while gunicorn restarts onto a new release)")

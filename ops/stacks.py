@@ -304,14 +304,6 @@ class NginxGunicorn(NginxUwsgi):
     # wheelhouse like them), unless the project pins its own: the version our unit is written for.
     venv_requirement = "gunicorn==23.0.0"
 
-    @property
-    def two_tier(self):
-        return False
-
-    @property
-    def caches(self):
-        return False
-
     def files(self, fleet=None):
         s = self.s
         return [

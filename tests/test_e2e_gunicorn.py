@@ -1,5 +1,6 @@
 """Stack nginx-gunicorn with websockets, end to end: a Flask-Sock app behind nginx on a
-staging host, itself behind a balancer (staging3 in front of staging1). Its socket unit keeps
+staging host (the proxy shape: two nginx tiers), itself behind a caching balancer (staging3
+in front of staging1), then alone in the default shape. Its socket unit keeps
 requests waiting while gunicorn restarts onto a new release; a websocket echoes directly and
 through the balancer, is closed by a code-change deploy and reconnects to the new code; a
 release that cannot be imported leaves the old one serving; rollback."""
@@ -22,15 +23,15 @@ CHAT = Path(__file__).parent / "apps" / "chat"
 CONFIG = {"app_name": "chat", "source": "app", "wsgi": "chat:app", "server_names": ["chat.test"],
           "stack": "nginx-gunicorn", "processes": 2, "threads": 4, "drain_timeout": 3,
           "websockets": ["/ws"], "streaming": ["/time"], "smoke_stream": "/time",
-          "smoke": [{"path": "/", "status": 200, "contains": "chat v1"}],
-          "roles": {"lb": ["staging3"], "app": ["staging1"]}}
+          "nginx": "cache", "roles": {"lb": ["staging3"], "app": ["staging1"]}}
 
 
-def chat_project(root, greeting="chat v1"):
+def chat_project(root, greeting="chat v1", **raw):
     shutil.copytree(CHAT, root, ignore=shutil.ignore_patterns("__pycache__"))
     app = root / "app" / "chat.py"
     app.write_text(app.read_text().replace('GREETING = "chat v1"', f'GREETING = "{greeting}"'))
-    config = {**CONFIG, "smoke": [{"path": "/", "status": 200, "contains": greeting}]}
+    # (no `contains`: the caching balancer may serve the previous release's page for cache_ttl)
+    config = {**CONFIG, "smoke": [{"path": "/", "status": 200}], **raw}
     (root / "fabric.yaml").write_text(yaml.safe_dump({"deploy": config}))
     return settings.load(config, project_root=root)
 
@@ -94,8 +95,13 @@ def test_websockets_through_nginx_and_the_balancer_across_deploys(staging_hosts,
         assert "  | Error: no config" in "\n".join(said), "\n".join(said)  # the app's last lines
         assert echo(app, "still") == "chat v2: still"
 
-        deploy.rollback(s, app, out=lambda m: None)  # smoke: v1 again
+        deploy.rollback(fleet.app_settings(s, [lb]), app, out=lambda m: None)
         assert echo(lb, "back") == "chat v1: back"
+
+        # The default shape, no balancer: nginx talks to gunicorn itself.
+        alone = chat_project(tmp_path / "alone", "chat alone", nginx="default", roles=None)
+        deploy.deploy(alone, app, out=lambda m: None)  # smoke: the stream, the websocket
+        assert echo(app, "direct") == "chat alone: direct"
     finally:
         for host in (lb, app):
             remove_app(host, s)

@@ -15,7 +15,7 @@ from conftest import ROOT
 COMBOS = [(stack, shape, init)
           for stack, shape, init in itertools.product(settings.STACKS, settings.NGINX_SHAPES,
                                                       settings.INITS)
-          if stack != "nginx-gunicorn" or (shape, init) == ("default", "systemd")]
+          if stack != "nginx-gunicorn" or init == "systemd"]
 
 
 def by_kind(files, kind):
@@ -40,12 +40,20 @@ def test_every_combination_passes_the_real_checkers(load, stack, shape, init):
                                      "<!-- " + render.MANAGED))
 
 
-@pytest.mark.parametrize("raw, key", [
-    ({"nginx": "proxy"}, "nginx"), ({"nginx": "cache"}, "nginx"), ({"init": "upstart"}, "init"),
-])
-def test_gunicorn_refuses_what_it_cannot_do(load, raw, key):
-    with pytest.raises(settings.SettingsError, match=f"deploy.{key}"):
-        load(stack="nginx-gunicorn", **raw)
+def test_gunicorn_needs_systemds_socket(load):
+    with pytest.raises(settings.SettingsError, match="deploy.init"):
+        load(stack="nginx-gunicorn", init="upstart")
+
+
+@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+def test_websockets_upgrade_at_every_tier_of_every_shape(load, shape):
+    s = load(stack="nginx-gunicorn", nginx=shape, websockets=["/ws"], streaming=["/time"])
+    site = next(f.content for f in render.render(s) if f.path.endswith("/sample.conf"))
+    tiers = 2 if shape != "default" else 1
+    # exact path and what lies below it, at each tier
+    assert site.count("proxy_set_header Upgrade $http_upgrade;") == 2 * tiers
+    assert site.count("proxy_set_header Connection $sample_connection;") == 2 * tiers
+    assert "uwsgi_pass" not in site and site.count("server unix:/run/sample/gunicorn.sock") == 1
 
 
 @pytest.mark.parametrize("stack, reason", [("nginx-uwsgi", "cannot upgrade a connection through uwsgi_pass"),
