@@ -407,6 +407,9 @@ def test_a_get_killed_by_harakiri_runs_once(host, project, shape):
     assert body == b"<h1>Our own 502</h1>\n" if shape == "default" else b"Error 502" in body
     assert content_type == "text/html"
     assert get(host, s, "/hello").body == b"Hello, World!"
+    # A stream (a `streaming` path) may outlive harakiri: 5 s of lines, one a second.
+    status, body, _, took = timed_get(host.address, "/time?count=6&delay=1")
+    assert status == 200 and len(body.splitlines()) == 6 and took > 4.5, (status, body, took)
 
 
 def test_code_change_is_served_after_redeploy(host, project):

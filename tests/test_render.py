@@ -86,10 +86,17 @@ def test_render_tree_mirrors_host_paths(load, tmp_path):
     assert (tmp_path / "a/srv/sample/current/sample.wsgi").is_file()
 
 
+def test_without_streaming_paths_harakiri_is_global(load):
+    ini = by_kind(render.render(load(streaming=[], smoke_stream="")), "uwsgi")[0].content
+    assert "harakiri = 60" in ini.splitlines() and "route" not in ini
+
+
 def test_uwsgi_ini_production_baseline(load):
     ini = by_kind(render.render(load()), "uwsgi")[0].content
     for line in ["strict = true", "master = true", "need-app = true",
-                 "die-on-term = true", "enable-threads = true", "harakiri = 60",
+                 "die-on-term = true", "enable-threads = true",
+                 # harakiri for every request but the streaming path's (/time)
+                 "route = ^/time(/|$) last:", "route-run = harakiri:60",
                  "max-requests = 1000", "wsgi-file = /srv/sample/current/sample.wsgi",
                  "socket = /run/sample/uwsgi.sock", "listen = 1024"]:
         assert line in ini.splitlines(), line
