@@ -48,7 +48,9 @@ def routes(app):
         rows.append({"rule": rule.rule, "endpoint": rule.endpoint,
                      "methods": sorted(rule.methods - {"HEAD", "OPTIONS"}),
                      "arguments": sorted(rule.arguments),
-                     "streams": bool(view and streams(view))})
+                     "streams": bool(view and streams(view)),
+                     # Flask-Sock (and Werkzeug's own) websocket routes
+                     "websocket": bool(getattr(rule, "websocket", False))})
     return sorted(rows, key=lambda r: r["rule"])
 
 

@@ -228,23 +228,29 @@ def findings(app):
     # build venv (a login redirect or an error would fail the first deploy).
     answers = {r["rule"] for r in routes if 200 <= (r.get("anonymous_status") or 0) < 300}
     health = next((h for h in HEALTH_ROUTES if h in gets and h in answers), None)
-    streaming = []
-    for r in routes:
-        if not r["streams"] or "GET" not in r["methods"]:
-            continue
-        path = r["rule"].split("<")[0]
-        path = path if not r["arguments"] else path.rsplit("/", 1)[0] + "/"
-        if len(path) > 1 and not any(settings_mod.url_under(path, p) or
-                                     settings_mod.url_under(p, path) for p in statics):
-            streaming.append(path)
-    streaming = sorted(set(streaming))
+    def paths(wanted):
+        found = []
+        for r in routes:
+            if not wanted(r) or "GET" not in r["methods"]:
+                continue
+            path = r["rule"].split("<")[0]
+            path = path if not r["arguments"] else path.rsplit("/", 1)[0] + "/"
+            if len(path) > 1 and not any(settings_mod.url_under(path, p) or
+                                         settings_mod.url_under(p, path) for p in statics):
+                found.append(path)
+        return sorted(set(found))
+
+    websockets = paths(lambda r: r.get("websocket"))
+    streaming = [p for p in paths(lambda r: r["streams"] and not r.get("websocket"))
+                 if p not in websockets]
     stream = next((r["rule"] for r in routes if r["streams"] and plain_get(r)
                    and r["rule"] in streaming and r["rule"] in answers), "")
     if "/" in gets and "/" in answers:
         smoke = "/"
     else:
         smoke = health or None
-    return {"healthz": health, "streaming": streaming, "smoke_stream": stream, "smoke": smoke}
+    return {"healthz": health, "streaming": streaming, "smoke_stream": stream, "smoke": smoke,
+            "websockets": websockets}
 
 
 def _y(value):
@@ -304,8 +310,12 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requiremen
     elif not f["smoke"]:
         lines.append(_line("# smoke: [{path: /}]", "no page answered a visitor with 2xx when "
                            "imported here: smoke checks / for a status below 400"))
+    if f["websockets"]:
+        lines += [_line("stack: nginx-gunicorn", "found websocket routes: gunicorn carries them"),
+                  _line(f"websockets: {_y(f['websockets'])}", "found: these routes are websockets")]
     lines += [
-        _line("# stack: nginx-uwsgi", "or apache-modwsgi"),
+        _line("# stack: nginx-uwsgi", "or nginx-gunicorn, apache-modwsgi") if not f["websockets"]
+        else _line("# threads: 8", "each open websocket holds one of processes x threads"),
         _line("# nginx: default", "or proxy, cache"),
         _line("# env:", "plain values for the app's environment"),
         _line("#   LOG_LEVEL: info"),
@@ -318,7 +328,7 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requiremen
         "# Routes found (as `flask routes` lists them):",
     ]
     for r in app["routes"][:40]:
-        mark = "  (streams)" if r["streams"] else ""
+        mark = "  (websocket)" if r.get("websocket") else "  (streams)" if r["streams"] else ""
         lines.append(_one_line(f"#   {','.join(r['methods']):12} {r['rule']}{mark}"))
     if len(app["routes"]) > 40:
         lines.append(f"#   ... and {len(app['routes']) - 40} more")

@@ -180,3 +180,15 @@ def test_init_finds_pinned_requirements_outside_requirements_txt(tmp_path, files
     (tmp_path / "x.txt").write_text("flask\n")
     path = scaffold.dependencies_file(root, root)
     assert (path.relative_to(root).as_posix() if path else None) == found
+
+
+def test_init_finds_websocket_routes_and_chooses_the_stack_that_carries_them(tmp_path):
+    """A Flask-Sock app (tests/apps/chat): its websocket route becomes `websockets:` on stack
+    nginx-gunicorn, and is not taken for a stream."""
+    shutil.copytree(ROOT / "tests" / "apps" / "chat", tmp_path, dirs_exist_ok=True)
+    result = init(tmp_path)
+    assert result.returncode == 0, result.stdout
+    text = (tmp_path / "fabric.yaml").read_text()
+    assert "GET          /ws  (websocket)" in text, text
+    s = described(tmp_path, server_names=["chat.test"])
+    assert (s.stack, s.websockets, s.streaming) == ("nginx-gunicorn", ("/ws",), ("/time",))
