@@ -236,8 +236,7 @@ class NginxUwsgi(Stack):
                                     trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
                                     + list(s.trusted_proxies)),
                            t.NGINX),
-            t.RenderedFile(s.uwsgi_ini, t.render("uwsgi/uwsgi.ini.j2", s, plugin=self.UWSGI_PLUGIN),
-                           t.UWSGI),
+            *self.app_server_files(),
             *self.init.unit_files(s),
             self.entry_file(),
             self.run_file(),
@@ -245,13 +244,22 @@ class NginxUwsgi(Stack):
             *self.error_pages(),
         ] + self.init.worker_files(s)
 
+    def app_server_files(self):
+        """The app server's own config: uWSGI's ini (gunicorn takes flags in its unit)."""
+        s = self.s
+        return [t.RenderedFile(s.uwsgi_ini, t.render("uwsgi/uwsgi.ini.j2", s,
+                                                     plugin=self.UWSGI_PLUGIN), t.UWSGI)]
+
     def check_lines(self, meta, cand, sites):
-        lines = super().check_lines(meta, cand, sites)
-        lines.append(" ".join(q(a) for a in uwsgi_check_command(f"{meta}/etc{self.s.uwsgi_ini}"))
-                     + " >/dev/null")
+        lines = super().check_lines(meta, cand, sites) + self.app_server_check_lines(meta)
         command = self.init.check_command(
             [f"{meta}/etc{path}" for path in self.init.unit_paths(self.s).values()])
         return lines + ([command] if command else [])
+
+    def app_server_check_lines(self, meta):
+        """The app server's own checker on a release's config (uWSGI's strict parse)."""
+        return [" ".join(q(a) for a in uwsgi_check_command(f"{meta}/etc{self.s.uwsgi_ini}"))
+                + " >/dev/null"]
 
     @staticmethod
     def test_command(main_conf):
@@ -304,27 +312,11 @@ class NginxGunicorn(NginxUwsgi):
     # wheelhouse like them), unless the project pins its own: the version our unit is written for.
     venv_requirement = "gunicorn==23.0.0"
 
-    def files(self, fleet=None):
-        s = self.s
-        return [
-            self.catchall_file(),
-            t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
-                           t.render("nginx/site.conf.j2", s, lb=None,
-                                    trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
-                                    + list(s.trusted_proxies)),
-                           t.NGINX),
-            *self.init.unit_files(s),
-            self.entry_file(),
-            self.run_file(),
-            self.maintenance_page(),
-            *self.error_pages(),
-        ] + self.init.worker_files(s)
+    def app_server_files(self):
+        return []
 
-    def check_lines(self, meta, cand, sites):
-        lines = Stack.check_lines(self, meta, cand, sites)
-        command = self.init.check_command(
-            [f"{meta}/etc{path}" for path in self.init.unit_paths(self.s).values()])
-        return lines + ([command] if command else [])
+    def app_server_check_lines(self, meta):
+        return []  # its unit, checked by the init's checker, is all of its config
 
     def wake_command(self):
         return "true"

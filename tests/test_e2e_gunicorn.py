@@ -1,6 +1,6 @@
 """Stack nginx-gunicorn with websockets, end to end: a Flask-Sock app behind nginx on a
 staging host (the proxy shape: two nginx tiers), itself behind a caching balancer (staging3
-in front of staging1), then alone in the default shape. Its socket unit keeps
+in front of staging1), then alone in the default and the cache shapes. Its socket unit keeps
 requests waiting while gunicorn restarts onto a new release; a websocket echoes directly and
 through the balancer, is closed by a code-change deploy and reconnects to the new code; a
 release that cannot be imported leaves the old one serving; rollback."""
@@ -98,10 +98,12 @@ def test_websockets_through_nginx_and_the_balancer_across_deploys(staging_hosts,
         deploy.rollback(fleet.app_settings(s, [lb]), app, out=lambda m: None)
         assert echo(lb, "back") == "chat v1: back"
 
-        # The default shape, no balancer: nginx talks to gunicorn itself.
-        alone = chat_project(tmp_path / "alone", "chat alone", nginx="default", roles=None)
-        deploy.deploy(alone, app, out=lambda m: None)  # smoke: the stream, the websocket
-        assert echo(app, "direct") == "chat alone: direct"
+        # No balancer: the default shape (nginx talks to gunicorn itself), then the cache
+        # shape (its websocket locations never cached).
+        for shape in ("default", "cache"):
+            alone = chat_project(tmp_path / shape, f"chat {shape}", nginx=shape, roles=None)
+            deploy.deploy(alone, app, out=lambda m: None)  # smoke: the stream, the websocket
+            assert echo(app, "direct") == f"chat {shape}: direct"
     finally:
         for host in (lb, app):
             remove_app(host, s)

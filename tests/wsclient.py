@@ -39,11 +39,17 @@ class WebSocket:
         data, mask = text.encode(), os.urandom(4)
         n = len(data)
         head = struct.pack("!BB", 0x81, 0x80 | n) if n < 126 else struct.pack("!BBH", 0x81, 0xFE, n)
-        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        try:
+            self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        except OSError as exc:  # reset or broken pipe: the server is gone
+            raise Closed(str(exc)) from None
 
     def _read(self, n):
         while len(self.buffer) < n:
-            chunk = self.sock.recv(4096)
+            try:
+                chunk = self.sock.recv(4096)
+            except ConnectionError as exc:
+                raise Closed(str(exc)) from None
             if not chunk:
                 raise Closed("the connection ended")
             self.buffer += chunk
