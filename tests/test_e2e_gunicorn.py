@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import remove_app
-from ops import deploy, fleet, provision, settings, smoke, staging
+from ops import daytwo_cmds, deploy, fleet, provision, settings, smoke, staging
 from ops.errors import DeployError
 from wsclient import Closed, WebSocket
 
@@ -104,6 +104,9 @@ def test_websockets_through_nginx_and_the_balancer_across_deploys(staging_hosts,
             alone = chat_project(tmp_path / shape, f"chat {shape}", nginx=shape, roles=None)
             deploy.deploy(alone, app, out=lambda m: None)  # smoke: the stream, the websocket
             assert echo(app, "direct") == f"chat {shape}: direct"
+        # fab logs: gunicorn's journal and the site's nginx logs.
+        logs = app.run(daytwo_cmds.logs_script(alone, 50), "logs").stdout
+        assert "Booting worker with pid" in logs and "/var/log/nginx/chat.access.log" in logs
     finally:
         for host in (lb, app):
             remove_app(host, s)
