@@ -35,18 +35,26 @@ def lb_script(s, upstreams, reload=False):
     lines += lb.check_in_context(cand, names, [plan.write_line(f"{cand}/sites/{name}", f.content)
                                                for f, name in zip(sites, names)])
     lines.append("changed=" + ("1" if reload else ""))
-    for f in sites:
-        new = plan.q(f"{cand}/sites/{f.path.rsplit('/', 1)[1]}")
-        enabled = plan.q(f"{lb.sites_enabled}/{f.path.rsplit('/', 1)[1]}")
-        lines += [f"if ! cmp -s {new} {plan.q(f.path)} || [ ! -e {enabled} ]; then",
-                  "  " + plan.install_line(f"{cand}/sites/{f.path.rsplit('/', 1)[1]}", f.path, f.mode)
-                  + " && " + plan.enable_line(lb.sites_enabled, f.path),
-                  "  changed=1", "fi"]
+    lines += _install_checked(lb, cand, sites)
     lines.append(f"if ! {lb.init.service_is_active(lb.front)}; then")
     lines += [f"  {lb.init.service('restart', lb.front)} && echo reloaded",
               "elif [ -n \"$changed\" ]; then"]
     lines += ["  " + line for line in lb.reload(lb.front)] + ["  echo reloaded", "fi"]
     return plan.script(lines)
+
+
+def _install_checked(lb, cand, sites):
+    """Lines that put each checked candidate site (under `cand`/sites) in place and enable it
+    when it differs from the live one or is not enabled, setting `changed`."""
+    lines = []
+    for f in sites:
+        name = f.path.rsplit("/", 1)[1]
+        enabled = plan.q(f"{lb.sites_enabled}/{name}")
+        lines += [f"if ! cmp -s {plan.q(f'{cand}/sites/{name}')} {plan.q(f.path)} || [ ! -e {enabled} ]; then",
+                  "  " + plan.install_line(f"{cand}/sites/{name}", f.path, f.mode)
+                  + " && " + plan.enable_line(lb.sites_enabled, f.path),
+                  "  changed=1", "fi"]
+    return lines
 
 
 class LoadBalancers:
@@ -160,12 +168,7 @@ def _front_with(lb, line):
         cand, [name], [plan.write_line(f"{cand}/sites/{name}", catchall.content)]))
         + "; }; then",
         f"  rm -f {plan.q(lb.s.acme_forward_dir)}/{plan.q(lb.s.app_name)}.*; exit 1", "fi"]
-    enabled = plan.q(f"{lb.sites_enabled}/{name}")
-    lines += [f"if ! cmp -s {plan.q(cand + '/sites/' + name)} {plan.q(catchall.path)} "
-              f"|| [ ! -e {enabled} ]; then",
-              "  " + plan.install_line(f"{cand}/sites/{name}", catchall.path) + " && "
-              + plan.enable_line(lb.sites_enabled, catchall.path), "  changed=1", "fi",
-              "if [ -n \"$changed\" ]; then"]
+    lines += _install_checked(lb, cand, [catchall]) + ["if [ -n \"$changed\" ]; then"]
     lines += ["  " + x for x in lb.reload(lb.front)] + ["fi"]
     return plan.script(lines)
 

@@ -13,7 +13,7 @@ UWSGI_BIN = "/usr/bin/uwsgi"
 
 class Init:
     name = worker_template = ""
-    templates = {}  # is a socket unit -> the template of the app server's unit
+    templates = {}  # is a socket unit -> the template of the app server's ({server}) unit
 
     def unit_paths(self, s):
         """{unit: its file} for the app server's units, in the order they start."""
@@ -27,7 +27,7 @@ class Init:
 
     def template(self, s, socket):
         """The template of the app server's unit (or its socket's): per app server."""
-        return self.templates[socket].replace("uwsgi", s.app_server)
+        return self.templates[socket].format(server=s.app_server)
 
     def app_units(self, s):
         return list(self.unit_paths(s))
@@ -64,7 +64,7 @@ class Systemd(Init):
     connections wait in its queue while the service restarts."""
 
     name, worker_template = "systemd", "systemd/worker.service.j2"
-    templates = {False: "systemd/uwsgi.service.j2", True: "systemd/uwsgi.socket.j2"}
+    templates = {False: "systemd/{server}.service.j2", True: "systemd/{server}.socket.j2"}
 
     @staticmethod
     def unit_file_for(unit):
@@ -150,7 +150,7 @@ class Upstart(Init):
     def master_fifo(self, s):
         return None  # verify polls instead of waking uWSGI through its FIFO
 
-    templates = {False: "upstart/uwsgi.conf.j2"}
+    templates = {False: "upstart/{server}.conf.j2"}
 
     def unit_paths(self, s):
         return {s.service: self.unit_file_for(s.service)}

@@ -799,10 +799,9 @@ def _check_app_server(s):
               ": nginx cannot upgrade a connection through uwsgi_pass, and Flask-Sock does not "
               "run under uWSGI" if s.stack == "nginx-uwsgi" else
               ": mod_wsgi cannot hand a connection over to the app") + "; set stack: nginx-gunicorn")
-    if s.stack == "nginx-gunicorn":
-        if s.init != "systemd":
-            _fail("init", s.init, "systemd with stack nginx-gunicorn (its socket unit keeps "
-                  "requests waiting while gunicorn restarts onto a new release)")
+    if s.stack == "nginx-gunicorn" and s.init != "systemd":
+        _fail("init", s.init, "systemd with stack nginx-gunicorn (its socket unit keeps "
+              "requests waiting while gunicorn restarts onto a new release)")
     overlap = set(s.websockets) & set(s.streaming)
     if overlap:
         _fail("websockets", sorted(overlap)[0], "paths that are not also under `streaming`")

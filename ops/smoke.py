@@ -3,6 +3,7 @@
 Each check is a small function returning (ok, detail); `run` gives one result per check.
 """
 
+import base64
 import hashlib
 import http.client
 import os
@@ -172,8 +173,6 @@ WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 def check_websocket(target, path):
     """The opening handshake of a websocket (RFC 6455) through every tier: 101 with the
     accept key derived from ours; then the connection is dropped (no message is sent)."""
-    import base64
-
     key = base64.b64encode(os.urandom(16)).decode()
     conn = target.connection()
     try:
