@@ -330,7 +330,8 @@ def collectstatic(settings, out=None, source=None, env=None):
     out = outdir.prepare(wanted, "collected static files", keep)
     if env is not None:
         env = host_view(settings, env, Path(source))
-    result = run_driver(python, DRIVER, [source, json.dumps(settings.wsgi_spec.as_json()), out],
+    result = run_driver(python, DRIVER, [source, json.dumps(settings.wsgi_spec.as_json()), out,
+                                             settings.python_path],
                         "collecting static files", env=env)
     return out, result["files"], checked_statics(settings, result)
 
@@ -410,11 +411,12 @@ def _write_project_metadata(settings, dest):
     files = {} if backend else projectmeta.dist_info(requirements_mod._toml(described), where)
     if not files and (backend or backendmeta.dynamic_version(described)):
         files = projectmeta.dist_info_from_backend(backend_metadata(settings), where)
-    if any(Path(dest, rel).parent.exists() for rel in files):
+    beside = Path(dest, settings.python_path)  # on sys.path with the code, as an install is
+    if any(Path(beside, rel).parent.exists() for rel in files):
         return  # the project ships its own
     for rel, text in files.items():
-        Path(dest, rel).parent.mkdir(parents=True, exist_ok=True)
-        Path(dest, rel).write_text(text)
+        Path(beside, rel).parent.mkdir(parents=True, exist_ok=True)
+        Path(beside, rel).write_text(text)
 
 
 def _check_shared_paths(settings, shared):

@@ -123,9 +123,15 @@ def load_app(spec, source):
     return app
 
 
-def main(source, wsgi, out):
-    sys.path.insert(0, source)
+def import_path(source, python_path):
+    """As the release runs it: in its directory, python_path (src in a src/ layout) first on
+    sys.path, the release's root after it."""
     os.chdir(source)
+    sys.path[:0] = [os.path.join(source, python_path)] + ([source] if python_path != "." else [])
+
+
+def main(source, wsgi, out, python_path="."):
+    import_path(source, python_path)
     try:
         importlib.import_module("flask_collect")
     except ImportError as exc:
@@ -160,4 +166,4 @@ def main(source, wsgi, out):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

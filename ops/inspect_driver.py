@@ -67,10 +67,9 @@ def anonymous_status(app, rule):
         return None
 
 
-def main(source, candidates, probe="[]"):
-    sys.path.insert(0, source)
-    os.chdir(source)
+def main(source, candidates, probe="[]", python_path="."):
     driver = _collect_driver()
+    driver.import_path(source, python_path)
     problems = []
     for spec in json.loads(candidates):
         try:
@@ -96,4 +95,4 @@ def main(source, candidates, probe="[]"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

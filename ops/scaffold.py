@@ -189,10 +189,10 @@ def _identifier(text):
     return name if name not in settings_mod.RESERVED_USERS else f"{name}_app"
 
 
-def inspect_app(root, source, found, requirements=None):
+def inspect_app(root, source, found, requirements=None, python_path="."):
     """Import the app in a build venv made from its requirements: what the driver reports."""
     raw = {"app_name": app_name(root, found), "source": source, "wsgi": found[0].text,
-           "server_names": ["init.invalid"]}
+           "server_names": ["init.invalid"], "python_path": python_path}
     if requirements:
         raw["requirements"] = requirements
     s = settings_mod.load(raw, project_root=root)
@@ -209,7 +209,7 @@ def inspect_app(root, source, found, requirements=None):
     # Imported as a release ships it (its own metadata included), in a copy: what the import
     # writes (an instance folder, logs) never lands in the project.
     source = build.stage_source(s, build.build_root(s) / "init-source")
-    return build.run_driver(python, DRIVER, [source, json.dumps(specs), probe],
+    return build.run_driver(python, DRIVER, [source, json.dumps(specs), probe, python_path],
                             "importing the app")
 
 
@@ -269,7 +269,8 @@ def _line(text, comment=""):
     return f"  {text:30} # {_one_line(comment)}" if comment else f"  {text}"
 
 
-def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requirements=None):
+def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requirements=None,
+                python_path="."):
     """The commented fabric.yaml text: found values set, the rest commented with defaults.
     requirements: the dependencies file relative to source when settings would not find it
     by itself (written as the `requirements:` key)."""
@@ -281,6 +282,8 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requiremen
         "deploy:",
         _line(f"app_name: {name}", "names its user, group, service and site"),
         _line(f"source: {_y(source)}", "shipped as each release"),
+        *([_line(f"python_path: {_y(python_path)}", f"found: a {python_path}/ layout; the app "
+                 "is imported from there")] if python_path != "." else []),
         _line(f"requirements: {_y(requirements)}", f"found: {deps}") if requirements else
         _line(f"# dependencies: {deps}", "found (requirements: to name another file)"),
         _line(f"wsgi: {_y(app['wsgi'])}", f"found: {wsgi_why}"),
@@ -339,16 +342,23 @@ def plan(root):
     """{file name: text} that fab init would write in root (existing files included)."""
     root = Path(root)
     source, found = find_source(root)
+    python_path = "."
+    if source == "src" and not (root / "src" / "requirements.txt").is_file() \
+            and dependencies_file(root, root):
+        # A src/ layout: the project's root ships too (its migrations, scripts and config
+        # beside src/, as `pip install .` has them), and Python imports the app from src/.
+        source, python_path = ".", "src"
     deps = dependencies_file(root, root / source)
     default = deps.name in ("pyproject.toml", "setup.py") or deps == root / source / "requirements.txt"
     requirements = None if default else str(deps.relative_to(root / source))
-    app = inspect_app(root, source, found, requirements)
+    app = inspect_app(root, source, found, requirements, python_path)
     why = next(c.why for c in found if c.text == app["wsgi"])
     lock = next((n for n in requirements_mod.LOCK_FILES if deps and deps.name == "pyproject.toml"
                  and deps.with_name(n).is_file()), None)
     described = str(deps.relative_to(root)) + (f", pinned by {lock}" if lock else "") + (
         " (its backend's install_requires)" if deps.name == "setup.py" else "")
-    text = fabric_yaml(app_name(root, found), source, why, app, described, requirements)
+    text = fabric_yaml(app_name(root, found), source, why, app, described, requirements,
+                       python_path)
     _check(text, root)
     return {"fabric.yaml": text, "fabfile.py": FABFILE}
 

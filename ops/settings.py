@@ -105,6 +105,9 @@ class Settings:
     # [project] dependencies or Poetry's, pinned by uv.lock / poetry.lock beside it). None:
     # source/requirements.txt, else pyproject.toml in source or at the project root.
     requirements: Optional[str] = None
+    # Where in the release Python imports the app from: "src" for a src/ layout shipped with
+    # its project root (migrations, make_celery.py, alembic.ini beside it); "." the release.
+    python_path: str = "."
     listen_port: int = 80
     upstream_port: int = 8001
     keep_releases: int = 5
@@ -615,6 +618,13 @@ def is_release_path(path):
                 and path.rstrip("/").split("/")[0] not in _RELEASE_OWN)
 
 
+def _release_dir(key, value):
+    if not isinstance(value, str) or not is_release_path(value.rstrip("/")):
+        _fail(key, value, "a directory of the release, relative (e.g. src): letters, digits, "
+                          "'.', '_', '-', without '.' or '..' parts, not " + ", ".join(_RELEASE_OWN))
+    return value.rstrip("/")
+
+
 def _shared_paths(key, value):
     if value in (None, [], ()):
         return ()
@@ -692,6 +702,7 @@ def _roles(key, value):
 _VALIDATORS = {
     "app_name": lambda k, v: _string(k, v, _IDENT, "a lowercase identifier: [a-z][a-z0-9_]{0,30}"),
     "source": _rel_path,
+    "python_path": lambda k, v: v if v == "." else _release_dir(k, v),
     "wsgi": _wsgi,
     "server_names": lambda k, v: _list(k, v, _SERVER_NAME, "host names (letters, digits, '-', "
                                        f"'.'), at most {MAX_SERVER_NAME} characters",
@@ -969,6 +980,10 @@ def _check_files(settings):
     root = Path(settings.project_root).resolve()
     if not _inside(settings.source_dir, root) or not settings.source_dir.is_dir():
         _fail("source", settings.source, f"an existing directory inside the project ({root})")
+    imports = settings.source_dir / settings.python_path
+    if not (_inside(imports, settings.source_dir) and imports.is_dir()):
+        _fail("python_path", settings.python_path,
+              f"an existing directory inside source ({settings.source_dir})")
     if settings.templates and not (_inside(settings.templates_dir, root)
                                    and settings.templates_dir.is_dir()):
         _fail("templates", settings.templates, f"an existing directory inside the project ({root})")

@@ -77,6 +77,41 @@ def test_a_src_layout_finds_the_pyproject_at_the_project_root(tmp_path):
         load(tmp_path / "src" / "guestbook", source=".")  # no dependencies anywhere
 
 
+def test_a_src_layout_ships_its_project_root_and_imports_the_app_from_src(tmp_path):
+    """Flask's Celery example (and Flask-Migrate projects) keep files the deploy needs beside
+    src/: make_celery.py, migrations/. init ships the root and imports the app from src/; the
+    release's entry, its runner and the collect all see the same sys.path."""
+    from ops import scaffold
+    import yaml
+
+    shutil.copytree(GUESTBOOK / "guestbook", tmp_path / "src" / "guestbook")
+    shutil.copy(GUESTBOOK / "pyproject.toml", tmp_path)
+    shutil.copy(GUESTBOOK / "uv.lock", tmp_path)
+    (tmp_path / "make_worker.py").write_text("from guestbook import create_app\napp = create_app()\n")
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "env.py").write_text("# alembic\n")
+    text = scaffold.plan(tmp_path)["fabric.yaml"]
+    raw = yaml.safe_load(text)["deploy"]
+    assert (raw["source"], raw["python_path"], raw["wsgi"]) == (".", "src", "guestbook:create_app()")
+    s = settings.load({**raw, "server_names": ["guestbook.test"]}, project_root=tmp_path)
+    tree, _, files, _, _ = release.stage_tree(s)
+    shipped = {p.relative_to(tree).as_posix() for p in tree.rglob("*")}
+    assert {"make_worker.py", "migrations/env.py", "src/guestbook/__init__.py"} <= shipped
+    assert (tree / "collected_static/static/style.css").is_file()  # imported from src/
+    # The project's metadata sits on sys.path with its code, as an install leaves it.
+    assert "src/guestbook-1.0.0.dist-info/METADATA" in shipped
+    entry = next(f.content for f in files if f.path == s.wsgi_file)
+    assert 'os.path.join(RELEASE_DIR, "src")' in entry
+    runner = next(f.content for f in files if f.path == s.run_file)
+    assert '"PYTHONPATH": f"{RELEASE_DIR}/src:" + RELEASE_DIR' in runner
+
+
+@pytest.mark.parametrize("value", ["../x", "/src", "src/../..", "venv", "a;b", "missing"])
+def test_a_python_path_outside_the_source_or_missing_is_refused(guestbook, value):
+    with pytest.raises(SettingsError, match="python_path"):
+        load(guestbook, python_path=value)
+
+
 def test_an_app_at_the_repository_root_builds_a_release_without_its_build_output(guestbook):
     s = load(guestbook, shared_dirs=["logs"], shared_files=["settings.local.cfg"])
     before = sorted(p.relative_to(guestbook) for p in guestbook.rglob("*"))
