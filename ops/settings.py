@@ -31,7 +31,8 @@ _SIZE = re.compile(r"[0-9]{1,6}[kKmMgG]?\Z")
 _DURATION = re.compile(r"[0-9]{1,6}[smhd]\Z")
 _COOKIE = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 _SSH_HOST = re.compile(r"(?:([a-z_][a-z0-9_-]*)@)?([A-Za-z0-9][A-Za-z0-9._-]*)(?::([0-9]{1,5}))?\Z")
-_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}\Z")
+# Case kept: Flask's from_prefixed_env() maps FLASK_CELERY__broker_url to a lowercase key.
+_ENV_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _URL_WITH_QUERY = re.compile(r"/[A-Za-z0-9._~/%-]*(?:\?[A-Za-z0-9._~%&=+-]*)?\Z")
 _EXCLUDE = re.compile(r"!?[A-Za-z0-9._*?\[\]/-]{1,200}\Z")
 
@@ -455,7 +456,7 @@ def _group(key, value):
 
 
 def _env_names(key, value):
-    names = _list(key, value, _ENV_NAME, "environment variable names (A-Z, 0-9, _)")
+    names = _list(key, value, _ENV_NAME, "environment variable names (letters, digits, _)")
     for name in names:
         if name in ALLOWED_PYTHON_ENV:
             continue
@@ -482,7 +483,7 @@ SECRET_KINDS = {
     "command": "the output of a command run on the deploying machine",
 }
 # Names whose value is a secret: refused in `env:` (the file is in the repository).
-_SECRET_NAME = re.compile(r"(?:SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL)")
+_SECRET_NAME = re.compile(r"(?:SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL)", re.I)
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 MAX_ENV_VALUE = 8192
 

@@ -42,11 +42,14 @@ IMAGE_PACKAGES = (
     "python3-venv", "ca-certificates", "certbot", "openssl", "ssl-cert",
     # a `deploy` user with sudo, as on a VPS (tests/test_e2e_deploy.py)
     "sudo",
+    # a Celery broker on the app host, as small deployments run it (tests/test_e2e_real_apps.py):
+    # installed stopped, started by the test that needs it
+    "redis-server",
     # debootstrap resolves no virtual packages: python3-cryptography (certbot) needs the
     # cffi backend it provides named outright.
     "python3-cffi-backend",
 )
-IMAGE_VERSION = "1"  # bump when the customisation below changes
+IMAGE_VERSION = "2"  # bump when the customisation below changes
 ENGINES = ("nspawn", "docker")
 # systemd (the image's own), or upstart 1.12 as PID 1 (ops.staging_upstart: nspawn only).
 INITS = ("systemd", "upstart")
@@ -204,10 +207,13 @@ def build_image(log=print, release=DEFAULT_RELEASE):
     _sh("debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), release,
         tmp, *([mirror] if mirror else []))
     # Web servers start only once provisioning picks one (both want port 80).
-    _sh("systemctl", f"--root={tmp}", "disable", "nginx", "apache2")
+    _sh("systemctl", f"--root={tmp}", "disable", "nginx", "apache2", "redis-server")
     for key in (tmp / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # each host gets its own keys
     (tmp / "etc/machine-id").write_text("")
+    # debootstrap writes no /etc/hosts; every real host has one, and apps reach their Redis
+    # or database at `localhost` (the Celery example does).
+    (tmp / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     (tmp / "etc/flask-ops-image").write_text(json.dumps({"packages": IMAGE_PACKAGES}))
     shutil.rmtree(tmp / "var/cache/apt/archives", ignore_errors=True)
     tmp.rename(path)

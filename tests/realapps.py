@@ -8,6 +8,7 @@ this file) into ~/.cache/flask-ops/real-apps, and unpacked into a test's own dir
 """
 
 import hashlib
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,9 @@ SDISTS = {
 APPS = {
     "flaskr": ("flask-3.1.3.tar.gz", "flask-3.1.3/examples/tutorial", "LICENSE.txt"),
     "js_example": ("flask-3.1.3.tar.gz", "flask-3.1.3/examples/javascript", "LICENSE.txt"),
+    # Flask's Celery example has no licence file of its own: Flask's (the same BSD-3-Clause)
+    # is copied in beside it.
+    "celery_example": ("flask-3.1.3.tar.gz", "flask-3.1.3/examples/celery", "../../LICENSE.txt"),
     "open_web_calendar": ("open_web_calendar-1.51.tar.gz", "open_web_calendar-1.51", "LICENSE"),
     "ihatemoney": ("ihatemoney-7.2.1.tar.gz", "ihatemoney-7.2.1", "LICENSE"),
 }
@@ -59,13 +63,18 @@ def sdist(name):
 
 
 def project(app, dest):
-    """Unpack the app's project directory (as its repository holds it) into dest."""
+    """Unpack the app's project directory (as its repository holds it) into dest, with its
+    licence (copied in when it lives above the project in the sdist)."""
     name, inside, licence = APPS[app]
+    licence_path = posixpath.normpath(posixpath.join(inside, licence))
     with tarfile.open(sdist(name)) as tar, tempfile.TemporaryDirectory() as tmp:
-        members = [m for m in tar.getmembers() if m.name == inside or m.name.startswith(inside + "/")]
+        members = [m for m in tar.getmembers() if m.name == inside or m.name.startswith(inside + "/")
+                   or m.name == licence_path]
         tar.extractall(tmp, members=members, filter="data")
         shutil.copytree(Path(tmp, inside), dest)
-    assert (Path(dest) / licence).is_file()
+        if not (Path(dest) / posixpath.basename(licence_path)).is_file():
+            shutil.copy(Path(tmp, licence_path), dest)
+    assert (Path(dest) / posixpath.basename(licence_path)).is_file()
     return Path(dest)
 
 

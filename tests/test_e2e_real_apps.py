@@ -14,11 +14,15 @@ used as a visitor would, changed and deployed again.
 - I Hate Money: pyproject.toml (hatchling), Flask-SQLAlchemy with Flask-Migrate (its schema is
   upgraded by alembic as the app starts), a settings file named by an environment variable,
   a REST API whose clients keep their data across a code change.
+- Flask's Celery example: a `src/` layout with `make_celery.py` at the project's root, pinned
+  requirements.txt (redis with its `async-timeout` marker), a Celery worker, Redis as broker
+  and result backend, configuration from the environment (`app.config.from_prefixed_env()`).
 """
 
 import base64
 import json
 import re
+import time
 import urllib.parse
 
 import pytest
@@ -219,3 +223,76 @@ def test_i_hate_money_migrates_its_database_and_keeps_it_across_a_deploy(
     project = json.loads(body)
     assert status == 200 and project["name"] == "Trip", body
     assert [m["name"] for m in project["members"]] == ["ada"]
+
+
+# The Celery example's README: a Celery worker (`celery -A make_celery worker`) beside the app,
+# and Redis. Redis runs on the app host (installed, stopped, in the staging image); the app and
+# its worker are pointed at its databases 2 and 3 through Flask's prefixed environment.
+CELERY_EXTRA = """\
+  workers:
+    celery: "celery -A make_celery worker --loglevel INFO --concurrency 2"
+  env:
+    FLASK_CELERY__broker_url: "redis://localhost:6379/2"
+    FLASK_CELERY__result_backend: "redis://localhost:6379/3"
+"""
+
+
+def task_result(target, result_id, deadline=60):
+    """The example's result API polled as its page's JavaScript does, until the task is ready."""
+    end = time.monotonic() + deadline
+    while True:
+        status, body = get(target, f"/tasks/result/{result_id}")
+        assert status == 200, body
+        result = json.loads(body)
+        if result["ready"] or time.monotonic() > end:
+            return result
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def redis_on(staging_hosts):
+    """Start the host's Redis (as its user would have: apt install redis-server); stopped and
+    emptied afterwards."""
+    started = []
+
+    def start(name):
+        host = staging.remote(name)
+        host.run("systemctl start redis-server && redis-cli ping", "redis")
+        started.append(host)
+    yield start
+    for host in started:
+        host.run("redis-cli flushall >/dev/null; systemctl stop redis-server", "redis")
+        host.close()
+
+
+def test_flasks_celery_example_runs_its_tasks_on_a_worker_from_a_src_layout(
+        flask_ops_tool, first_deploy, redis_on, tmp_path):
+    root = tmp_path / "celery"
+    s = described(flask_ops_tool, "celery_example", root, "staging1", "tasks.test", CELERY_EXTRA)
+    text = (root / "fabric.yaml").read_text()
+    assert 'source: "."' in text and 'python_path: "src"' in text, text
+    assert 'wsgi: "task_app:create_app()"' in text and "# dependencies: requirements.txt" in text
+    redis_on("staging1")
+    host, target = first_deploy("staging1", s, root)
+    status, page = get(target, "/")
+    assert status == 200 and b"Celery Example" in page
+    # A form POST queues a task; the worker (make_celery.py from the project's root, the app
+    # from src/) runs it; the result comes back through Redis.
+    status, _, body = post(target, "/tasks/add", {"a": "2", "b": "3"})
+    assert status == 200, body
+    first = json.loads(body)["result_id"]
+    assert task_result(target, first) == {"ready": True, "successful": True, "value": 5}
+    # The environment reached app and worker alike: the result is in database 3, not in
+    # Redis' default database 0.
+    keys = host.run(f"redis-cli -n 3 exists celery-task-meta-{first}; "
+                    f"redis-cli -n 0 exists celery-task-meta-{first}", "redis").stdout.split()
+    assert keys == ["1", "0"], keys
+
+    # A code change: the worker restarts onto the new release and the first result is kept.
+    tasks = root / "src/task_app/tasks.py"
+    tasks.write_text(tasks.read_text().replace("return a + b", "return a + b + 100"))
+    code, out = run(flask_ops_tool, "deploy", cwd=root)
+    assert code == 0, out[-3000:]
+    status, _, body = post(target, "/tasks/add", {"a": "2", "b": "3"})
+    assert task_result(target, json.loads(body)["result_id"])["value"] == 105
+    assert task_result(target, first)["value"] == 5

@@ -163,7 +163,7 @@ BAD_VALUES = [
     ("app_name", ""), ("app_name", 123), ("app_name", "a-b"), ("app_name", "../x"),
     ("secrets", ["LD_PRELOAD"]), ("secrets", ["PATH"]), ("secrets", ["PYTHONHOME"]),
     ("secrets", ["PYTHONPATH"]), ("secrets", ["UWSGI_INI"]), ("secrets", ["HOME"]),
-    ("secrets", ["lower"]), ("secrets", ["A B"]), ("secrets", "NOT;A;NAME"),
+    ("secrets", ["has-dash"]), ("env", {"flask_secret_key": "x"}), ("secrets", ["A B"]), ("secrets", "NOT;A;NAME"),
     ("upstream_port", 22), ("upstream_port", 80), ("upstream_port", 1023), ("upstream_port", 0),
     ("upstream_port", 70000), ("upstream_port", "8001"), ("upstream_port", True),
     ("listen_port", 22), ("listen_port", 0), ("listen_port", 65536), ("listen_port", 8.5),
