@@ -6,8 +6,10 @@ The project is built as a wheel on this machine, as `pip install .` would build 
 copy of what its release ships (nothing is written into the project), in pip's build
 isolation (the backend comes from the index). Its METADATA gives the name, the version and
 the dependencies (Requires-Dist without extras), its entry_points.txt the entry points. The
-wheel itself is thrown away: the release ships the source, with this metadata beside it
-(ops.projectmeta). Cached by the content of what the release ships.
+release ships the source, with this metadata beside it (ops.projectmeta), and the files the
+backend wrote as it built that the source lacks (a hatch build hook's compiled translations,
+as `pip install .` would have them): those are kept, the rest of the wheel is thrown away.
+Cached by the content of what the release ships.
 """
 
 import hashlib
@@ -33,6 +35,10 @@ class Metadata:
     version: str
     requires: tuple  # PEP 508 strings, extras' requirements left out
     entry_points: str  # entry_points.txt as the backend wrote it ("" when none)
+    # Wheel paths of files the backend wrote while building (in no shipped file's place),
+    # kept in generated_dir.
+    generated: tuple = ()
+    generated_dir: str = ""
 
 
 def _dynamic(pyproject):
@@ -51,6 +57,26 @@ def needs_backend(source):
     if dynamic is not None:
         return "dependencies" in dynamic
     return (source / "setup.py").is_file() or (source / "setup.cfg").is_file()
+
+
+def builds_files(project):
+    """Whether the project's pyproject.toml gives its backend files to write as it builds: a
+    hatch build hook, a Poetry build script. (A setup.py's commands could too; it is built
+    when its dependencies are asked for, not for that alone.)"""
+    from . import requirements as requirements_mod
+    project = Path(project)
+    if not (project / "pyproject.toml").is_file():
+        return False
+    tool = requirements_mod._toml(project / "pyproject.toml").get("tool")
+
+    def table(*keys):
+        data = tool
+        for key in keys:
+            data = data.get(key) if isinstance(data, dict) else None
+        return data
+
+    return bool(table("hatch", "build", "hooks") or table("hatch", "build", "targets", "wheel", "hooks")
+                or table("poetry", "build"))
 
 
 def dynamic_version(pyproject):
@@ -82,19 +108,23 @@ def _read(source, shipped, cache_dir):
         digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
         digest.update(hashlib.sha256((source / rel).read_bytes()).digest())
     cached = Path(cache_dir) / f"{digest.hexdigest()[:24]}.json"
+    generated_dir = cached.with_suffix(".generated")
     if cached.is_file():
         data = json.loads(cached.read_text())
-        return Metadata(data["name"], data["version"], tuple(data["requires"]),
-                        data["entry_points"])
-    meta = _build(source, shipped)
+        if "generated" in data:  # (an older flask-ops kept no built files: build again)
+            return Metadata(data["name"], data["version"], tuple(data["requires"]),
+                            data["entry_points"], tuple(data["generated"]), str(generated_dir))
+    shutil.rmtree(generated_dir, ignore_errors=True)
+    meta = _build(source, shipped, generated_dir)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps({"name": meta.name, "version": meta.version,
                                   "requires": list(meta.requires),
-                                  "entry_points": meta.entry_points}))
+                                  "entry_points": meta.entry_points,
+                                  "generated": list(meta.generated)}))
     return meta
 
 
-def _build(source, shipped):
+def _build(source, shipped, generated_dir):
     with tempfile.TemporaryDirectory(prefix="flask-ops-backend-") as tmp:
         copy, out = Path(tmp, "project"), Path(tmp, "wheel")
         for rel in shipped:
@@ -113,13 +143,30 @@ def _build(source, shipped):
         if proc.returncode != 0 or len(wheels) != 1:
             tail = "\n".join(line for line in proc.stdout.splitlines()
                              if not line.startswith("WARNING: Location"))[-2000:]
-            raise OpsError(f"{source}: its build backend could not build the project (its "
-                           f"dependencies are known only to it):\n{tail}")
-        return _from_wheel(wheels[0])
+            raise OpsError(f"{source}: its build backend could not build the project (as "
+                           f"`pip wheel .` would):\n{tail}")
+        return _from_wheel(wheels[0], shipped, generated_dir)
 
 
-def _from_wheel(wheel):
+def _generated(names, shipped):
+    """Wheel members that are no shipped file (at the source's root or under a src/-like
+    directory): what the backend wrote while building."""
+    shipped_paths = set(shipped)
+    suffixes = {rel.split("/", i)[-1] for rel in shipped for i in range(1, rel.count("/") + 1)}
+    return tuple(sorted(
+        n for n in names if not n.endswith("/") and "/" in n
+        and not any(part in ("", ".", "..") for part in n.split("/"))
+        and not n.split("/")[0].endswith((".dist-info", ".data"))
+        and n not in shipped_paths and n not in suffixes))
+
+
+def _from_wheel(wheel, shipped=(), generated_dir=None):
     with zipfile.ZipFile(wheel) as zf:
+        generated = _generated(zf.namelist(), shipped)
+        for name in generated:
+            target = Path(generated_dir, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(name))
         infos = [n for n in zf.namelist() if n.count("/") == 1
                  and n.split("/")[0].endswith(".dist-info")]
         metadata = next((n for n in infos if n.endswith("/METADATA")), None)
@@ -130,4 +177,5 @@ def _from_wheel(wheel):
         entry_points = zf.read(points).decode("utf-8", "replace") if points else ""
     requires = tuple(r for r in headers.get_all("Requires-Dist") or []
                      if "extra" not in r.split(";", 1)[-1] or ";" not in r)
-    return Metadata(headers.get("Name", ""), headers.get("Version", ""), requires, entry_points)
+    return Metadata(headers.get("Name", ""), headers.get("Version", ""), requires, entry_points,
+                    generated, str(generated_dir or ""))

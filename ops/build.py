@@ -395,7 +395,38 @@ def stage_source(settings, dest):
     dest = outdir.scratch(Path(dest).parent, Path(dest).name)
     tree_mod.copy(settings.source_dir, dest, selection)
     _write_project_metadata(settings, dest)
+    _write_backend_output(settings, dest)
     return dest
+
+
+def _backend_project(settings):
+    """The directory whose pyproject.toml or setup.py builds the project: source's, else the
+    project root's pyproject.toml (a src/ layout described from its root)."""
+    for directory in (settings.source_dir, Path(settings.project_root).resolve()):
+        if (directory / "pyproject.toml").is_file() or (directory / "setup.py").is_file():
+            return directory
+    return None
+
+
+def _write_backend_output(settings, dest):
+    """What the project's build backend writes as it builds (a hatch hook's compiled
+    translations, ignored by git), in the release as `pip install .` would have it: beside
+    the shipped package it belongs to, never over a shipped file."""
+    if uses_backend(settings):  # built for its dependencies already
+        project = settings.requirements_file.parent
+    else:
+        project = _backend_project(settings)
+        if project is None or not backendmeta.builds_files(project):
+            return
+    meta = backendmeta.read(project, settings.exclude, cache_root() / "backend-metadata")
+    imports = Path(dest, settings.python_path)
+    rules = tree_mod.spec(settings.exclude)
+    for name in meta.generated:
+        target = imports / name
+        if not (imports / name.split("/")[0]).is_dir() or target.exists() or rules.match_file(name):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(meta.generated_dir, name), target)
 
 
 def _write_project_metadata(settings, dest):

@@ -320,3 +320,44 @@ def test_a_setup_py_that_fails_names_the_project_and_the_backends_error(guestboo
     (guestbook / "setup.py").write_text("raise SystemExit('no setup for you')\n")
     with pytest.raises(OpsError, match="its build backend could not build the project"):
         build.requirements(load(guestbook))
+
+
+HATCH_HOOK = '''\
+from pathlib import Path
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+
+class CustomBuildHook(BuildHookInterface):
+    def initialize(self, version, build_data):
+        # as I Hate Money compiles its translation catalogs (.po to .mo) at build time
+        out = Path(self.root, "guestbook", "translations", "fr")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "messages.mo").write_bytes(b"compiled " + (out / "messages.po").read_bytes())
+'''
+
+
+def test_what_the_build_backend_writes_as_it_builds_ships_beside_the_package(guestbook, tmp_path,
+                                                                            monkeypatch):
+    """A hatch build hook compiles translations that git ignores: the release has them where
+    `pip install .` would put them, built from a copy (the project is left as it was), and a
+    file the source ships is never replaced by the backend's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (guestbook / "hatch_build.py").write_text(HATCH_HOOK)
+    pyproject = guestbook / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + '\n[tool.hatch.build.hooks.custom]\n'
+                         '[tool.hatch.build]\nartifacts = ["guestbook/translations/**/*.mo"]\n')
+    catalog = guestbook / "guestbook/translations/fr/messages.po"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text('msgid "Sign"\nmsgstr "Signer"\n')
+    before = sorted(p.relative_to(guestbook) for p in guestbook.rglob("*"))
+    s = load(guestbook)
+    staged = build.stage_source(s, build.build_root(s) / "staged")
+    compiled = staged / "guestbook/translations/fr/messages.mo"
+    assert compiled.read_bytes() == b'compiled msgid "Sign"\nmsgstr "Signer"\n'
+    assert (staged / "guestbook/__init__.py").read_bytes() == (guestbook / "guestbook/__init__.py").read_bytes()
+    assert sorted(p.relative_to(guestbook) for p in guestbook.rglob("*")) == before
+    # The hook's output changes with the catalog: a new build, a new release.
+    catalog.write_text('msgid "Sign"\nmsgstr "Signez"\n')
+    staged = build.stage_source(s, build.build_root(s) / "staged")
+    assert (staged / "guestbook/translations/fr/messages.mo").read_bytes().endswith(b'"Signez"\n')
