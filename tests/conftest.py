@@ -368,3 +368,9 @@ class Terminal:
             os.kill(self.pid, 9)
             os.waitpid(self.pid, 0)
         os.close(self.master)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that removes every staging host (the session's too) runs after all the others,
+    whatever its file's name; the rest keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("removes_staging") is not None)

@@ -1,6 +1,7 @@
 """staging.up/status/down through the CLI; down leaves no namespace, veth or process.
 
-Named to run last: it removes every staging host, including the session's.
+It removes every staging host, the session's included: marked `removes_staging`, which
+conftest runs after every other test, wherever this file sorts.
 """
 
 import subprocess
@@ -12,7 +13,7 @@ from ops import staging
 
 from conftest import fab
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.removes_staging]
 
 
 
