@@ -70,12 +70,13 @@ def anonymous_status(app, rule):
 def main(source, candidates, probe="[]", python_path="."):
     driver = _collect_driver()
     driver.import_path(source, python_path)
-    problems = []
+    problems, failed = [], []
     for spec in json.loads(candidates):
         try:
             app = driver.load_app(spec["spec"], source)
         except driver.Refused as exc:
             problems.append(str(exc))
+            failed.append(spec["text"])
             continue
         owners = driver.static_owners(app)
         static_url = ((app.static_url_path or "/static").rstrip("/") + "/"
@@ -88,7 +89,7 @@ def main(source, candidates, probe="[]", python_path="."):
                     r["anonymous_status"] = anonymous_status(app, r["rule"])
         print(json.dumps({"wsgi": spec["text"], "static_url": static_url,
                           "static_prefixes": sorted({p for _, _, p in owners}),
-                          "routes": found}))
+                          "routes": found, "failed": failed}))
         return
     print(json.dumps({"error": "; ".join(problems) or "no candidate"}))
     sys.exit(2)

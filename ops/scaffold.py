@@ -269,11 +269,26 @@ def _line(text, comment=""):
     return f"  {text:30} # {_one_line(comment)}" if comment else f"  {text}"
 
 
+def _other_candidates(others, failed):
+    """Comment lines naming the WSGI candidates init did not choose, and why."""
+    if not others:
+        return []
+    lines = [_line("#   chosen as the first that imports of: an app object in an entry "
+                   "module (wsgi.py, app.py, ...),"),
+             _line("#   any other module-level Flask(...) object, an app factory; also found:")]
+    for text in others[:5]:
+        lines.append(_line(f"#     {text}" + ("  (could not be imported)" if text in failed else "")))
+    if len(others) > 5:
+        lines.append(_line(f"#     ... and {len(others) - 5} more"))
+    return lines
+
+
 def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requirements=None,
-                python_path="."):
+                python_path=".", others=()):
     """The commented fabric.yaml text: found values set, the rest commented with defaults.
     requirements: the dependencies file relative to source when settings would not find it
-    by itself (written as the `requirements:` key)."""
+    by itself (written as the `requirements:` key). others: the other WSGI candidates, by
+    their `wsgi` text, best first."""
     f = findings(app)
     lines = [
         "# flask-ops: how this app is deployed. Written by `fab init` from importing the app;",
@@ -287,6 +302,7 @@ def fabric_yaml(name, source, wsgi_why, app, deps="requirements.txt", requiremen
         _line(f"requirements: {_y(requirements)}", f"found: {deps}") if requirements else
         _line(f"# dependencies: {deps}", "found (requirements: to name another file)"),
         _line(f"wsgi: {_y(app['wsgi'])}", f"found: {wsgi_why}"),
+        *_other_candidates(others, app.get("failed", ())),
         _line("server_names:", "REQUIRED: the names the site answers, e.g. [shop.example.com]"),
         _line("# hosts: [web1.example.com]", "where fab deploy goes without -H (SSH hosts)"),
     ]
@@ -357,8 +373,9 @@ def plan(root):
                  and deps.with_name(n).is_file()), None)
     described = str(deps.relative_to(root)) + (f", pinned by {lock}" if lock else "") + (
         " (its backend's install_requires)" if deps.name == "setup.py" else "")
+    others = [c.text for c in found if c.text != app["wsgi"]]
     text = fabric_yaml(app_name(root, found), source, why, app, described, requirements,
-                       python_path)
+                       python_path, others)
     _check(text, root)
     return {"fabric.yaml": text, "fabfile.py": FABFILE}
 

@@ -192,3 +192,21 @@ def test_init_finds_websocket_routes_and_chooses_the_stack_that_carries_them(tmp
     assert "GET          /ws  (websocket)" in text, text
     s = described(tmp_path, server_names=["chat.test"])
     assert (s.stack, s.websockets, s.streaming) == ("nginx-gunicorn", ("/ws",), ("/time",))
+
+
+def test_init_says_which_of_several_entry_points_it_chose_and_why(tmp_path):
+    """An entry module that cannot be imported is passed over for the next candidate; the
+    description names the others and the order they were tried in."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "requirements.txt").write_text("flask>=3.0,<4\n")
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "def create_app():\n    from flask import Flask\n    return Flask('shop')\n")
+    (tmp_path / "shop" / "other.py").write_text("from flask import Flask\nweb = Flask('x')\n")
+    (tmp_path / "wsgi.py").write_text("import nosuchmodule\nfrom shop import create_app\napp = create_app()\n")
+    text = scaffold.plan(tmp_path)["fabric.yaml"]
+    assert yaml.safe_load(text)["deploy"]["wsgi"] == "shop.other:web"
+    lines = [line.strip() for line in text.splitlines()]
+    start = lines.index("#   chosen as the first that imports of: an app object in an entry "
+                        "module (wsgi.py, app.py, ...),")
+    assert lines[start + 2:start + 4] == ["#     wsgi:app  (could not be imported)",
+                                          "#     shop:create_app()"]
