@@ -79,6 +79,9 @@ def stage_tree(s, fleet=None, env=None):
     reqs = build.requirements(s)
     # pip reads this flat, checked copy on the host, never the app's own file (see requirements)
     build.write_requirements(reqs, tree / META, hashes=False)
+    if s.nginx == "cache":
+        generation = hashlib.sha256((source_digest + reqs.digest).encode()).hexdigest()[:12]
+        s = dataclasses.replace(s, cache_generation=generation)
     files = render.render(s, fleet)
     for f in files:
         if f.in_release:

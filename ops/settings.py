@@ -172,6 +172,10 @@ class Settings:
     instance_dir: Optional[str] = None
     # Not a user key: worker units another app host runs, not this one (for_host).
     workers_elsewhere: Tuple[str, ...] = ()
+    # Not a user key: what the app's answers depend on (its code and dependencies), in the
+    # cache shape's cache key, so a deploy never serves the previous release's cached pages
+    # (nginx has no purge); found by the build, "" before one.
+    cache_generation: str = ""
 
     # ---- derived names and paths (one place, so templates and deploy agree) ----
     @property
@@ -377,6 +381,7 @@ class Settings:
 
 
 NOT_USER_KEYS = ("project_root", "static_prefixes", "stage", "workers_elsewhere", "instance_dir",
+                 "cache_generation",
                  "target")
 USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in NOT_USER_KEYS) + ("stages",)
 # Keys a stage may not set: they name the app itself, the same on every stage.

@@ -88,6 +88,16 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
         hit = get(host, s, "/hello")
         assert hit.header("X-Cache-Status") == "HIT"
         assert hit.header("X-Content-Type-Options") == "nosniff" and not hit.header("Set-Cookie")
+        # A code change is seen at once, not after cache_ttl: the new build has its own cache
+        # (its smoke checks for the new text). Rolling back finds the old pages again.
+        changed = project({"app.py": ('return "Hello, World!"', 'return "Hello, v2!"')},
+                          nginx=shape, access_log=fmt,
+                          smoke=[{"path": "/hello", "contains": "Hello, v2!"}])
+        ship(changed, host)
+        assert get(host, s, "/hello").body == b"Hello, v2!"
+        deploy.rollback(changed, host, out=lambda line: None)
+        back = get(host, s, "/hello")
+        assert back.body == b"Hello, World!" and back.header("X-Cache-Status") == "HIT"
 
 
 def test_every_shape_answers_over_ipv6(host, project):

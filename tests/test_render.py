@@ -368,3 +368,27 @@ def test_request_id_reaches_app_log_and_client_in_every_shape(load, shape, fmt):
 def test_json_access_log_is_refused_on_apache(load):
     with pytest.raises(settings.SettingsError, match=r"access_log: .*json needs an nginx stack"):
         load(stack="apache-modwsgi", access_log="json")
+
+
+def test_the_cache_shape_keys_its_cache_by_what_the_build_ships(tmp_path):
+    """nginx has no purge: the site's cache key names the build (code and dependencies), so
+    a code change starts an empty cache while an unchanged build keeps the live config (no
+    reload on a no-op), and the real nginx checker takes the key."""
+    from conftest import make_project
+    from ops import release
+
+    def site(s):
+        _, _, files, _, _ = release.stage_tree(s)
+        keys = [m for f in files for m in re.findall(r"proxy_cache_key (.*);", f.content)]
+        assert len(keys) == 1, keys
+        return keys[0]
+
+    s = make_project(tmp_path / "a", config={"nginx": "cache"})
+    first = site(s)
+    assert re.fullmatch(r'"\$scheme\$host\$request_uri [0-9a-f]{12}"', first), first
+    assert site(s) == first  # the same build, the same key
+    changed = make_project(tmp_path / "b", {"app.py": ("import datetime", "import datetime  # v2")},
+                           {"nginx": "cache"})
+    assert site(changed) != first
+    _, _, files, _, _ = release.stage_tree(changed)
+    checks.check_local(files, changed)
