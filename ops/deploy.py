@@ -232,8 +232,9 @@ def rollback(s, remote, release_id=None, out=print):
         out("  note       a rollback puts back code, configs and services; it does not undo "
             "what before_switch hooks did (database migrations stay applied)")
     maintenance = bool(facts.get("maintenance"))
+    checks = settings_mod.with_recorded_smoke(s, facts["manifests"].get(release_id))
     run = executor.Run(remote, plan, steps, None,
-                       lambda static: smoke_or_raise(s, remote, static, maintenance))
+                       lambda static: smoke_or_raise(checks, remote, static, maintenance))
     executor.prepare(run)
     executor.activate(run)
     out(f"rolled back {remote.name} from {current} to {release_id}")

@@ -131,6 +131,8 @@ def manifest(s, release):
             "stack": s.stack, "nginx": s.nginx, "init": s.init, "built_by": who(),
             "statics": [{"url": url, "sha256": sha} for url, sha in release.statics],
             "shared": list(release.shared_links),
+            # what its smoke test checked: a rollback to it checks the same
+            "smoke": [dict(item) for item in s.smoke], "smoke_stream": s.smoke_stream,
             "files": [{"path": f.path, "kind": f.kind, "mode": f.mode, "in_release": f.in_release}
                       for f in release.files]}
 

@@ -7,7 +7,7 @@ otherwise be config injection).
 
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -920,9 +920,25 @@ def for_host(s, host):
     mine = tuple(w for w in s.workers if not w.hosts or here in {ssh_endpoint(h) for h in w.hosts})
     if len(mine) == len(s.workers):
         return s
-    import dataclasses
-    return dataclasses.replace(s, workers=mine, workers_elsewhere=tuple(
+    return replace(s, workers=mine, workers_elsewhere=tuple(
         s.worker_unit(w) for w in s.workers if w not in mine))
+
+
+def with_recorded_smoke(s, manifest):
+    """The settings with the smoke checks a release recorded when it went live, for a
+    rollback to it: its pages say what its code serves (a deploy that changed a `contains`
+    must still be able to go back). The settings' own checks when it recorded none; a
+    manifest is the host's, so it is read like input and ignored when it does not pass."""
+    if not isinstance(manifest, dict) or "smoke" not in manifest:
+        return s
+    try:
+        smoke = _smoke("smoke", manifest["smoke"])
+        stream = manifest.get("smoke_stream") or ""
+        if stream:
+            _VALIDATORS["smoke_stream"]("smoke_stream", stream)
+    except SettingsError:
+        return s
+    return replace(s, smoke=smoke, smoke_stream=stream)
 
 
 def _check_workers(s):

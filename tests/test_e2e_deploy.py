@@ -89,7 +89,8 @@ def test_each_nginx_shape_deploys_and_passes_smoke(host, project, shape):
         assert hit.header("X-Cache-Status") == "HIT"
         assert hit.header("X-Content-Type-Options") == "nosniff" and not hit.header("Set-Cookie")
         # A code change is seen at once, not after cache_ttl: the new build has its own cache
-        # (its smoke checks for the new text). Rolling back finds the old pages again.
+        # (its smoke checks for the new text). Rolling back, with those same settings, checks
+        # what the old release recorded (its own text) and finds its cached pages again.
         changed = project({"app.py": ('return "Hello, World!"', 'return "Hello, v2!"')},
                           nginx=shape, access_log=fmt,
                           smoke=[{"path": "/hello", "contains": "Hello, v2!"}])

@@ -126,6 +126,23 @@ def test_missing_source_and_requirements_are_reported(load):
         load(requirements="missing.txt")
 
 
+def test_a_rollback_checks_what_its_release_recorded_and_reads_the_record_like_input(load):
+    """A deploy that changed a smoke `contains` along with the code can still go back: the
+    rollback checks the pages its target release promised, not today's."""
+    from ops import release
+    today = load(smoke=[{"path": "/hello", "contains": "Hello, v2!"}])
+    before = load(smoke=[{"path": "/hello", "contains": "Hello, World!"}], smoke_stream="/time")
+    recorded = release.manifest(before, release.new_release(before, "0" * 16, ()))
+    back = settings.with_recorded_smoke(today, recorded)
+    assert back.smoke == ({"path": "/hello", "contains": "Hello, World!"},)
+    assert back.smoke_stream == "/time"
+    # a release from before the record, or a record that would not pass as settings: today's
+    for manifest in ({"id": "x"}, None, dict(recorded, smoke=[{"path": "no-slash"}]),
+                     dict(recorded, smoke=[{"path": "/", "shell": "rm -rf /"}]),
+                     dict(recorded, smoke_stream="/x\nnginx;")):
+        assert settings.with_recorded_smoke(today, manifest) == today
+
+
 def test_settings_are_frozen(load):
     with pytest.raises(Exception):
         load().app_name = "other"
