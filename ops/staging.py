@@ -361,6 +361,19 @@ def _start_docker(h, tag, release):
     staging_docker.start(h.name, h.address, tag, key, f"{key_path()}.pub")
 
 
+# The end of a systemd host's boot. On a cgroup v1 machine (this one) systemd in a container
+# now and then fails to put a unit's first process into its cgroup while it boots (status
+# 219/CGROUP): seen on systemd-user-sessions, which leaves /run/nologin behind and so turns
+# away every user but root over SSH. Such a unit is started again; other failures stay as
+# they are, for the tests to see.
+SETTLE_BOOT = """systemctl is-system-running --wait >/dev/null
+for unit in $(systemctl list-units --failed --plain --no-legend | awk '{print $1}'); do
+  [ "$(systemctl show -P ExecMainStatus "$unit")" = 219 ] || continue
+  systemctl reset-failed "$unit"; systemctl start "$unit"
+done
+true"""
+
+
 def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn", init="systemd"):
     """Make staging<first>..staging<first+count-1> running `release` and reachable over SSH;
     returns the hosts. engine: nspawn, or docker (containers from staging/Dockerfile);
@@ -407,7 +420,7 @@ def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn", in
             raise OpsError(f"{h.name} did not boot; see {h.dir / 'console.log'}")
     for h in hosts:
         if init == "systemd":
-            ssh(h, "systemctl is-system-running --wait >/dev/null; true", timeout=60)
+            ssh(h, SETTLE_BOOT, timeout=60)
         else:  # the runlevel's jobs (rc, ssh) have run once sshd answers: rc is a task
             wait_until(lambda: "stop/waiting" in ssh(h, "initctl status rc", check=False).stdout,
                        60, f"runlevel 2 on {h.name}")
@@ -433,7 +446,7 @@ def _up_docker(hosts, log, release):
             raise OpsError(f"{h.name} did not boot; see `docker logs "
                            f"{staging_docker.container(h.name)}`")
     for h in hosts:
-        ssh(h, "systemctl is-system-running --wait >/dev/null; true", timeout=90)
+        ssh(h, SETTLE_BOOT, timeout=90)
     return hosts
 
 
