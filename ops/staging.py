@@ -6,6 +6,8 @@ anywhere else. The root filesystem is built once with debootstrap and shared rea
 through overlayfs; each host writes only to its own upper directory.
 """
 
+import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -287,6 +289,29 @@ def wait_until(condition, timeout, what, interval=0.2):
     raise OpsError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _one_at_a_time(change):
+    """Hosts are made and removed by one process at a time on this machine (two test lanes,
+    two terminals): the image, the bridge and the access files are shared by all of them."""
+    @functools.wraps(change)
+    def locked(*args, **kwargs):
+        try:
+            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            lock = open(STATE_DIR / ".lock", "w")
+        except OSError:  # not root: the change itself says so
+            return change(*args, **kwargs)
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return change(*args, **kwargs)
+    return locked
+
+
+def _replace(path, text):
+    """Write a file that `ssh -F` or Fabric may be reading right now: whole or not at all."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _write_access_files(hosts):
     """ssh_config + known_hosts for every host present: `ssh -F` and Fabric both read them."""
     entries, known = [], []
@@ -300,8 +325,8 @@ def _write_access_files(hosts):
                        f"    IdentityFile {key_path()}\n    IdentitiesOnly yes\n"
                        f"    UserKnownHostsFile {STATE_DIR / 'known_hosts'}\n"
                        f"    StrictHostKeyChecking yes\n")
-    (STATE_DIR / "known_hosts").write_text("\n".join(known) + "\n")
-    ssh_config_path().write_text("# Written by `fab staging.up`.\n" + "\n".join(entries))
+    _replace(STATE_DIR / "known_hosts", "\n".join(known) + "\n")
+    _replace(ssh_config_path(), "# Written by `fab staging.up`.\n" + "\n".join(entries))
 
 
 def existing_hosts():
@@ -374,6 +399,7 @@ done
 true"""
 
 
+@_one_at_a_time
 def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn", init="systemd"):
     """Make staging<first>..staging<first+count-1> running `release` and reachable over SSH;
     returns the hosts. engine: nspawn, or docker (containers from staging/Dockerfile);
@@ -477,6 +503,7 @@ def _stop(h):
     shutil.rmtree(h.dir, ignore_errors=True)
 
 
+@_one_at_a_time
 def stop(name):
     """Remove one staging host (the others keep running)."""
     _require_root()
@@ -484,6 +511,7 @@ def stop(name):
     _write_access_files(existing_hosts())
 
 
+@_one_at_a_time
 def down(log=print):
     """Remove every staging host, namespace, veth and process (the staging ACME server's
     too); the image cache stays."""

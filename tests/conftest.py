@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,15 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# Two lanes (`make test`: pytest-xdist, one worker per lane): each worker builds into a cache of
+# its own, as two machines would; they share no build directory, wheelhouse or host record.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and _WORKER != "gw0":
+    os.environ["XDG_CACHE_HOME"] = str(Path.home() / ".cache" / f"flask-ops-lane-{_WORKER}")
+# The end-to-end modules whose hosts are their own (staging5 and up, or this machine): a lane of
+# their own, beside the one of every module that shares staging1-3.
+OWN_HOSTS = {"test_e2e_bullseye", "test_e2e_trixie", "test_e2e_upstart", "test_e2e_docker",
+             "test_e2e_local"}
 SAMPLE = ROOT / "sample_app"
 sys.path.insert(0, str(SAMPLE))
 # sample_app's description, as the repository's fabric.yaml gives it (one source of truth).
@@ -62,17 +72,12 @@ def load():
 
 @pytest.fixture(scope="session")
 def staging_hosts():
-    """Two booted staging hosts for the session: staging1 (nginx), staging2 (apache).
-
-    Hosts a developer already had up are reused and left up; hosts booted here are removed.
-    """
+    """Two booted staging hosts: staging1 (nginx), staging2 (apache). Hosts the run boots are
+    removed when it ends (pytest_sessionfinish, after every lane); hosts a developer already
+    had up are reused and left up."""
     from ops import staging
 
-    had = {h.name for h in staging.existing_hosts()}
-    hosts = staging.up(count=2, log=lambda msg: None)
-    yield {h.name: h for h in hosts}
-    if not had:
-        staging.down(log=lambda msg: None)
+    return {h.name: h for h in staging.up(count=2, log=lambda msg: None)}
 
 
 def extra_host(first, **up):
@@ -372,5 +377,40 @@ class Terminal:
 
 def pytest_collection_modifyitems(config, items):
     """A test that removes every staging host (the session's too) runs after all the others,
-    whatever its file's name; the rest keep their order."""
+    whatever its file's name; the rest keep their order. With lanes (pytest-xdist
+    `--dist loadgroup`), the tests on staging1-3 run in one lane, each module with hosts of its
+    own as a whole, the fast tier wherever a lane is free; a test that removes every host
+    cannot run beside them (`make test` runs it alone, afterwards)."""
     items.sort(key=lambda item: item.get_closest_marker("removes_staging") is not None)
+    in_lane = hasattr(config, "workerinput")
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            module = item.path.stem
+            item.add_marker(pytest.mark.xdist_group(module if module in OWN_HOSTS
+                                                    else "staging1-3"))
+        if in_lane and item.get_closest_marker("removes_staging") is not None:
+            item.add_marker(pytest.mark.skip(reason="removes every staging host: run it alone "
+                                                    "(make test does, after the lanes)"))
+
+
+def _boots_hosts(config):
+    """Whether this process decides what the run leaves behind: the only one, or xdist's
+    controller (its workers end before it does)."""
+    return not hasattr(config, "workerinput") and os.geteuid() == 0
+
+
+def pytest_sessionstart(session):
+    if _boots_hosts(session.config):
+        from ops import staging
+        session.config.stash[_HAD_HOSTS] = bool(staging.existing_hosts())
+
+
+def pytest_sessionfinish(session):
+    """Hosts this run booted go when it ends; a developer's own stay up."""
+    if _boots_hosts(session.config) and not session.config.stash.get(_HAD_HOSTS, True):
+        from ops import staging
+        if staging.existing_hosts():
+            staging.down(log=lambda msg: None)
+
+
+_HAD_HOSTS = pytest.StashKey[bool]()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def bullseye(staging_hosts):
+def bullseye():
     """staging7 booted from a bullseye image (the bridge is the session's)."""
     yield from extra_host(7, release="bullseye")
 

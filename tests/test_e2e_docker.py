@@ -15,7 +15,7 @@ NAME = "staging6"
 
 
 @pytest.fixture(scope="module")
-def docker_host(staging_hosts):
+def docker_host():
     yield from extra_host(6, engine="docker")
 
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def trixie(staging_hosts):
+def trixie():
     """staging5 booted from a trixie image (the bridge is the session's)."""
     yield from extra_host(5, release="trixie")
 

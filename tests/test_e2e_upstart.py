@@ -27,7 +27,7 @@ SOCKET = "/srv/notes/shared/run/uwsgi.sock"
 
 
 @pytest.fixture(scope="module")
-def upstart_host(staging_hosts):
+def upstart_host():
     yield from extra_host(8, init="upstart")
 
 
