@@ -50,11 +50,11 @@ real-apps: python-deps
 
 ## Every test, the end-to-end tier against real servers and staging hosts included. (The
 ## benchmarks' peers are `make bench`'s: the suite only checks that each script parses.)
-## Two lanes (pytest-xdist): the tests on staging1-3 in one, the fast tier and the modules
+## Two lanes (pytest-xdist; tests/conftest.py's lane_of): the tests on staging1-3 in one, the fast tier and the modules
 ## with hosts of their own (bullseye, trixie, upstart, Docker) in the other; then, alone, the
 ## test that removes every staging host.
 test: system-deps docker-deps python-deps real-apps
-	$(VENV)/bin/pytest -n 2 --dist loadgroup -m "not removes_staging" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 -m "not removes_staging" $(PYTEST_ARGS)
 	$(VENV)/bin/pytest -m removes_staging $(PYTEST_ARGS)
 
 ## The fast tier: settings, rendering, checkers, the sample app. No staging hosts.

@@ -377,20 +377,39 @@ class Terminal:
 
 def pytest_collection_modifyitems(config, items):
     """A test that removes every staging host (the session's too) runs after all the others,
-    whatever its file's name; the rest keep their order. With lanes (pytest-xdist
-    `--dist loadgroup`), the tests on staging1-3 run in one lane, each module with hosts of its
-    own as a whole, the fast tier wherever a lane is free; a test that removes every host
-    cannot run beside them (`make test` runs it alone, afterwards)."""
+    whatever its file's name; the rest keep their order. In a lane (pytest-xdist) it cannot
+    run beside the others: `make test` runs it alone, afterwards."""
     items.sort(key=lambda item: item.get_closest_marker("removes_staging") is not None)
-    in_lane = hasattr(config, "workerinput")
-    for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            module = item.path.stem
-            item.add_marker(pytest.mark.xdist_group(module if module in OWN_HOSTS
-                                                    else "staging1-3"))
-        if in_lane and item.get_closest_marker("removes_staging") is not None:
-            item.add_marker(pytest.mark.skip(reason="removes every staging host: run it alone "
-                                                    "(make test does, after the lanes)"))
+    if hasattr(config, "workerinput"):
+        for item in items:
+            if item.get_closest_marker("removes_staging") is not None:
+                item.add_marker(pytest.mark.skip(reason="removes every staging host: run it "
+                                                        "alone (make test does, after the lanes)"))
+
+
+def lane_of(nodeid):
+    """The unit of work a test belongs to under pytest-xdist: every end-to-end module on
+    staging1-3 is one (in one lane, in file order: they share those hosts), each module with
+    hosts of its own is one (its module fixture boots them once), a fast test is its own."""
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    if module in OWN_HOSTS:
+        return module
+    if module.startswith("test_e2e_"):
+        return "staging1-3"
+    return nodeid
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+def pytest_xdist_make_scheduler(config, log):
+    """Lanes by lane_of: xdist's own scope scheduler, with our scopes (its loadgroup marks no
+    longer reach the scheduler under pytest 9.2)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Lanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return lane_of(nodeid)
+
+    return Lanes(config, log)
 
 
 def _boots_hosts(config):
@@ -414,3 +433,4 @@ def pytest_sessionfinish(session):
 
 
 _HAD_HOSTS = pytest.StashKey[bool]()
+

@@ -80,3 +80,20 @@ def test_fab_check_covers_the_fleet_shapes(tmp_path):
     assert result.returncode == 0, result.stdout
     assert "ok  nginx (load balancer)" in result.stdout
     assert "ok  nginx (app host behind the load balancer)" in result.stdout
+
+
+def test_the_lanes_keep_staging1_to_3_in_one_and_own_hosts_apart():
+    """make test's two lanes never run two tests on one staging host at once: every module on
+    the shared hosts is one unit of work, a module with hosts of its own uses none of theirs."""
+    from conftest import OWN_HOSTS, ROOT, lane_of
+
+    modules = sorted(ROOT.glob("tests/test_e2e_*.py"))
+    assert {p.stem for p in modules} >= OWN_HOSTS
+    for path in modules:
+        lane = lane_of(f"tests/{path.name}::test_x[a]")
+        if path.stem in OWN_HOSTS:
+            assert lane == path.stem
+            assert "staging_hosts" not in path.read_text(), path.name
+        else:
+            assert lane == "staging1-3", path.name
+    assert lane_of("tests/test_render.py::test_x") == "tests/test_render.py::test_x"
