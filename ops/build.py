@@ -35,6 +35,28 @@ def build_root(settings):
     return cache_root() / "builds" / f"{settings.app_name}-{digest}"
 
 
+def private_dir(settings, name):
+    """build_root/NAME-PID, this process's own: two deploys of one project from one machine (two
+    terminals, two hosts, two test lanes) never build in each other's tree. Those of processes
+    that have ended are removed on the way."""
+    root = build_root(settings)
+    for old in root.glob(f"{name}-*") if root.is_dir() else ():
+        pid = old.name[len(name) + 1:]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return root / f"{name}-{os.getpid()}"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def requirements(settings):
     """The app's requirements, flattened and checked (see ops.requirements); those of a
     project only its build backend knows (setup.py, dynamic dependencies) from that backend."""
@@ -292,7 +314,7 @@ def host_view(settings, env, source):
     app's base directory stands in: `current` is the tree being collected, `shared/data` an
     empty directory (FLASK_OPS_DATA_DIR, as on the host), anything else under the base an
     empty place of its own. Nothing the build writes there reaches the host."""
-    view = build_root(settings) / "host-view"
+    view = private_dir(settings, "host-view")
     shutil.rmtree(view, ignore_errors=True)
     (view / "shared" / "data").mkdir(parents=True)
     (view / "current").symlink_to(source.resolve(), target_is_directory=True)
@@ -325,7 +347,7 @@ def collectstatic(settings, out=None, source=None, env=None):
     keep = (project, src, Path.cwd())
     outdir.check(wanted, "collected static files", keep)
     if source is None:
-        source = stage_source(settings, build_root(settings) / "collect-source")
+        source = stage_source(settings, private_dir(settings, "collect-source"))
     python = venv(settings) / "bin" / "python"
     out = outdir.prepare(wanted, "collected static files", keep)
     if env is not None:

@@ -57,13 +57,16 @@ def stage_tree(s, fleet=None, env=None):
     """Build the release tree locally; returns (tree, digest, rendered files, static
     samples, shared links as "KIND:PATH")."""
     root = build.build_root(s)
-    tree = build.stage_source(s, root / "release")
+    tree = build.stage_source(s, build.private_dir(s, "release"))
     source_digest = tree_digest(tree)
     collected = root / "collected" / source_digest[:16]
     statics = _cached_statics(collected / ".complete")
     if statics is None:  # not collected yet, or by an older flask-ops with another layout
-        _, _, statics = build.collectstatic(s, collected, source=tree, env=env)
-        (collected / ".complete").write_text(json.dumps(statics))
+        with build.building(collected):  # another deploy of this project may be collecting it
+            statics = _cached_statics(collected / ".complete")
+            if statics is None:
+                _, _, statics = build.collectstatic(s, collected, source=tree, env=env)
+                (collected / ".complete").write_text(json.dumps(statics))
     shutil.copytree(collected, tree / "collected_static",
                     ignore=shutil.ignore_patterns(".complete", outdir.MARKER))
     s = dataclasses.replace(s, static_prefixes=tuple(statics["prefixes"]),

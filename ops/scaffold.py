@@ -208,7 +208,7 @@ def inspect_app(root, source, found, requirements=None, python_path="."):
     probe = json.dumps(["/", *HEALTH_ROUTES])
     # Imported as a release ships it (its own metadata included), in a copy: what the import
     # writes (an instance folder, logs) never lands in the project.
-    source = build.stage_source(s, build.build_root(s) / "init-source")
+    source = build.stage_source(s, build.private_dir(s, "init-source"))
     return build.run_driver(python, DRIVER, [source, json.dumps(specs), probe, python_path],
                             "importing the app")
 

@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,29 @@ def test_the_app_is_imported_with_the_hosts_paths_pointing_at_the_build(tmp_path
     mapped = build.host_view(s, env, tmp_path / "p" / "sample_app")
     assert mapped["APP_SETTINGS"] == str(view / "current/boot_check.py")
     assert mapped["ELSEWHERE"] == "/etc/elsewhere" and "/srv/" not in mapped["FLASK_OPS_DATA_DIR"]
+
+
+def test_two_processes_deploying_one_project_never_build_in_each_others_tree(tmp_path):
+    """Two terminals (or two test lanes) deploying one project from one machine: a build in
+    another process leaves the tree this one is about to upload as it was, and the tree of a
+    process that has ended goes at the next build."""
+    import sys
+
+    from ops import release
+
+    make_project(tmp_path)
+    s = sample_settings(tmp_path)
+    tree, *_ = release.stage_tree(s)
+    (tree / "mine").write_text("still here")
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+         "from conftest import sample_settings\nfrom ops import release\n"
+         "print(release.stage_tree(sample_settings(sys.argv[3]))[0])",
+         str(ROOT / "tests"), str(ROOT), str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert other.returncode == 0, other.stdout
+    theirs = Path(other.stdout.split()[-1])
+    assert theirs != tree and (theirs / "app.py").is_file()  # built whole, elsewhere
+    assert (tree / "mine").read_text() == "still here"
+    release.stage_tree(s)
+    assert not theirs.exists()  # its process has ended
