@@ -11,10 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER and _WORKER != "gw0":
     os.environ["XDG_CACHE_HOME"] = str(Path.home() / ".cache" / f"flask-ops-lane-{_WORKER}")
-# The end-to-end modules whose hosts are their own (staging5 and up, or this machine): a lane of
-# their own, beside the one of every module that shares staging1-3.
-OWN_HOSTS = {"test_e2e_bullseye", "test_e2e_trixie", "test_e2e_upstart", "test_e2e_docker",
-             "test_e2e_local"}
+# The end-to-end modules whose hosts are not staging1-3 (staging5 and up, or this machine), by
+# the unit of work they make under pytest-xdist: those that share hosts share one.
+OWN_HOSTS = {"test_e2e_bullseye": "bullseye", "test_e2e_trixie": "trixie",
+             "test_e2e_upstart": "upstart", "test_e2e_docker": "docker", "test_e2e_local": "local",
+             "test_e2e_real_apps": "corpus", "test_e2e_projects": "corpus"}
+# The corpus of real projects deploys to hosts of its own (corpus_hosts), one per front server.
+NGINX_HOST, APACHE_HOST = "staging9", "staging10"
 SAMPLE = ROOT / "sample_app"
 sys.path.insert(0, str(SAMPLE))
 # sample_app's description, as the repository's fabric.yaml gives it (one source of truth).
@@ -78,6 +81,15 @@ def staging_hosts():
     from ops import staging
 
     return {h.name: h for h in staging.up(count=2, log=lambda msg: None)}
+
+
+@pytest.fixture(scope="session")
+def corpus_hosts():
+    """NGINX_HOST and APACHE_HOST, for the real projects (test_e2e_real_apps, test_e2e_projects):
+    booted once, removed when the run ends (pytest_sessionfinish)."""
+    from ops import staging
+
+    return {h.name: h for h in staging.up(count=2, first=9, log=lambda msg: None)}
 
 
 def extra_host(first, **up):
@@ -389,11 +401,11 @@ def pytest_collection_modifyitems(config, items):
 
 def lane_of(nodeid):
     """The unit of work a test belongs to under pytest-xdist: every end-to-end module on
-    staging1-3 is one (in one lane, in file order: they share those hosts), each module with
-    hosts of its own is one (its module fixture boots them once), a fast test is its own."""
+    staging1-3 is one (in one lane, in file order: they share those hosts), so are the modules
+    on each set of hosts of their own (OWN_HOSTS: booted once), a fast test is its own."""
     module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
     if module in OWN_HOSTS:
-        return module
+        return OWN_HOSTS[module]
     if module.startswith("test_e2e_"):
         return "staging1-3"
     return nodeid

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import remove_app, run_tool as run
+from conftest import APACHE_HOST, NGINX_HOST, remove_app, run_tool as run
 from ops import deploy, settings, smoke, staging
 
 pytestmark = pytest.mark.e2e
@@ -58,10 +58,10 @@ def sign(target, name, message):
         conn.close()
 
 
-@pytest.mark.parametrize("host_name, stack", [("staging1", "nginx-uwsgi"),
-                                              ("staging2", "apache-modwsgi")])
+@pytest.mark.parametrize("host_name, stack", [(NGINX_HOST, "nginx-uwsgi"),
+                                              (APACHE_HOST, "apache-modwsgi")])
 def test_a_pyproject_app_at_its_repository_root_deploys_and_keeps_its_data(
-        staging_hosts, flask_ops_tool, tmp_path, host_name, stack):
+        corpus_hosts, flask_ops_tool, tmp_path, host_name, stack):
     """Deployed with the `flask-ops` console script of a wheel installed in a fresh venv."""
     root = tmp_path / "guestbook"
     s = guestbook_project(root, host_name, stack, flask_ops_tool)

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 import realapps
-from conftest import remove_app, run_tool as run
+from conftest import APACHE_HOST, NGINX_HOST, remove_app, run_tool as run
 from ops import deploy, settings, smoke, staging
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +77,7 @@ def get(target, path, cookie=None, headers=None):
 
 
 @pytest.fixture
-def first_deploy(staging_hosts, flask_ops_tool):
+def first_deploy(corpus_hosts, flask_ops_tool):
     """`flask-ops provision deploy` in the project, as its user types it: (host, target).
     The app is removed from the host afterwards."""
     made = []
@@ -105,11 +105,11 @@ FLASKR_EXTRA = """\
 def test_flasks_tutorial_app_deploys_from_its_repository_root_and_keeps_its_posts(
         flask_ops_tool, first_deploy, tmp_path):
     root = tmp_path / "flaskr"
-    s = described(flask_ops_tool, "flaskr", root, "staging1", "flaskr.test", FLASKR_EXTRA)
+    s = described(flask_ops_tool, "flaskr", root, NGINX_HOST, "flaskr.test", FLASKR_EXTRA)
     text = (root / "fabric.yaml").read_text()
     assert "app_name: flaskr" in text and 'source: "."' in text
     assert 'wsgi: "flaskr:create_app()"' in text and "# dependencies: pyproject.toml" in text
-    host, target = first_deploy("staging1", s, root)
+    host, target = first_deploy(NGINX_HOST, s, root)
     status, page = get(target, "/")
     assert status == 200 and b"Posts" in page
     css = smoke.request(target, "/static/style.css")
@@ -137,9 +137,9 @@ def test_flasks_tutorial_app_deploys_from_its_repository_root_and_keeps_its_post
 
 def test_flasks_javascript_example_answers_its_json_api(flask_ops_tool, first_deploy, tmp_path):
     root = tmp_path / "js_example"
-    s = described(flask_ops_tool, "js_example", root, "staging1", "js.test")
+    s = described(flask_ops_tool, "js_example", root, NGINX_HOST, "js.test")
     assert "# no static folder found" in (root / "fabric.yaml").read_text()
-    _, target = first_deploy("staging1", s, root)
+    _, target = first_deploy(NGINX_HOST, s, root)
     status, page = get(target, "/")
     assert status == 200 and b"fetch" in page
     status, _, body = post(target, "/add", {"a": "2", "b": "3.5"})
@@ -149,13 +149,13 @@ def test_flasks_javascript_example_answers_its_json_api(flask_ops_tool, first_de
 def test_open_web_calendar_deploys_from_its_pinned_requirements_with_its_environment(
         flask_ops_tool, first_deploy, tmp_path):
     root = tmp_path / "open-web-calendar"
-    s = described(flask_ops_tool, "open_web_calendar", root, "staging2", "calendar.test",
+    s = described(flask_ops_tool, "open_web_calendar", root, APACHE_HOST, "calendar.test",
                   # its README: configuration from environment variables
                   "  env: {CACHE_REQUESTED_URLS_FOR_SECONDS: '60', SOURCE_TIMEOUT: '5'}\n")
     text = (root / "fabric.yaml").read_text()
     assert 'requirements: "requirements/base.txt"' in text
     assert 'wsgi: "open_web_calendar.app:app"' in text
-    _, target = first_deploy("staging2", s, root)
+    _, target = first_deploy(APACHE_HOST, s, root)
     status, page = get(target, "/")
     assert status == 200 and b"<title>Open Web Calendar</title>" in page
     status, page = get(target, "/about.html")
@@ -189,14 +189,14 @@ IHATEMONEY_EXTRA = """\
 def test_i_hate_money_migrates_its_database_and_keeps_it_across_a_deploy(
         flask_ops_tool, first_deploy, tmp_path):
     root = tmp_path / "ihatemoney"
-    s = described(flask_ops_tool, "ihatemoney", root, "staging2", "money.test", IHATEMONEY_EXTRA)
+    s = described(flask_ops_tool, "ihatemoney", root, APACHE_HOST, "money.test", IHATEMONEY_EXTRA)
     (root / "ihatemoney.cfg").write_text(IHATEMONEY_CFG)
     # As its git repository has it: the translation catalogs are compiled by its hatch build
     # hook (.mo files are git-ignored), never committed.
     for compiled in root.glob("ihatemoney/translations/*/LC_MESSAGES/messages.mo"):
         compiled.unlink()
     assert 'wsgi: "ihatemoney.wsgi:application"' in (root / "fabric.yaml").read_text()
-    host, target = first_deploy("staging2", s, root)
+    host, target = first_deploy(APACHE_HOST, s, root)
     status, page = get(target, "/")
     assert status == 200 and "I Hate Money".encode() in page
     status, page = get(target, "/", headers={"Accept-Language": "fr"})
@@ -256,7 +256,7 @@ def task_result(target, result_id, deadline=60):
 
 
 @pytest.fixture
-def redis_on(staging_hosts):
+def redis_on(corpus_hosts):
     """Start the host's Redis (as its user would have: apt install redis-server); stopped and
     emptied afterwards."""
     started = []
@@ -274,12 +274,12 @@ def redis_on(staging_hosts):
 def test_flasks_celery_example_runs_its_tasks_on_a_worker_from_a_src_layout(
         flask_ops_tool, first_deploy, redis_on, tmp_path):
     root = tmp_path / "celery"
-    s = described(flask_ops_tool, "celery_example", root, "staging1", "tasks.test", CELERY_EXTRA)
+    s = described(flask_ops_tool, "celery_example", root, NGINX_HOST, "tasks.test", CELERY_EXTRA)
     text = (root / "fabric.yaml").read_text()
     assert 'source: "."' in text and 'python_path: "src"' in text, text
     assert 'wsgi: "task_app:create_app()"' in text and "# dependencies: requirements.txt" in text
-    redis_on("staging1")
-    host, target = first_deploy("staging1", s, root)
+    redis_on(NGINX_HOST)
+    host, target = first_deploy(NGINX_HOST, s, root)
     status, page = get(target, "/")
     assert status == 200 and b"Celery Example" in page
     # A form POST queues a task; the worker (make_celery.py from the project's root, the app
