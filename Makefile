@@ -59,7 +59,7 @@ test: system-deps docker-deps python-deps real-apps
 
 ## The fast tier: settings, rendering, checkers, the sample app. No staging hosts.
 test-fast: system-deps python-deps
-	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 -m "not e2e" $(PYTEST_ARGS)
 
 ## Deploy the sample app to a local staging host and print its URL.
 demo: system-deps python-deps

@@ -157,7 +157,7 @@ def test_the_app_is_imported_with_the_hosts_paths_pointing_at_the_build(tmp_path
     env = build.app_environment(appenv.resolve(s))
     out, count, _ = build.collectstatic(s, tmp_path / "static", env=env)
     assert count == 4
-    view = build.build_root(s) / "host-view"
+    view = build.private_dir(s, "host-view")
     assert (view / "shared/data/x.db").is_file()  # written here, never on the host
     mapped = build.host_view(s, env, tmp_path / "p" / "sample_app")
     assert mapped["APP_SETTINGS"] == str(view / "current/boot_check.py")
