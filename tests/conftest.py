@@ -15,8 +15,10 @@ if _WORKER and _WORKER != "gw0":
 # the unit of work they make under pytest-xdist: those that share hosts share one.
 OWN_HOSTS = {"test_e2e_bullseye": "bullseye", "test_e2e_trixie": "trixie",
              "test_e2e_upstart": "upstart", "test_e2e_docker": "docker", "test_e2e_local": "local",
-             "test_e2e_real_apps": "corpus", "test_e2e_projects": "corpus"}
-# The corpus of real projects deploys to hosts of its own (corpus_hosts), one per front server.
+             "test_e2e_real_apps": "corpus", "test_e2e_projects": "corpus",
+             "test_e2e_own_app": "corpus"}
+# Projects we did not write (the real apps, the guestbook, the shop) deploy to hosts of their
+# own (corpus_hosts), one per front server.
 NGINX_HOST, APACHE_HOST = "staging9", "staging10"
 SAMPLE = ROOT / "sample_app"
 sys.path.insert(0, str(SAMPLE))
@@ -85,8 +87,8 @@ def staging_hosts():
 
 @pytest.fixture(scope="session")
 def corpus_hosts():
-    """NGINX_HOST and APACHE_HOST, for the real projects (test_e2e_real_apps, test_e2e_projects):
-    booted once, removed when the run ends (pytest_sessionfinish)."""
+    """NGINX_HOST and APACHE_HOST, for the projects we did not write (test_e2e_real_apps,
+    test_e2e_projects, test_e2e_own_app): booted once, removed when the run ends."""
     from ops import staging
 
     return {h.name: h for h in staging.up(count=2, first=9, log=lambda msg: None)}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import fab, remove_app, sample_settings
+from conftest import APACHE_HOST, NGINX_HOST, fab, remove_app, sample_settings
 from ops import deploy, provision, scaffold, settings, smoke, staging
 from ops.errors import OpsError
 
@@ -24,7 +24,7 @@ STATICS = {"/static/shop.css": "h1 { color: teal; }\n",
            "/admin/admin-static/admin.js": 'console.log("shop admin");\n'}
 
 
-def shop_project(root, host="staging1"):
+def shop_project(root, host=NGINX_HOST):
     """The shop as a new user deploys it: `fab init` wrote its fabric.yaml, then only the
     server name and the host were filled in."""
     shutil.copytree(SHOP, root, dirs_exist_ok=True)
@@ -44,8 +44,8 @@ def shop(root, **extra):
 
 
 @pytest.fixture(scope="module")
-def nginx_host(staging_hosts, tmp_path_factory):
-    host = staging.remote("staging1")
+def nginx_host(corpus_hosts, tmp_path_factory):
+    host = staging.remote(NGINX_HOST)
     s = shop(tmp_path_factory.mktemp("shop"))
     provision.provision(s, host)
     yield host
@@ -54,8 +54,8 @@ def nginx_host(staging_hosts, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def apache_host(staging_hosts, tmp_path_factory):
-    host = staging.remote("staging2")
+def apache_host(corpus_hosts, tmp_path_factory):
+    host = staging.remote(APACHE_HOST)
     s = shop(tmp_path_factory.mktemp("shop"), stack="apache-modwsgi")
     provision.provision(s, host)
     yield host
@@ -103,11 +103,11 @@ def test_own_app_on_apache(apache_host, tmp_path, monkeypatch):
 
 
 def test_a_project_made_by_fab_init_deploys_with_fab_and_no_host_flag(nginx_host, tmp_path):
-    root = shop_project(tmp_path, host="staging1")
+    root = shop_project(tmp_path, host=NGINX_HOST)
     result = fab("provision", "deploy", cwd=root)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "deploying shop to staging1, 1 at a time" in result.stdout
-    assert "staging1     ok: " in result.stdout
+    assert f"deploying shop to {NGINX_HOST}, 1 at a time" in result.stdout
+    assert f"{NGINX_HOST}     ok: " in result.stdout
     target = deploy.target_for(shop(tmp_path), nginx_host)
     assert b"The shop" in smoke.request(target, "/").body
     status = fab("status", cwd=root)
