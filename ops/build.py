@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import (backendmeta, outdir, projectmeta, requirements as requirements_mod,
+from . import (backendmeta, locks, outdir, projectmeta, requirements as requirements_mod,
                settings as settings_mod, stacks, tree as tree_mod)
 from .cachedir import cache_root
 from .errors import OpsError
@@ -42,19 +42,9 @@ def private_dir(settings, name):
     root = build_root(settings)
     for old in root.glob(f"{name}-*") if root.is_dir() else ():
         pid = old.name[len(name) + 1:]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not locks.pid_alive(pid):
             shutil.rmtree(old, ignore_errors=True)
     return root / f"{name}-{os.getpid()}"
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def requirements(settings):

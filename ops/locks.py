@@ -29,7 +29,7 @@ def describe(lock, now):
     """A sentence about a held lock, and whether it is stale."""
     age = now - lock.get("started", now)
     here = lock.get("host") == socket.gethostname()
-    dead = here and not _pid_alive(lock.get("pid"))
+    dead = here and not pid_alive(lock.get("pid"))
     stale = dead or age > STALE_AFTER
     text = (f"locked by {lock.get('user')}@{lock.get('host')} (pid {lock.get('pid')}) "
             f"{age:.0f}s ago")
@@ -46,7 +46,8 @@ def refusal(facts, host_name):
     return LockError(f"{host_name} is {text}.{hint}")
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether a process of ours with this pid still runs on this machine."""
     try:
         os.kill(int(pid), 0)
         return True
