@@ -50,9 +50,9 @@ real-apps: python-deps
 
 ## Every test, the end-to-end tier against real servers and staging hosts included. (The
 ## benchmarks' peers are `make bench`'s: the suite only checks that each script parses.)
-## Two lanes (pytest-xdist; tests/conftest.py's lane_of): the tests on staging1-3 in one, the fast tier and the modules
-## with hosts of their own (bullseye, trixie, upstart, Docker) in the other; then, alone, the
-## test that removes every staging host.
+## Two lanes (pytest-xdist; tests/conftest.py's lane_of): the tests on staging1-3 in one; the
+## fast tier and the modules with hosts of their own (the projects we did not write, bullseye,
+## trixie, upstart, Docker) in the other; then, alone, the test that removes every host.
 test: system-deps docker-deps python-deps real-apps
 	$(VENV)/bin/pytest -n 2 -m "not removes_staging" $(PYTEST_ARGS)
 	$(VENV)/bin/pytest -m removes_staging $(PYTEST_ARGS)

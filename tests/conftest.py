@@ -95,8 +95,8 @@ def corpus_hosts():
 
 
 def extra_host(first, **up):
-    """Generator for a module fixture: staging<first> booted with `up` (release, engine) next
-    to the session's hosts, and removed afterwards unless it was already there."""
+    """Generator for a module fixture: staging<first> booted with `up` (release, engine), and
+    removed afterwards unless it was already there."""
     from ops import staging
 
     name = f"staging{first}"
@@ -426,6 +426,9 @@ def pytest_xdist_make_scheduler(config, log):
     return Lanes(config, log)
 
 
+_HAD_HOSTS = pytest.StashKey[bool]()  # whether staging hosts were up when the run began
+
+
 def _boots_hosts(config):
     """Whether this process decides what the run leaves behind: the only one, or xdist's
     controller (its workers end before it does)."""
@@ -444,7 +447,3 @@ def pytest_sessionfinish(session):
         from ops import staging
         if staging.existing_hosts():
             staging.down(log=lambda msg: None)
-
-
-_HAD_HOSTS = pytest.StashKey[bool]()
-
