@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from . import inits, scripts, stacks, templating, upstart
+from . import appservers, frontservers, inits, scripts, templating, upstart
 from .scripts import candidate_main
 from .errors import CheckError, OpsError
 
@@ -140,13 +140,13 @@ def check_nginx(files, workdir):
     sites.mkdir()
     _write(files, sites)
     main = Path(workdir, "nginx.conf")
-    live = Path(stacks.NginxUwsgi.main_conf).read_text()
+    live = Path(frontservers.Nginx.main_conf).read_text()
     # What provision adds to a host's http block (front_nginx.sh), when this machine lacks it.
     conf_d = "".join(p.read_text(errors="replace") for p in Path("/etc/nginx/conf.d").glob("*.conf"))
     prelude = "" if "server_names_hash_bucket_size" in live + conf_d else \
-        f"server_names_hash_bucket_size {stacks.NAMES_HASH_BUCKET};\n"
+        f"server_names_hash_bucket_size {frontservers.NAMES_HASH_BUCKET};\n"
     main.write_text(nginx_candidate_main(live, sites, prelude))
-    return _run(stacks.NginxUwsgi.test_command(str(main)), "nginx -t", isolate=("/var/log", "/var/cache"))
+    return _run(frontservers.Nginx.test_command(str(main)), "nginx -t", isolate=("/var/log", "/var/cache"))
 
 
 def check_apache(files, workdir, users=()):
@@ -154,9 +154,9 @@ def check_apache(files, workdir, users=()):
     sites.mkdir()
     _write([f for f in files if f.kind == templating.APACHE], sites)
     main = Path(workdir, "apache2.conf")
-    main.write_text(apache_candidate_main(Path(stacks.ApacheModWsgi.main_conf).read_text(), sites,
+    main.write_text(apache_candidate_main(Path(frontservers.Apache.main_conf).read_text(), sites,
                                           load_modules=True))
-    return _run(stacks.ApacheModWsgi.test_command(str(main)), "apache2ctl -t", users=users, workdir=workdir)
+    return _run(frontservers.Apache.test_command(str(main)), "apache2ctl -t", users=users, workdir=workdir)
 
 
 def check_wsgi(files, workdir):
@@ -169,7 +169,7 @@ def check_wsgi(files, workdir):
 
 def check_uwsgi(files, workdir):
     for path in _write(files, workdir):
-        _run(stacks.uwsgi_check_command(path), "uwsgi (strict)")
+        _run(appservers.check_command(path), "uwsgi (strict)")
 
 
 def check_systemd(files, workdir):
@@ -231,7 +231,7 @@ def check_env_reaches_app(files, settings):
     for unit in [u for u in units if u.path == app_unit]:
         if settings.app_server == "gunicorn":
             if f" {settings.run_file} -- gunicorn " not in unit.content \
-                    or f" {stacks.GUNICORN_ENTRY}:application" not in unit.content:
+                    or f" {appservers.GUNICORN_ENTRY}:application" not in unit.content:
                 raise CheckError("app environment", f"{unit.path} does not start gunicorn on "
                                  f"{settings.wsgi_file}, so the app would start without {env_file}")
             continue

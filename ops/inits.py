@@ -5,10 +5,9 @@ One object per init system. Adding one (runit, say) means a class here and its t
 
 import shlex
 
-from . import scripts, templating
+from . import appservers, scripts, templating
 
 q = shlex.quote
-UWSGI_BIN = "/usr/bin/uwsgi"
 
 
 class Init:
@@ -22,7 +21,7 @@ class Init:
     def unit_files(self, s):
         # the file kind is the init's name: templating.SYSTEMD, templating.UPSTART
         return [templating.RenderedFile(path, templating.render(
-                    self.template(s, unit.endswith(".socket")), s, uwsgi_bin=UWSGI_BIN), self.name)
+                    self.template(s, unit.endswith(".socket")), s, uwsgi_bin=appservers.UWSGI_BIN), self.name)
                 for unit, path in self.unit_paths(s).items()]
 
     def template(self, s, socket):

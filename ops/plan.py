@@ -228,8 +228,7 @@ def actions(s, files, facts, certificate=False):
                    # a restarted socket stops its service: the service starts on the new one
                    or (unit in unit_paths and any(action == "restart" and u in unit_paths
                                                   for action, u in todo)))
-        if (unit == stack.front and not restart and not stack.front_reloads_the_app
-                and not certificate and not any(f.is_site for f in changed)
+        if (unit == stack.front and not restart and not certificate and not any(f.is_site for f in changed)
                 # a site whose link is missing (disabled by hand) is enabled again: nginx
                 # must reload to serve it
                 and all(facts.get("enabled", {}).values())):

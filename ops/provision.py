@@ -40,8 +40,7 @@ def provision_script(s, catchall=True):
         scripts.command("ensure_dirs.sh", *[part for d in dirs for part in d]),
         # Secrets are generated on the host and never leave it: only their names are printed.
         scripts.command("ensure_secrets.sh", s.env_file, s.app_user, *s.generated_secrets),
-        scripts.command(stack.provision_script, stack.init.name),
-        *stack.provision_commands(),
+        *stack.provision_lines(),
         scripts.command("ensure_front_marker.sh", stack.front, stacks.FRONT_MARKER),
     ] + (catchall_lines(stack) if catchall else []))
 

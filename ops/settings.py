@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import daytwo, hostversions, inits, localhooks, stacks, tlsconf, vcs, wsgispec
+from . import appservers, daytwo, hostversions, inits, localhooks, stacks, tlsconf, vcs, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -238,21 +238,21 @@ class Settings:
     @property
     def app_server(self):
         """The program that runs the app's code: uwsgi, gunicorn or mod_wsgi (inside Apache)."""
-        return stacks.of(self).app_server
+        return stacks.app_server_of(self.stack).name
 
     @property
     def gunicorn_entry(self):
         """The module gunicorn imports: the release's entry (wsgi_file), by name."""
-        return stacks.GUNICORN_ENTRY
+        return appservers.GUNICORN_ENTRY
 
     @property
     def service(self):
         """The app server's unit (and, with `.socket`, its socket's)."""
-        return f"{self.app_name}-{'gunicorn' if self.app_server == 'gunicorn' else 'uwsgi'}"
+        return stacks.app_server_of(self.stack).unit(self)
 
     @property
     def uwsgi_ini(self):
-        return f"/etc/flask-ops/{self.app_name}/uwsgi.ini"
+        return appservers.Uwsgi().ini(self)
 
     @property
     def static_root(self):
@@ -320,9 +320,7 @@ class Settings:
     @property
     def wsgi_file(self):
         """The release's entry module (wsgi/entry.py.j2); gunicorn imports it by name."""
-        if self.app_server == "gunicorn":
-            return f"{self.current}/{stacks.GUNICORN_ENTRY}.py"
-        return f"{self.current}/{self.app_name}.wsgi"
+        return stacks.app_server_of(self.stack).entry_path(self)
 
     @property
     def run_file(self):
@@ -811,14 +809,13 @@ def load(raw=None, project_root=".", check_files=True, stage=None):
 
 def _check_app_server(s):
     """What only one app server can do, refused elsewhere with the reason."""
-    if s.websockets and s.stack != "nginx-gunicorn":
-        _fail("websockets", list(s.websockets), "no websockets on stack " + s.stack + (
-              ": nginx cannot upgrade a connection through uwsgi_pass, and Flask-Sock does not "
-              "run under uWSGI" if s.stack == "nginx-uwsgi" else
-              ": mod_wsgi cannot hand a connection over to the app") + "; set stack: nginx-gunicorn")
-    if s.stack == "nginx-gunicorn" and s.init != "systemd":
-        _fail("init", s.init, "systemd with stack nginx-gunicorn (its socket unit keeps "
-              "requests waiting while gunicorn restarts onto a new release)")
+    app = stacks.app_server_of(s.stack)
+    if s.websockets and not app.websockets:
+        able = [name for name in stacks.NAMES if stacks.app_server_of(name).websockets]
+        _fail("websockets", list(s.websockets), f"no websockets on stack {s.stack}: "
+              f"{app.no_websockets}; set stack: {' or '.join(able)}")
+    if s.init not in app.inits:
+        _fail("init", s.init, f"{' or '.join(app.inits)} with stack {s.stack} ({app.why_inits})")
     overlap = set(s.websockets) & set(s.streaming)
     if overlap:
         _fail("websockets", sorted(overlap)[0], "paths that are not also under `streaming`")

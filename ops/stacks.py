@@ -1,15 +1,17 @@
-"""Stacks: one object per way of serving the app, owning everything that differs between
-them — the files it renders, its packages, paths and services, how its configs are checked
-on the host, how it reloads, and how its app processes are found.
+"""Stacks: a front server (ops.frontservers) paired with an app server (ops.appservers),
+run by the host's init system (ops.inits). A stack renders every file a host gets and turns
+the three roles' knowledge into the lines a plan runs: checks, reloads, restarts, the app's
+processes, provisioning.
 
-Adding a stack (Gunicorn behind nginx, say) means one class here and its templates.
+Adding a pairing is a line in STACKS; adding a front or app server is a class in its module
+(and its templates); adding an init system is a class in ops.inits.
 """
 
 import dataclasses
 import shlex
 from pathlib import Path
 
-from . import daytwo, inits, scripts, templating as t
+from . import appservers, daytwo, frontservers, inits, templating as t
 from .errors import OpsError
 
 q = shlex.quote
@@ -21,123 +23,92 @@ FRONT_MARKER = "/etc/flask-ops/front-server"
 
 
 class Stack:
-    """What every front server shares: sites-available/sites-enabled under `etc`."""
+    """One app's front server, app server and init system, as one host runs them."""
 
-    name = front = etc = main_conf = candidate_kind = app_server = ""
-    venv_requirement = ""  # an app server that runs from the app's venv: its requirement
-    # Whether the app server must restart to run a new release (else its graceful reload does).
-    restarts_to_switch = False
-    packages = ()
-    provision_script = ""
-
-    def __init__(self, s):
-        self.s = s
+    def __init__(self, s, name, front, app_server):
+        self.s, self.name = s, name
+        self.front_server, self.app = front, app_server
         self.init = inits.of(s)
 
+    # -- what the roles say, under the names plans use
     @property
-    def sites_available(self):
-        return f"{self.etc}/sites-available"
+    def front(self):
+        """The front server's service name (nginx, apache2)."""
+        return self.front_server.name
+
+    @property
+    def app_server(self):
+        return self.app.name if self.app else ""
+
+    @property
+    def venv_requirement(self):
+        return self.app.venv_requirement if self.app else ""
+
+    @property
+    def restarts_to_switch(self):
+        return bool(self.app and self.app.restarts_to_switch)
+
+    @property
+    def streams_only_listed(self):
+        return self.front_server.streams_only_listed
 
     @property
     def sites_enabled(self):
-        return f"{self.etc}/sites-enabled"
+        return self.front_server.sites_enabled
 
-    def catchall_name(self):
-        return f"000-flask-ops-catchall-{self.s.listen_port}.conf"
+    @property
+    def main_conf(self):
+        return self.front_server.main_conf
+
+    @property
+    def packages(self):
+        # the front server, the app server (in the app's venv: python3-venv), ssl-cert for
+        # the catch-all's self-signed 443
+        front = self.front_server.packages
+        app = self.app.packages + ("python3-venv",) if self.app else ()
+        return front[:1] + app + front[1:]
+
+    def test_command(self, main_conf):
+        return self.front_server.test_command(main_conf)
 
     def catchall_file(self):
-        """The host's default site (shared by every app): unknown names refused, ACME
-        challenges answered."""
-        return t.RenderedFile(f"{self.sites_available}/{self.catchall_name()}",
-                              t.render(f"{self.candidate_kind}/catchall.conf.j2", self.s),
-                              self.candidate_kind)
-
-    # -- what the host runs
-    def app_units(self):
-        """Units of the app's own processes (restarted when their unit file changes)."""
-        return []
-
-    def worker_units(self):
-        """The app's workers (ops.daytwo): restarted onto the new release at every deploy."""
-        return [self.s.worker_unit(w) for w in self.s.workers]
-
-    def units(self):
-        return [self.front] + self.app_units() + self.worker_units()
+        return self.front_server.catchall_file(self.s)
 
     @property
     def two_tier(self):
-        return False
+        return self.front_server.name == "nginx" and self.s.nginx in ("proxy", "cache")
 
     @property
     def caches(self):
-        return False
+        return self.front_server.name == "nginx" and self.s.nginx == "cache"
 
-    # Whether the front server's reload is what switches the app's code; else the front
-    # server reloads only when its own config changed, and the app switches in place.
-    front_reloads_the_app = True
+    # -- files
+    def site_file(self, fleet=None):
+        """fleet: for an app host behind load balancers, their addresses (trusted for X-Real-IP)."""
+        s = self.s
+        if self.front_server.kind == t.APACHE:
+            content = t.render("apache/site.conf.j2", s,
+                               body_limit_bytes=t.size_bytes(s.client_max_body_size))
+        else:
+            content = t.render("nginx/site.conf.j2", s, lb=None,
+                               trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
+                               + list(s.trusted_proxies))
+        return t.RenderedFile(self.front_server.site_path(f"{s.app_name}.conf"), content,
+                              self.front_server.kind)
 
-    def in_place_reload(self):
-        """The label of the app's own graceful reload when it is no unit's (mod_wsgi's
-        daemons), run when the front server is not reloaded; None: the units' reloads do it."""
-        return None
-
-    # Whether a generator response reaches the client chunk by chunk only under the
-    # `streaming` paths (nginx buffers every other uwsgi/proxy response).
-    streams_only_listed = False
-
-    # -- checks on the host
-    def check_lines(self, meta, cand, sites):
-        """Shell lines checking the configs under `meta`/etc (a release's) in the context of
-        the host's whole server config: every other enabled site plus our `sites`."""
-        return self.check_in_context(cand, [site.path.rsplit("/", 1)[1] for site in sites],
-                                     [f"cp {q(meta + '/etc' + site.path)} {q(cand)}/sites/"
-                                      for site in sites])
-
-    def check_in_context(self, cand, names, add_sites):
-        """Candidate sites dir = every enabled site but ours (`names`), then `add_sites` lines
-        put ours in; the host's main config pointed at it; the server's checker on that."""
-        return ([scripts.command("candidate_sites.sh", self.sites_enabled, f"{cand}/sites", *names)]
-                + list(add_sites)
-                + [scripts.command("candidate_main.py", self.candidate_kind, self.main_conf,
-                                   f"{cand}/sites", f"{cand}/main.conf"),
-                   " ".join(q(a) for a in self.test_command(f"{cand}/main.conf")) + " 2>&1"])
-
-    @staticmethod
-    def test_command(main_conf):
-        """The server's own checker on a whole main config (argv)."""
-        raise NotImplementedError
-
-    # -- services
-    def reload(self, unit):
-        return [self.init.service("reload", unit)]
-
-    def restart(self, unit):
-        return self.init.restart(unit) if unit in self.app_units() + self.worker_units() \
-            else self.init.service_restart(unit)
-
-    def going_back(self, workers=None):
-        """Services after returning to an earlier release: the app server and the workers
-        (`workers`: that release's; default: the description's) restarted (they may be
-        crash-looping on the failed code), the front server reloaded."""
-        workers = self.worker_units() if workers is None else workers
-        return [("restart", u) for u in self.process_units(workers)] + [("reload", self.front)]
-
-    def process_units(self, workers=None):
-        """The units that run the app's code (not its socket): the app server's and the
-        workers' (`workers`; default: the description's)."""
-        workers = self.worker_units() if workers is None else workers
-        return [u for u in self.app_units() if not u.endswith(".socket")] + list(workers)
-
-    def log_sources(self):
-        """(journal units, log files): the app's and its workers' logs, then the front
-        server's access and error logs for this site (mod_wsgi writes the app's stderr into
-        the site's error log)."""
-        s, units = self.s, self.process_units()
-        files = [f"/var/log/{self.front}/{s.app_name}.access.log",
-                 f"/var/log/{self.front}/{s.app_name}.error.log"]
-        if s.init == "upstart":
-            return [], files + [f"/var/log/upstart/{u}.log" for u in units]
-        return units, files
+    def files(self, fleet=None):
+        s = self.s
+        units = self.init.unit_files(s) if self.app.has_units else []
+        return [
+            self.catchall_file(),
+            self.site_file(fleet),
+            *self.app.config_files(s),
+            *units,
+            self.entry_file(),
+            self.run_file(),
+            self.maintenance_page(),
+            *self.error_pages(),
+        ] + self.init.worker_files(s)
 
     def entry_file(self):
         """The release's WSGI entry module (ops.wsgispec): env file, then the app."""
@@ -166,35 +137,103 @@ class Stack:
         return t.RenderedFile(self.s.run_file, t.render("wsgi/run.py.j2", self.s), t.WSGI,
                               0o755, in_release=True)
 
-    # -- provision
-    def provision_dirs(self):
-        return []
+    # -- what the host runs
+    def app_units(self):
+        """Units of the app server (restarted when their unit file changes)."""
+        return self.init.app_units(self.s) if self.app and self.app.has_units else []
 
-    def provision_commands(self):
-        return []
+    def worker_units(self):
+        """The app's workers (ops.daytwo): restarted onto the new release at every deploy."""
+        return [self.s.worker_unit(w) for w in self.s.workers]
+
+    def units(self):
+        return [self.front] + self.app_units() + self.worker_units()
+
+    def in_place_reload(self):
+        return self.app.in_place_reload(self.s) if self.app else None
+
+    def process_units(self, workers=None):
+        """The units that run the app's code (not its socket): the app server's and the
+        workers' (`workers`; default: the description's)."""
+        workers = self.worker_units() if workers is None else workers
+        return [u for u in self.app_units() if not u.endswith(".socket")] + list(workers)
+
+    def log_sources(self):
+        """(journal units, log files): the app's and its workers' logs, then the front
+        server's access and error logs for this site (mod_wsgi writes the app's stderr into
+        the site's error log)."""
+        units = self.process_units()
+        files = self.front_server.log_files(self.s)
+        if self.init.name == "upstart":
+            return [], files + [f"/var/log/upstart/{u}.log" for u in units]
+        return units, files
+
+    # -- checks on the host
+    def check_lines(self, meta, cand, sites):
+        """Shell lines checking the configs under `meta`/etc (a release's) in the context of
+        the host's whole server config: every other enabled site plus our `sites`; then the
+        app server's own checker and the init's on the app's units."""
+        lines = self.front_server.check_in_context(
+            cand, [site.path.rsplit("/", 1)[1] for site in sites],
+            [f"cp {q(meta + '/etc' + site.path)} {q(cand)}/sites/" for site in sites])
+        if not self.app_units():
+            return lines
+        lines += self.app.check_lines(self.s, meta)
+        command = self.init.check_command(
+            [f"{meta}/etc{path}" for path in self.init.unit_paths(self.s).values()])
+        return lines + ([command] if command else [])
+
+    def check_in_context(self, cand, names, add_sites):
+        return self.front_server.check_in_context(cand, names, add_sites)
+
+    # -- services
+    def reload(self, unit):
+        if unit == self.front:
+            return self.front_server.reload(self.init)
+        if unit == self.in_place_reload():
+            return self.app.in_place_reload_lines(self.s)
+        return self.init.reload(unit)
+
+    def restart(self, unit):
+        return self.init.restart(unit) if unit in self.app_units() + self.worker_units() \
+            else self.init.service_restart(unit)
+
+    def going_back(self, workers=None):
+        """Services after returning to an earlier release: the app server and the workers
+        (`workers`: that release's; default: the description's) restarted (they may be
+        crash-looping on the failed code), the front server reloaded."""
+        workers = self.worker_units() if workers is None else workers
+        return [("restart", u) for u in self.process_units(workers)] + [("reload", self.front)]
+
+    # -- provision
+    def provision_lines(self):
+        """The front server's provisioning script, the app server's host settings, then the
+        front server's own."""
+        front = self.front_server.provision_lines(self.s, self.init)
+        app = self.app.provision_lines(self.s) if self.app else []
+        return front[:1] + app + front[1:]
+
+    def provision_dirs(self):
+        return self.front_server.provision_dirs(self.s)
 
     def provisioned_files(self):
         """Files this version's configs rely on that only provision puts on a host: a host
         set up by an older flask-ops lacks them, and the deploy asks for provision first."""
-        return [self.s.acme_webroot + "/.well-known/acme-challenge"]
+        return [self.s.acme_webroot + "/.well-known/acme-challenge"] \
+            + self.front_server.provisioned_files()
 
     # -- verify
     def app_processes(self):
         """(shell command printing the app's pids, how many there must be, fail-fast command):
-        the web app's (web_processes) and each worker's main process."""
-        pids, expected, fail_fast = self.web_processes()
+        the app server's and each worker's main process."""
+        pids, expected, fail_fast = self.app.processes(self.s, self.init)
         for unit in self.worker_units():
             pids += f"; {self.init.worker_pid_command(unit)}"
             fail_fast += f" && {{ {self.init.fail_fast_command(unit)}; }}"
         return pids, expected + len(self.worker_units()), fail_fast
 
-    def web_processes(self):
-        raise NotImplementedError
-
     def wake_command(self):
-        """A command that makes the app server notice a finished reload at once (verify runs
-        it while it waits); by default nothing."""
-        return "true"
+        return self.app.wake_command(self.s)
 
     def remove_workers(self, units):
         """Stop and delete worker units (dropped from the description, or a failed first
@@ -204,194 +243,20 @@ class Stack:
             lines += self.init.remove(unit) + [f"rm -f {q(self.init.unit_file_for(unit))}"]
         return lines + (self.init.before_restart() if units else [])
 
-
-class NginxUwsgi(Stack):
-    name, front, etc, main_conf, candidate_kind = (
-        "nginx-uwsgi", "nginx", "/etc/nginx", "/etc/nginx/nginx.conf", "nginx")
-    packages = ("nginx", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv", "ssl-cert")
-    provision_script = "front_nginx.sh"
-    streams_only_listed = True
-    front_reloads_the_app = False
-    app_server = "uwsgi"
-    UWSGI_PLUGIN = "python3"
-
-    @property
-    def two_tier(self):
-        return self.s.nginx in ("proxy", "cache")
-
-    @property
-    def caches(self):
-        return self.s.nginx == "cache"
-
-    def app_units(self):
-        return self.init.app_units(self.s)
-
-    def files(self, fleet=None):
-        """fleet: for an app host behind load balancers, their addresses (trusted for X-Real-IP)."""
-        s = self.s
-        return [
-            self.catchall_file(),
-            t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
-                           t.render("nginx/site.conf.j2", s, lb=None,
-                                    trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
-                                    + list(s.trusted_proxies)),
-                           t.NGINX),
-            *self.app_server_files(),
-            *self.init.unit_files(s),
-            self.entry_file(),
-            self.run_file(),
-            self.maintenance_page(),
-            *self.error_pages(),
-        ] + self.init.worker_files(s)
-
-    def app_server_files(self):
-        """The app server's own config: uWSGI's ini (gunicorn takes flags in its unit)."""
-        s = self.s
-        return [t.RenderedFile(s.uwsgi_ini, t.render("uwsgi/uwsgi.ini.j2", s,
-                                                     plugin=self.UWSGI_PLUGIN), t.UWSGI)]
-
-    def check_lines(self, meta, cand, sites):
-        lines = super().check_lines(meta, cand, sites) + self.app_server_check_lines(meta)
-        command = self.init.check_command(
-            [f"{meta}/etc{path}" for path in self.init.unit_paths(self.s).values()])
-        return lines + ([command] if command else [])
-
-    def app_server_check_lines(self, meta):
-        """The app server's own checker on a release's config (uWSGI's strict parse)."""
-        return [" ".join(q(a) for a in uwsgi_check_command(f"{meta}/etc{self.s.uwsgi_ini}"))
-                + " >/dev/null"]
-
-    @staticmethod
-    def test_command(main_conf):
-        return ["nginx", "-t", "-q", "-c", main_conf]
-
-    def reload(self, unit):
-        if unit == self.front:
-            return [scripts.command("nginx_reload.sh", self.init.name)]
-        return self.init.reload(unit)
-
-    def provision_commands(self):
-        # The kernel cuts the app socket's listen queue to net.core.somaxconn.
-        return [scripts.command("ensure_somaxconn.sh", str(self.s.listen_queue)),
-                scripts.command("ensure_nginx_names.sh", str(NAMES_HASH_BUCKET))]
-
-    def provision_dirs(self):
-        return [("/var/cache/nginx", "root", "root", "755"),
-                (f"/etc/flask-ops/{self.s.app_name}", "root", "root", "755")]
-
-    def web_processes(self):
-        # The uWSGI master (the unit's main process) and its workers.
-        unit = self.s.service
-        return (self.init.main_pid_command(unit), self.s.processes + 1,
-                self.init.fail_fast_command(unit))
-
-    def wake_command(self):
-        # A newline is no command for uWSGI's master FIFO, but it wakes the master's loop,
-        # which reaps the workers a graceful reload stopped and re-executes: about 0.3 s
-        # instead of the next 1 s check. Non-blocking: while the master re-executes nobody
-        # reads the FIFO, and the write fails (ignored); never creates a file in its place.
-        fifo = self.s.master_fifo
-        if not fifo:
-            return "true"
-        return f"printf '\\n' | dd of={q(fifo)} oflag=nonblock conv=nocreat status=none 2>/dev/null || true"
-
     def remove_app(self):
+        """Stop the app server's units (mod_wsgi's daemons stop with the site)."""
         return [line for unit in reversed(self.app_units()) for line in self.init.remove(unit)]
 
 
-class NginxGunicorn(NginxUwsgi):
-    """nginx in front of gunicorn (gthread workers) on a systemd socket: what websockets
-    (Flask-Sock) need. gunicorn runs from the release's venv, so it restarts onto each new
-    release; requests wait in the socket's queue meanwhile, and in-flight ones finish first
-    (SIGTERM: a graceful stop of up to drain_timeout)."""
+class LoadBalancer(Stack):
+    """nginx in front of a fleet's app hosts: the proxy (or cache) shape over their
+    addresses, with no app server of its own."""
 
-    name, app_server = "nginx-gunicorn", "gunicorn"
-    packages = ("nginx", "python3-venv", "ssl-cert")
-    restarts_to_switch = True
-    # Installed into the app's venv with its own requirements (pure Python, from the
-    # wheelhouse like them), unless the project pins its own: the version our unit is written for.
-    venv_requirement = "gunicorn==23.0.0"
-
-    def app_server_files(self):
-        return []
-
-    def app_server_check_lines(self, meta):
-        return []  # its unit, checked by the init's checker, is all of its config
-
-    def wake_command(self):
-        return "true"
-
-
-# The module name of the release's entry for gunicorn (ops/templates/wsgi/entry.py.j2).
-GUNICORN_ENTRY = "flask_ops_entry"
-
-
-class ApacheModWsgi(Stack):
-    name, front, etc, main_conf, candidate_kind = (
-        "apache-modwsgi", "apache2", "/etc/apache2", "/etc/apache2/apache2.conf", "apache")
-    app_server = "mod_wsgi"
-    # ssl-cert: the self-signed certificate of the catch-all's 443 virtual host.
-    packages = ("apache2", "libapache2-mod-wsgi-py3", "python3-venv", "ssl-cert")
-    provision_script = "front_apache.sh"
-    front_reloads_the_app = False
-
-    def in_place_reload(self):
-        return f"{self.s.app_name} mod_wsgi daemons"
-
-    def reload(self, unit):
-        if unit == self.in_place_reload():
-            # mod_wsgi 4.1+: SIGUSR1 makes each daemon process take no new request, finish
-            # those in flight (up to drain_timeout) and start again, from the release
-            # `current` now points at. Apache's own reload would close its clients' idle
-            # keep-alive connections and give requests in flight 3 s at most.
-            return [f"pkill -USR1 -u {q(self.s.app_user)} -f {q('^[(]wsgi:')} || true"]
-        return super().reload(unit)
-
-    def files(self, fleet=None):
-        s = self.s
-        return [
-            self.catchall_file(),
-            t.RenderedFile(f"{self.sites_available}/{s.app_name}.conf",
-                           t.render("apache/site.conf.j2", s,
-                                    body_limit_bytes=t.size_bytes(s.client_max_body_size)), t.APACHE),
-            self.entry_file(),
-            self.run_file(),
-            self.maintenance_page(),
-            *self.error_pages(),
-        ] + self.init.worker_files(s)
-
-    @staticmethod
-    def test_command(main_conf):
-        # apache2ctl reads /etc/apache2/envvars (APACHE_LOG_DIR, APACHE_RUN_USER, ...) first.
-        return ["apache2ctl", "-t", "-f", main_conf]
-
-    def provisioned_files(self):
-        # The catch-all's 443 virtual host needs mod_ssl and the host's self-signed pair.
-        return super().provisioned_files() + [
-            f"/etc/apache2/mods-enabled/{m}.load" for m in ("wsgi", "headers", "ssl", "http2",
-                                                            "rewrite", "unique_id")] + [
-            "/etc/ssl/private/ssl-cert-snakeoil.key"]
-
-    def web_processes(self):
-        # mod_wsgi daemon processes: "(wsgi:APP)" (display-name), run as the app's user.
-        # mod_wsgi cuts the name to the length of Apache's own argv[0] (17 characters for
-        # /usr/sbin/apache2), so an app name over 10 characters never matched in full.
-        return (f"pgrep -u {q(self.s.app_user)} -f {q('^[(]wsgi:')}", self.s.processes, "true")
-
-    def remove_app(self):
-        return []  # the app lives inside Apache: taking the site out stops it
-
-
-class LoadBalancer(NginxUwsgi):
-    """nginx in front of a fleet's app hosts: the proxy (or cache) shape over their addresses."""
-
-    name = "lb"
-    packages = ("nginx", "ssl-cert")
     MAX_FAILS, FAIL_TIMEOUT, CONNECT_TIMEOUT = 3, "10s", "2s"
 
     def __init__(self, s):
         shape = s.nginx if s.nginx in ("proxy", "cache") else "proxy"
-        super().__init__(dataclasses.replace(s, nginx=shape))
+        super().__init__(dataclasses.replace(s, nginx=shape), "lb", frontservers.Nginx(), None)
 
     def site_name(self):
         return f"{self.s.app_name}-lb.conf"
@@ -400,7 +265,7 @@ class LoadBalancer(NginxUwsgi):
         s = self.s
         return [
             self.catchall_file(),
-            t.RenderedFile(f"{self.sites_available}/{self.site_name()}",
+            t.RenderedFile(self.front_server.site_path(self.site_name()),
                            t.render("nginx/site.conf.j2", s, lb=list(upstreams), trusted_proxies=[],
                                     lb_max_fails=self.MAX_FAILS, lb_fail_timeout=self.FAIL_TIMEOUT,
                                     lb_connect_timeout=self.CONNECT_TIMEOUT),
@@ -409,14 +274,8 @@ class LoadBalancer(NginxUwsgi):
             *self.error_pages(),
         ]
 
-    def app_units(self):
-        return []
-
     def worker_units(self):
         return []
-
-    def provision_commands(self):
-        return [scripts.command("ensure_nginx_names.sh", str(NAMES_HASH_BUCKET))]
 
     @property
     def candidate_dir(self):
@@ -451,19 +310,20 @@ def _project_page(s, key, page):
         raise OpsError(f"deploy.{key}: {page} is not UTF-8 text") from None
 
 
-def uwsgi_check_command(ini):
-    # --get parses the ini (strict: unknown option is fatal), loads its plugins, prints one
-    # option and exits: nothing is bound, imported or written.
-    return [inits.UWSGI_BIN, "--ini", ini, "--get", "socket"]
-
-
-# nginx's server_names_hash_bucket_size: its default (64) refuses a server name longer than
-# about 55 characters; provision sets this (front_nginx.sh) unless the host sets its own.
-NAMES_HASH_BUCKET = 256
-
-STACKS = {cls.name: cls for cls in (NginxUwsgi, NginxGunicorn, ApacheModWsgi)}
+# name -> (front server, app server): the pairings a description's `stack` names.
+STACKS = {
+    "nginx-uwsgi": (frontservers.Nginx, appservers.Uwsgi),
+    "nginx-gunicorn": (frontservers.Nginx, appservers.Gunicorn),
+    "apache-modwsgi": (frontservers.Apache, appservers.ModWsgi),
+}
 NAMES = tuple(STACKS)
 
 
+def app_server_of(name):
+    """The app server a stack's name pairs (settings asks it for names and refusals)."""
+    return STACKS[name][1]()
+
+
 def of(s):
-    return STACKS[s.stack](s)
+    front, app = STACKS[s.stack]
+    return Stack(s, s.stack, front(), app())

@@ -96,6 +96,20 @@ def test_code_change_on_a_live_apache_host(load):
     assert matches_golden("deploy-change-apache", show(p))
 
 
+def test_code_change_under_gunicorn_restarts_it_onto_the_release(load):
+    """gunicorn runs from the release's venv: a code change restarts its service (not its
+    socket, which keeps the waiting requests); nginx, whose site did not change, stays."""
+    s = load(stack="nginx-gunicorn")
+    previous = built(s, OLD)
+    p = plan.deploy_plan(s, built(s), facts(
+        current=OLD, manifest=release.manifest(s, previous), live=live_for(previous.files),
+        active={"nginx": "active", "sample-gunicorn": "active",
+                "sample-gunicorn.socket": "active"}), RECORD)
+    assert ("restart", "sample-gunicorn") in p.todo
+    assert not {("restart", "sample-gunicorn.socket"), ("reload", "nginx")} & set(p.todo)
+    assert matches_golden("deploy-change-nginx-gunicorn", show(p))
+
+
 def test_cache_shape_under_upstart(load):
     s = load(nginx="cache", init="upstart")
     assert matches_golden("deploy-first-cache-upstart", show(plan.deploy_plan(s, built(s), facts(

@@ -63,6 +63,12 @@ def test_websockets_only_where_they_can_work(load, stack, reason):
         load(stack=stack, websockets=["/ws"])
 
 
+def test_gunicorn_is_refused_on_upstart_with_the_reason(load):
+    with pytest.raises(settings.SettingsError, match="init.*systemd with stack nginx-gunicorn "
+                       r"\(its socket unit keeps requests waiting"):
+        load(stack="nginx-gunicorn", init="upstart")
+
+
 def test_gunicorn_runs_from_the_apps_venv_unless_the_project_pins_its_own(load, tmp_path):
     from ops import build
     s = load(stack="nginx-gunicorn", websockets=["/ws"])
