@@ -127,7 +127,7 @@ def activate(run):
                                    f"(hooks.on_after_switch_failure: report): "
                                    f"{str(exc).splitlines()[0]}")
                     continue
-                if step.name == "verify" and detail:
+                if step.says and detail:
                     steps.note("", detail)
         except BaseException as exc:  # Ctrl-C mid-switch restores too
             failed, reason = steps.current, str(exc)

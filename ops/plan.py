@@ -46,6 +46,7 @@ class Step:
     stream: bool = False  # its output goes to the deploy's output as it comes (hooks)
     tolerated: bool = False  # a failure is reported, and the deploy goes on (after_switch)
     timeout: Optional[int] = None  # seconds the SSH command may take (default: remote's)
+    says: bool = False  # its output is a line for the user (verify: how long the switch took)
 
     @property
     def is_smoke(self):
@@ -72,7 +73,7 @@ class Plan:
     unlock: Optional[Step] = None  # release the lock only
     finish: Optional[Step] = None
     nothing_to_do: bool = False
-    todo: Tuple[Tuple[str, str], ...] = field(default=())
+    todo: Tuple[stacks.Action, ...] = field(default=())
     # Whether the switch can disturb clients of this host (a front server reload or restart,
     # an app server restart): in a fleet, such a host leaves the balancers first (drained).
     drain: bool = True
@@ -226,16 +227,16 @@ def actions(s, files, facts, certificate=False):
                    or (stack.restarts_to_switch and unit in stack.process_units())
                    or unit_paths.get(unit) in changed_paths
                    # a restarted socket stops its service: the service starts on the new one
-                   or (unit in unit_paths and any(action == "restart" and u in unit_paths
-                                                  for action, u in todo)))
+                   or (unit in unit_paths and any(a.restarts and a.unit in unit_paths
+                                                  for a in todo)))
         if (unit == stack.front and not restart and not certificate and not any(f.is_site for f in changed)
                 # a site whose link is missing (disabled by hand) is enabled again: nginx
                 # must reload to serve it
                 and all(facts.get("enabled", {}).values())):
             continue
-        todo.append(("restart" if restart else "reload", unit))
+        todo.append(stacks.restart(unit) if restart else stacks.reload(unit))
     if stack.in_place_reload() and not any(unit == stack.front for _, unit in todo):
-        todo.insert(0, ("reload", stack.in_place_reload()))
+        todo.insert(0, stacks.reload(stack.in_place_reload()))
     # the app server first, the front server last
     return todo[1:] + todo[:1] if todo and todo[0][1] == stack.front else todo
 
@@ -245,8 +246,8 @@ def disturbs_clients(s, todo):
     front or app server, or a front server reload (it closes idle keep-alive connections).
     uWSGI's own reload cannot: the socket stays open and requests wait in its queue."""
     stack = stacks.of(s)
-    return any(unit == stack.front or (action == "restart" and unit in stack.app_units())
-               for action, unit in todo)
+    return any(a.unit == stack.front or (a.restarts and a.unit in stack.app_units())
+               for a in todo)
 
 
 # ----------------------------------------------------------------------------- step scripts
@@ -378,11 +379,10 @@ def install_lines(s, release_id, files):
 def service_lines(s, todo):
     stack = stacks.of(s)
     lines = []
-    if any(action == "restart" and unit in stack.app_units() + stack.worker_units()
-           for action, unit in todo):
+    if any(a.restarts and a.unit in stack.app_units() + stack.worker_units() for a in todo):
         lines += stack.init.before_restart()
-    for action, unit in todo:
-        lines += stack.restart(unit) if action == "restart" else stack.reload(unit)
+    for a in todo:
+        lines += stack.restart(a.unit) if a.restarts else stack.reload(a.unit)
     return lines
 
 
@@ -396,7 +396,7 @@ def switch_script(s, release_id, files, todo, env_digest=None):
     """Point `current` at the release, install its configs (and the staged env file when
     env_digest is given), reload what changed. The restarts it needs are recorded first: a
     failure halfway cannot lose them."""
-    pending = [f"restart {unit}" for action, unit in todo if action == "restart"]
+    pending = [f"restart {a.unit}" for a in todo if a.restarts]
     env = env_switch_lines(s, env_digest) if env_digest else []
     return script([state_write(s, {"pending": pending})] + install_lines(s, release_id, files)
                   + env + current_lines(s, release_id) + service_lines(s, todo)
@@ -542,8 +542,8 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
     dropped = dropped_workers(s, facts.get("workers", []), workers)
     nothing = (manifest.get("digest") == release.digest and not env_changed and not cert_steps
                and not changed_configs(files, facts) and not dropped
-               and all(action == "reload" or (unit in workers and facts["active"].get(unit) ==
-                                              "active") for action, unit in todo)
+               and all(not a.restarts or (a.unit in workers and facts["active"].get(a.unit) ==
+                                          "active") for a in todo)
                and all(facts["enabled"].values()))
     wheels = not facts["wheelhouse"]
     previous_files = host_files(s, files_from_manifest(manifest)) if previous else files
@@ -566,8 +566,8 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
         activate=(
             Step("switch", switch_script(s, release.id, files, todo,
                                          env_digest if env_changed else None),
-                 ", ".join(f"{a} {u}" for a, u in todo)),
-            Step("verify", verify_script(s, release.id, s.drain_timeout + 20)),
+                 ", ".join(f"{a.verb} {a.unit}" for a in todo)),
+            Step("verify", verify_script(s, release.id, s.drain_timeout + 20), says=True),
         ) + hook_steps(s, release.id, "after_switch", s.env_file) + (
             Step("smoke", smoke_static=release.statics),
         ),
@@ -623,7 +623,7 @@ def rollback_plan(s, release_id, facts, record):
                       "configs of that release pass the target's checkers"),),
         activate=(
             Step("switch", switch_script(s, release_id, files, back)),
-            Step("verify", verify_script(s, release_id, s.drain_timeout + 20)),
+            Step("verify", verify_script(s, release_id, s.drain_timeout + 20), says=True),
             Step("smoke", smoke_static=release_statics(target)),
         ),
         restore=Step("restore", restore_script(s, current, current_files, None,

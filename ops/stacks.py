@@ -10,6 +10,7 @@ Adding a pairing is a line in STACKS; adding a front or app server is a class in
 import dataclasses
 import shlex
 from pathlib import Path
+from typing import NamedTuple
 
 from . import appservers, daytwo, frontservers, inits, templating as t
 from .errors import OpsError
@@ -20,6 +21,26 @@ q = shlex.quote
 # with the stack being deployed, so a switch of stack asks for provision instead of failing
 # half way with the other server's config errors.
 FRONT_MARKER = "/etc/flask-ops/front-server"
+
+
+class Action(NamedTuple):
+    """What a deploy does to one unit: `restart` it or `reload` it (a tuple: plans compare
+    and unpack them as pairs)."""
+
+    verb: str
+    unit: str
+
+    @property
+    def restarts(self):
+        return self.verb == "restart"
+
+
+def restart(unit):
+    return Action("restart", unit)
+
+
+def reload(unit):
+    return Action("reload", unit)
 
 
 class Stack:
@@ -203,7 +224,7 @@ class Stack:
         (`workers`: that release's; default: the description's) restarted (they may be
         crash-looping on the failed code), the front server reloaded."""
         workers = self.worker_units() if workers is None else workers
-        return [("restart", u) for u in self.process_units(workers)] + [("reload", self.front)]
+        return [restart(u) for u in self.process_units(workers)] + [reload(self.front)]
 
     # -- provision
     def provision_lines(self):

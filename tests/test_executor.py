@@ -32,7 +32,7 @@ def a_plan(**over):
     step = lambda name: plan.Step(name, f"# {name}")  # noqa: E731
     fields = dict(host_action="deploy", target="R2", previous="R1",
                   prepare=(plan.Step("upload", upload=plan.Upload("/tmp/x")), step("stage")),
-                  activate=(step("switch"), step("verify"), plan.Step("smoke", smoke_static="a.css")),
+                  activate=(step("switch"), plan.Step("verify", "# verify", says=True), plan.Step("smoke", smoke_static="a.css")),
                   restore=step("restore"), discard=step("discard"), unlock=step("unlock"),
                   finish=step("finish"))
     fields.update(over)
