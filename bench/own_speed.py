@@ -65,7 +65,7 @@ def main(argv=None):
     floor, _ = timed([str(ROOT / ".venv/bin/python"), "-c", "import fabric, ops.tasks"], root)
     startup, _ = timed([str(ROOT / ".venv/bin/fab"), "--list"], root)
     # the smoke checks alone, in this process: wall time vs. their sum and their longest
-    statics = release.statics_from_manifest(deploy.gather(s, host)[0].get("manifest"))
+    statics = release.statics_from_manifest(deploy.gather(s, host)[0].manifest)
     start = time.monotonic()
     results = smoke.run(s, deploy.target_for(s, host), statics)
     wall = time.monotonic() - start

@@ -73,21 +73,21 @@ def check_versions(s, facts, remote):
 def preflight(s, facts, remote):
     """Refusals that must come before anything changes."""
     init = inits.of(s)
-    if facts["init"] != init.name:
-        hint = f" Set init: {facts['init']} for this host." if facts["init"] in inits.INITS else ""
-        raise OpsError(f"init is '{init.name}' but {remote.name} runs {facts['init']}: "
+    if facts.init != init.name:
+        hint = f" Set init: {facts.init} for this host." if facts.init in inits.INITS else ""
+        raise OpsError(f"init is '{init.name}' but {remote.name} runs {facts.init}: "
                        f"a {init.name} unit would never start there.{hint}")
-    if not facts["provisioned"] or not facts["user"]:
+    if not facts.provisioned or not facts.user:
         raise OpsError(f"{remote.name} is not provisioned for {s.app_name}: "
                        f"run `fab -H {remote.name} provision` first")
     stack = stacks.of(s)
-    if not facts["main_conf"]:
+    if not facts.main_conf:
         raise OpsError(f"{remote.name} has no {stack.front} config: run provision")
-    if facts["front"] != stack.front:
-        was = f"for {facts['front']}" if facts["front"] else "by an older flask-ops"
+    if facts.front != stack.front:
+        was = f"for {facts.front}" if facts.front else "by an older flask-ops"
         raise OpsError(f"{remote.name} was provisioned {was}, but stack {stack.name} needs "
                        f"{stack.front}: run `fab -H {remote.name} provision` for this stack first")
-    missing = facts.get("unprovisioned") or []
+    missing = facts.unprovisioned
     if missing:
         raise OpsError(f"{remote.name} was provisioned by an older flask-ops (it lacks "
                        f"{', '.join(missing[:3])}): run `fab -H {remote.name} provision` first")
@@ -144,7 +144,7 @@ def start(s, remote, built, steps, dry_run=False):
     rel = built.release
     with steps("facts"):
         facts, locked = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run)
-    env_key = (facts.get("state") or {}).get("env_key") or secrets.token_hex(32)
+    env_key = facts.state.get("env_key") or secrets.token_hex(32)
     plan = plan_mod.deploy_plan(s, rel, facts, built.record, built.env, env_key,
                                 built.cert_files, built.acme_ca)
 
@@ -153,13 +153,13 @@ def start(s, remote, built, steps, dry_run=False):
                   if upload.python else None)
         return release_mod.bundle(s, built.tree, rel, wheels)
 
-    maintenance = bool(facts.get("maintenance"))
+    maintenance = bool(facts.maintenance)
     run = executor.Run(remote, plan, steps, bundle,
                        lambda static: smoke_or_raise(s, remote, static, maintenance), locked=locked)
     try:
         check_versions(s, facts, remote)
         preflight(s, facts, remote)
-        if not locked and (facts["lock"] is not None or not dry_run):
+        if not locked and (facts.lock is not None or not dry_run):
             raise locks.refusal(facts, remote.name)
     except OpsError:
         executor.discard(run)
@@ -214,7 +214,7 @@ def rollback(s, remote, release_id=None, out=print):
         if not locked:
             raise locks.refusal(facts, remote.name)
         preflight(s, facts, remote)
-        current, releases = facts["current"], facts["releases"]
+        current, releases = facts.current, facts.releases
         if release_id is None:
             older = [r for r in releases if current and r < current]
             if not older:
@@ -231,8 +231,8 @@ def rollback(s, remote, release_id=None, out=print):
     if s.hooks.at("before_switch"):
         out("  note       a rollback puts back code, configs and services; it does not undo "
             "what before_switch hooks did (database migrations stay applied)")
-    maintenance = bool(facts.get("maintenance"))
-    checks = settings_mod.with_recorded_smoke(s, facts["manifests"].get(release_id))
+    maintenance = bool(facts.maintenance)
+    checks = settings_mod.with_recorded_smoke(s, facts.manifests.get(release_id))
     run = executor.Run(remote, plan, steps, None,
                        lambda static: smoke_or_raise(checks, remote, static, maintenance))
     executor.prepare(run)
@@ -243,36 +243,36 @@ def rollback(s, remote, release_id=None, out=print):
 
 def releases(s, remote):
     facts, _ = gather(s, remote)
-    return facts["current"], facts["releases"]
+    return facts.current, facts.releases
 
 
 def current_statics(s, remote):
     """The static files the current release recorded, for `fab smoke` on a host."""
     facts, _ = gather(s, remote)
-    return release_mod.statics_from_manifest(facts.get("manifest"))
+    return release_mod.statics_from_manifest(facts.manifest)
 
 
 def status(s, remote):
     s = settings_mod.for_host(s, remote.name)
     facts, _ = gather(s, remote)
-    lock = locks.describe(facts["lock"], facts["now"])[0] if facts["lock"] else "unlocked"
-    info = {"host": remote.name, "current": facts["current"], "releases": len(facts["releases"]),
-            "services": facts["active"], "last_deploy": facts["state"].get("last_deploy"),
-            "pending": facts["state"].get("pending", []), "lock": lock}
-    shared = (facts.get("manifest") or {}).get("shared") or []
+    lock = locks.describe(facts.lock, facts.now)[0] if facts.lock else "unlocked"
+    info = {"host": remote.name, "current": facts.current, "releases": len(facts.releases),
+            "services": facts.active, "last_deploy": facts.state.get("last_deploy"),
+            "pending": facts.state.get("pending", []), "lock": lock}
+    shared = (facts.manifest or {}).get("shared") or []
     info["shared"] = ", ".join(f"{item.partition(':')[2]} -> {s.linked_dir}/{item.partition(':')[2]}"
                                for item in shared if isinstance(item, str)) or "none"
     info["maintenance"] = ("ON: the site answers 503 (`fab maintenance off` ends it)"
-                           if facts.get("maintenance") else "off")
+                           if facts.maintenance else "off")
     if s.tls:
-        info["certificate"] = certs.describe(facts.get("tls"), facts["now"])
+        info["certificate"] = certs.describe(facts.tls, facts.now)
     return info
 
 
 def unlock(s, remote):
     facts, _ = gather(s, remote)
-    if not facts["lock"]:
+    if not facts.lock:
         return None
-    text, _ = locks.describe(facts["lock"], facts["now"])
+    text, _ = locks.describe(facts.lock, facts.now)
     remote.run(plan_mod.unlock_line(s), "unlock")
     return text

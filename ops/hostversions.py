@@ -33,18 +33,18 @@ def parse_version(text):
 
 def versions_from_facts(facts):
     """{name: version tuple} of what the host has installed (absent: not installed/unknown)."""
-    raw = facts.get("versions") or {}
+    raw = facts.versions
     out = {}
     for name, packages in PACKAGES.items():
         found = [parse_version(raw.get(p)) for p in packages if raw.get(p)]
         found = [v for v in found if v]
         if found:
             out[name] = max(found)
-    python = parse_version(facts.get("python"))
+    python = parse_version(facts.python)
     if python:
         out["python"] = python
-    if "ipv6" in facts:  # kept with the versions: (1,) the host has IPv6, (0,) it has none
-        out["ipv6"] = (1,) if facts["ipv6"] else (0,)
+    if facts.ipv6 is not None:  # kept with the versions: (1,) the host has IPv6, (0,) it has none
+        out["ipv6"] = (1,) if facts.ipv6 else (0,)
     return out
 
 

@@ -41,7 +41,7 @@ def describe(lock, now):
 
 def refusal(facts, host_name):
     """The error for a host whose lock someone else holds; stale ones say how to clear them."""
-    text, stale = describe(facts["lock"] or {}, facts["now"])
+    text, stale = describe(facts.lock or {}, facts.now)
     hint = f" Clear it with `fab -H {host_name} unlock`." if stale else ""
     return LockError(f"{host_name} is {text}.{hint}")
 

@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 from . import locks, scripts, stacks
 from .release import META, files_from_manifest, statics_from_manifest as release_statics
+from .hostfacts import HostFacts
 
 q = shlex.quote
 
@@ -185,25 +186,21 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
 def first_deploy_facts(s):
     """What facts.py reports of a freshly provisioned host with nothing deployed yet (for a
     dry run when the host cannot be reached)."""
-    return {"init": s.init, "python": "", "arch": "", "libc": None, "versions": {},
-            "user": True, "provisioned": True, "current": None, "releases": [],
-            "manifest": None, "manifests": {}, "live": {}, "enabled": {}, "active": {},
-            "state": {}, "wheelhouse": False, "venv": False, "main_conf": True, "lock": None,
-            "now": 0, "workers": [], "front": stacks.of(s).front, "unprovisioned": []}
+    return HostFacts(init=s.init, user=True, provisioned=True, main_conf=True,
+                     front=stacks.of(s).front)
 
 
 def parse_facts(stdout, acquired):
     """(facts, whether we took the lock) from facts_command's output."""
     lines = stdout.strip().splitlines()
-    facts = json.loads(lines[-1])
-    return facts, bool(acquired and json.loads(lines[-2])["acquired"])
+    return HostFacts.parse(lines[-1]), bool(acquired and json.loads(lines[-2])["acquired"])
 
 
 # ----------------------------------------------------------------------------- decisions
 
 def changed_configs(files, facts):
     """Config files whose content differs from what the host has now."""
-    return [f for f in config_files(files) if facts["live"].get(f.path) != sha256(f.content)]
+    return [f for f in config_files(files) if facts.live.get(f.path) != sha256(f.content)]
 
 
 def actions(s, files, facts, certificate=False):
@@ -217,11 +214,11 @@ def actions(s, files, facts, certificate=False):
     changed = changed_configs(files, facts)
     unit_paths = stack.init.unit_paths(s) if stack.app_units() else {}
     changed_paths = {f.path for f in changed}
-    pending = set(facts.get("state", {}).get("pending", []))
+    pending = set(facts.state.get("pending", []))
     todo = []
     workers = stack.worker_units()
     for unit in stack.units():
-        restart = (unit in workers or facts["active"].get(unit) != "active"
+        restart = (unit in workers or facts.active.get(unit) != "active"
                    or f"restart {unit}" in pending
                    # an app server that runs from the release's venv (gunicorn) restarts onto it
                    or (stack.restarts_to_switch and unit in stack.process_units())
@@ -232,7 +229,7 @@ def actions(s, files, facts, certificate=False):
         if (unit == stack.front and not restart and not certificate and not any(f.is_site for f in changed)
                 # a site whose link is missing (disabled by hand) is enabled again: nginx
                 # must reload to serve it
-                and all(facts.get("enabled", {}).values())):
+                and all(facts.enabled.values())):
             continue
         todo.append(stacks.restart(unit) if restart else stacks.reload(unit))
     if stack.in_place_reload() and not any(unit == stack.front for _, unit in todo):
@@ -265,11 +262,11 @@ def stage_script(s, release, facts):
         f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}",
         f"tar -xzf {q(upload)} -C {q(tmp)} --no-same-owner",
     ]
-    if not facts["wheelhouse"]:
+    if not facts.wheelhouse:
         lines += [f"rm -rf {q(wheels)} && mkdir -p {q(wheels)}",
                   f"mv {q(tmp)}/wheelhouse/* {q(wheels)}/ && touch {q(wheels)}/.complete"]
     lines.append(f"rm -rf {q(tmp)}/wheelhouse")
-    if not facts["venv"]:
+    if not facts.venv:
         # Offline install: the target never reaches the network.
         lines += [f"rm -rf {q(venv)}",
                   f"{q(s.python)} -m venv {q(venv)}",
@@ -330,10 +327,10 @@ def certificate_steps(s, facts, cert_files=None, acme_ca=None, deploy_hook=None)
     what certbot runs after it issued or renewed (default: reload the front server)."""
     if not s.tls:
         return ()
-    have = facts.get("tls")
+    have = facts.tls
     if s.tls.acme:
         if have and set(have["names"]) == set(s.server_names) \
-                and have["not_after"] - facts["now"] > RENEW_BEFORE:
+                and have["not_after"] - facts.now > RENEW_BEFORE:
             return ()
         ca_file = f"/etc/flask-ops/{s.app_name}/acme-ca.pem" if acme_ca else ""
         lines = [f"mkdir -p {q(PurePosixPath(ca_file).parent.as_posix())}",
@@ -527,25 +524,25 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
     resolved environment (ops.appenv), written when the host's differs; env_key: the host's
     digest key (a new one when the host has none yet). cert_files (ops.certs, tls.certificate)
     or acme_ca (tls.acme's private CA): what the certificate step needs."""
-    previous = facts["current"]
+    previous = facts.current
     files = host_files(s, release.files)
     cert_steps = certificate_steps(s, facts, cert_files, acme_ca)
     todo = tuple(actions(s, files, facts, certificate=bool(cert_steps)))
-    manifest = facts.get("manifest") or {}
-    state = facts.get("state") or {}
+    manifest = facts.manifest or {}
+    state = facts.state
     env_digest = env.digest(env_key) if env is not None else None
     env_changed = env is not None and state.get("env_digest") != env_digest
     env_steps = (Step("env", env_stage_script(s), f"{len(env.names)} names staged; values not "
                       "shown", stdin=env.payload(env_key)),) if env_changed else ()
     cert_files_step = bool(cert_steps) and not s.tls.acme
     workers = stacks.of(s).worker_units()
-    dropped = dropped_workers(s, facts.get("workers", []), workers)
+    dropped = dropped_workers(s, facts.workers, workers)
     nothing = (manifest.get("digest") == release.digest and not env_changed and not cert_steps
                and not changed_configs(files, facts) and not dropped
-               and all(not a.restarts or (a.unit in workers and facts["active"].get(a.unit) ==
+               and all(not a.restarts or (a.unit in workers and facts.active.get(a.unit) ==
                                           "active") for a in todo)
-               and all(facts["enabled"].values()))
-    wheels = not facts["wheelhouse"]
+               and all(facts.enabled.values()))
+    wheels = not facts.wheelhouse
     previous_files = host_files(s, files_from_manifest(manifest)) if previous else files
     entry = history_entry("deploy", record, release.id, previous, facts)
     env_file = s.env_file + ".new" if env_changed else s.env_file
@@ -557,9 +554,9 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
         before_switch=hook_steps(s, release.id, "before_switch", env_file),
         prepare=cert_steps + (
             Step("upload", upload=Upload(f"/tmp/{release.upload_name}",
-                                         facts["python"] if wheels else None,
-                                         facts["arch"] if wheels else None,
-                                         facts.get("libc") if wheels else None)),
+                                         facts.python if wheels else None,
+                                         facts.arch if wheels else None,
+                                         facts.libc if wheels else None)),
             Step("stage", stage_script(s, release, facts),
                  "dependencies installed offline; configs pass the target's checkers"),
         ) + env_steps,
@@ -572,10 +569,10 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
             Step("smoke", smoke_static=release.statics),
         ),
         restore=Step("restore", restore_script(s, previous, previous_files, release.id,
-                                               [n for n, on in facts["enabled"].items() if on],
+                                               [n for n, on in facts.enabled.items() if on],
                                                (state.get("env_digest"),) if env_changed else None,
                                                cert_files_step, workers)),
-        app_log=app_log_step(s, facts.get("now")),
+        app_log=app_log_step(s, facts.now),
         discard=Step("discard", discard_script(s, release, cert_files_step)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,
@@ -603,18 +600,18 @@ def history_entry(action, record, release_id, previous, facts):
     (from `started`, the host's own clock at facts)."""
     return {"action": action, "by": locks.performer(record.get("by") or {}),
             "release": release_id, "previous": previous, "commit": record.get("commit"),
-            "started": facts.get("now")}
+            "started": facts.now}
 
 
 def rollback_plan(s, release_id, facts, record):
     """Going back to an earlier release, as thorough as a deploy: its configs checked, the
     switch, verify, smoke; on failure the release that served before is put back."""
-    current = facts["current"]
-    target = facts["manifests"].get(release_id) or {}
+    current = facts.current
+    target = facts.manifests.get(release_id) or {}
     files = host_files(s, files_from_manifest(target))
     workers = worker_units_in(s, files)
     back = stacks.of(s).going_back(workers)
-    current_files = host_files(s, files_from_manifest(facts.get("manifest")))
+    current_files = host_files(s, files_from_manifest(facts.manifest))
     entry = history_entry("rollback", record, release_id, current, facts)
     return Plan(
         host_action="rollback", target=release_id, previous=current, todo=tuple(back),
@@ -628,11 +625,11 @@ def rollback_plan(s, release_id, facts, record):
         ),
         restore=Step("restore", restore_script(s, current, current_files, None,
                                                new_workers=workers)),
-        app_log=app_log_step(s, facts.get("now")),
+        app_log=app_log_step(s, facts.now),
         discard=Step("unlock", unlock_line(s)),
         unlock=Step("unlock", unlock_line(s)),
         finish=Step("record", finish_script(
             s, dict(record, release=release_id, previous=current, result="rollback"),
-            drop_workers=dropped_workers(s, facts.get("workers", []), workers),
+            drop_workers=dropped_workers(s, facts.workers, workers),
             history=dict(entry, result="ok"))),
     )

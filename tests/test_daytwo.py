@@ -119,7 +119,7 @@ def test_an_unchanged_build_with_running_workers_is_still_nothing_to_do(load):
               enabled={"sample.conf": True},
               active={"nginx": "active", "sample-uwsgi": "active", "sample-uwsgi.socket": "active", "sample-worker-mail": "active"})
     assert plan.deploy_plan(s, rel, f, RECORD).nothing_to_do
-    f["workers"] = ["sample-worker-mail", "sample-worker-old"]  # a dropped one to remove
+    f = f.replace(workers=("sample-worker-mail", "sample-worker-old"))  # a dropped one to remove
     assert not plan.deploy_plan(s, rel, f, RECORD).nothing_to_do
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from ops import build, fleet, plan, release, render, requirements, tree
 from ops.errors import OpsError
+from ops.hostfacts import HostFacts
 
 from conftest import SAMPLE, sample_settings
 
@@ -379,7 +380,7 @@ def test_release_leaves_secrets_out_and_keeps_modes(tmp_path):
 def test_stage_does_not_make_files_world_readable(load):
     s = load()
     rel = release.Release("R1", "d", "req", tuple(render.render(s)), "up.tar.gz")
-    script = plan.stage_script(s, rel, {"wheelhouse": True, "venv": True})
+    script = plan.stage_script(s, rel, HostFacts(wheelhouse=True, venv=True))
     assert "go=rX" not in script and "o+r" not in script.replace(
         "chmod -R a+rX /srv/sample/releases/R1.partial/collected_static", "")
 
@@ -441,9 +442,9 @@ def test_every_value_in_remote_scripts_is_quoted(load):
                             group=hostile, secrets=((hostile, "generate", ""),))
     rel = release.Release(hostile, "d", "req", tuple(render.render(base)), "up.tar.gz",
                           ((f"/static/{hostile}", hostile),))
-    facts = {"wheelhouse": False, "venv": False, "current": hostile, "python": "3.11",
-             "arch": "x86_64", "live": {}, "active": {}, "state": {}, "enabled": {},
-             "manifest": release.manifest(base, rel), "manifests": {hostile: release.manifest(base, rel)}}
+    facts = HostFacts(current=hostile, python="3.11", arch="x86_64",
+                      manifest=release.manifest(base, rel),
+                      manifests={hostile: release.manifest(base, rel)})
     from ops import provision
     from ops import appenv
     env = appenv.Resolved(((hostile, "s3cret-" + hostile),), (hostile,))
@@ -452,7 +453,7 @@ def test_every_value_in_remote_scripts_is_quoted(load):
     assert all("s3cret-" not in step.script for step in deploy.steps())
     assert "s3cret-" in deploy.prepare[-1].stdin and "s3cret-" not in repr(deploy)
     back = plan.rollback_plan(s, hostile, facts, {"by": hostile})
-    first = plan.deploy_plan(s, rel, dict(facts, current=None, manifest=None), {})
+    first = plan.deploy_plan(s, rel, facts.replace(current=None, manifest=None), {})
     scripts = [step.script for p in (deploy, back, first)
                for step in p.steps() + [p.restore, p.discard, p.unlock, p.finish]]
     scripts += [provision.provision_script(s), fleet.lb_script(s, [render.Upstream(hostile)]),

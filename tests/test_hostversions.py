@@ -5,25 +5,26 @@ import pytest
 
 from ops import checks, deploy, hostversions, render
 from ops.errors import OpsError
+from ops.hostfacts import HostFacts
 
 # facts.py's "versions" and "python" as real hosts report them.
-BULLSEYE = {"python": "3.9.2", "versions": {
+BULLSEYE = HostFacts.from_json({"python": "3.9.2", "versions": {
     "nginx": "1.18.0-6.1+deb11u3", "nginx-core": "1.18.0-6.1+deb11u3", "uwsgi-core": "2.0.19.1-7.1",
     "apache2": "2.4.62-1~deb11u1", "libapache2-mod-wsgi-py3": "4.7.1-3+deb11u1",
-    "systemd": "247.3-7+deb11u6"}}
-BOOKWORM = {"python": "3.11.2", "versions": {
+    "systemd": "247.3-7+deb11u6"}})
+BOOKWORM = HostFacts.from_json({"python": "3.11.2", "versions": {
     "nginx": "1.22.1-9+deb12u11", "uwsgi-core": "2.0.21-5.1", "apache2": "2.4.71-1~deb12u1",
-    "libapache2-mod-wsgi-py3": "4.9.4-1+b2", "systemd": "252.39-1~deb12u2"}}
-TRIXIE = {"python": "3.13.5", "versions": {
+    "libapache2-mod-wsgi-py3": "4.9.4-1+b2", "systemd": "252.39-1~deb12u2"}})
+TRIXIE = HostFacts.from_json({"python": "3.13.5", "versions": {
     "nginx": "1.26.3-3+deb13u1", "uwsgi-core": "2.0.28-10", "apache2": "2.4.65-2",
-    "systemd": "257.8-1~deb13u2"}}
+    "systemd": "257.8-1~deb13u2"}})
 
 
 def test_versions_from_real_facts():
     assert hostversions.versions_from_facts(BULLSEYE) == {
         "nginx": (1, 18, 0), "uwsgi": (2, 0, 19, 1), "apache": (2, 4, 62), "mod_wsgi": (4, 7, 1),
         "systemd": (247, 3), "python": (3, 9, 2)}
-    assert hostversions.versions_from_facts({"python": "3.11.2", "versions": {}}) == {
+    assert hostversions.versions_from_facts(HostFacts(python="3.11.2")) == {
         "python": (3, 11, 2)}
 
 
@@ -69,7 +70,7 @@ class FakeRemote:
 def test_servers_older_than_supported_are_refused_and_a_release_for_newer_is_rebuilt(load, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     s = load()
-    ancient = {"python": "3.7.3", "versions": {"nginx": "1.14.2-2+deb10u5"}}
+    ancient = HostFacts(python="3.7.3", versions={"nginx": "1.14.2-2+deb10u5"})
     with pytest.raises(OpsError, match="old-host runs nginx 1.14.2; flask-ops renders for nginx 1.18"):
         deploy.check_versions(s, ancient, FakeRemote())
     with pytest.raises(deploy.RenderedForAnother, match="old-host runs"):
@@ -96,5 +97,5 @@ def test_ipv6_listeners_follow_the_host_and_ipv6_networks_are_accepted(load):
     assert "2001:db8::/32 1;" in site
     checks.check_local(files, s)
     without = deploy.dataclasses.replace(s, target=hostversions.Target.for_versions(
-        hostversions.versions_from_facts({"ipv6": False, "versions": {}})))
+        hostversions.versions_from_facts(HostFacts(ipv6=False))))
     assert not [f for f in render.render(without) if "[::]" in f.content]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ops.hostfacts import HostFacts
 from ops import appenv, dryrun, fleet, locks, plan, provision, release, render, scripts, stacks
 
 PLANS = Path(__file__).parent / "plans"
@@ -32,7 +33,7 @@ def facts(**over):
                                       "sample-uwsgi": "active", "sample-uwsgi.socket": "active"},
             "state": {}, "wheelhouse": True, "venv": True, "lock": None, "now": 0}
     base.update(over)
-    return base
+    return HostFacts.from_json(base)
 
 
 def live_for(files):
@@ -186,7 +187,7 @@ def test_unchanged_build_on_a_host_that_serves_it_is_nothing_to_do(load):
     p = plan.deploy_plan(s, rel, f, RECORD)
     assert p.nothing_to_do and p.todo == (("reload", "sample-uwsgi.socket"),
                                           ("reload", "sample-uwsgi"))
-    assert not plan.deploy_plan(s, rel, dict(f, enabled={"sample.conf": False}), RECORD).nothing_to_do
+    assert not plan.deploy_plan(s, rel, f.replace(enabled={"sample.conf": False}), RECORD).nothing_to_do
 
 
 def test_a_changed_unit_or_a_stopped_service_means_restart(load):
@@ -359,10 +360,11 @@ def test_facts_on_an_empty_host(tmp_path):
             "paths": [str(tmp_path / "none.conf")], "sites_enabled": str(tmp_path),
             "enabled": ["x.conf"], "wheelhouse": "", "venv": "", "main_conf": "/nonexistent",
             "units": [], "manifests": "*", "front_marker": str(tmp_path / "front")}
-    f = json.loads(run_script("facts.py", json.dumps(args)).stdout)
-    assert (f["current"], f["releases"], f["provisioned"], f["user"], f["lock"], f["front"]) == (
-        None, [], False, True, None, None)
-    assert f["live"] == {str(tmp_path / "none.conf"): None} and f["enabled"] == {"x.conf": False}
+    f = HostFacts.parse(run_script("facts.py", json.dumps(args)).stdout)  # every key known
+    assert (f.current, f.releases, f.provisioned, f.user, f.lock, f.front) == (
+        None, (), False, True, None, None)
+    assert f.live == {str(tmp_path / "none.conf"): None} and f.enabled == {"x.conf": False}
+    assert f.python.count(".") == 2 and f.init in ("systemd", "upstart", "unknown")
 
 
 def test_every_remote_script_passes_shellcheck(load, tmp_path):
@@ -429,7 +431,7 @@ def test_preflight_asks_for_provision_when_the_stack_changed(load, stack, front,
     ready = facts(provisioned=True, user=True, main_conf=True, front=front)
     with pytest.raises(OpsError, match=re.escape(says)):
         deploy.preflight(load(stack=stack), ready, remote)
-    deploy.preflight(load(stack=stack), dict(ready, front=stacks.of(load(stack=stack)).front),
+    deploy.preflight(load(stack=stack), ready.replace(front=stacks.of(load(stack=stack)).front),
                      remote)
 
 
