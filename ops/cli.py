@@ -6,9 +6,9 @@ command line runs flask-ops' tasks as `fab` would (`flask-ops -H web1 deploy`,
 import os
 import sys
 
-from fabric import Config
-from fabric.executor import Executor
 from fabric.main import Fab
+
+from . import configfile
 
 
 class FlaskOps(Fab):
@@ -24,13 +24,14 @@ class FlaskOps(Fab):
 def program():
     from importlib.metadata import PackageNotFoundError, version
 
-    from .tasks import ns
+    configfile.skip_fab_install()  # before tasks is imported: it would patch for `fab`
+    from .tasks import Executor, ns
     try:
         ours = version("flask-ops")
     except PackageNotFoundError:
         ours = "unknown"
     return FlaskOps(name="flask-ops", version=ours, namespace=ns, executor_class=Executor,
-                    config_class=Config)
+                    config_class=configfile.StrictConfig)
 
 
 def main(argv=None):

@@ -2,17 +2,26 @@
 
 Invoke reads them with `yaml.safe_load`, which takes the last of two duplicate keys, expands
 aliases without bound (a few hundred bytes can take gigabytes) and raises a traceback on a
-syntax error or non-UTF-8 bytes. `install()` swaps in a loader that refuses each of those with
-one line naming the file, and refuses unknown top-level sections (`deplyo:`) in project and
+syntax error or non-UTF-8 bytes. Each file is checked before Invoke reads it, refused with
+one line naming the file, and so are unknown top-level sections (`deplyo:`) in project and
 `-f` files, where a typo would otherwise deploy defaults silently.
+
+`StrictConfig` does it through Invoke's public loading methods (the `flask-ops` program uses
+it). Fabric's own `fab` creates its stock Config before any fabfile is imported, so for `fab`
+`install_for_fab()` puts the same checks into Invoke's private loaders: the one place flask-ops
+touches an Invoke internal, pinned by the version range in pyproject.toml and by
+tests/test_configfile.py, which fails when those internals move.
 """
 
 import difflib
 import errno
+import importlib.util
 import json
 import os
+import types
 
 import yaml
+from fabric import Config as FabricConfig
 from invoke.config import Config as InvokeConfig
 from invoke.exceptions import Exit
 
@@ -158,17 +167,6 @@ def check_unique(path):
                               "and ignore the other; keep one of them")
 
 
-def strict_load(self, path):
-    """Drop-in for Invoke's _load_yaml/_load_json."""
-    try:
-        check_unique(path)
-        data = parse(path)
-        check_sections(data, path)
-        return data
-    except ConfigFileError as exc:
-        raise Exit(f"flask-ops: {path}: {exc}", code=1) from None
-
-
 def check_runtime_path(path):
     """`fab -f PATH`: a YAML, JSON or Python file that exists (Invoke would raise a traceback
     for /dev/null, a directory or over.txt). A missing one is refused later, by settings."""
@@ -182,40 +180,157 @@ def check_runtime_path(path):
                    "device, a FIFO or a link to nothing)", code=1)
 
 
+def python_sections(path):
+    """The sections of a Python config file (`-f over.py`), loaded as Invoke loads it: its
+    names are sections too, so `deplyo = {...}` is refused as `deplyo:` is in YAML; names
+    starting with `_` are the file's own."""
+    if not os.path.lexists(path):
+        raise FileNotFoundError(errno.ENOENT, "No such file", path)
+    try:
+        spec = importlib.util.spec_from_file_location("flask_ops_config_check", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the file's own code failed: say so in one line
+        raise ConfigFileError(f"cannot be loaded: {type(exc).__name__}: {exc}") from None
+    data = {k: v for k, v in vars(module).items() if not k.startswith("_")}
+    for key, value in data.items():
+        if isinstance(value, types.ModuleType):
+            raise ConfigFileError(f"'{key}' is a module, which can't be used as a config value")
+    return data
+
+
+def check_file(path):
+    """Refuse (Exit, one line naming the file) a config file Invoke would misread."""
+    try:
+        check_unique(path)
+        data = python_sections(path) if path.endswith(".py") else parse(path)
+        check_sections(data, path)
+        return data
+    except FileNotFoundError:
+        return None
+    except ConfigFileError as exc:
+        raise Exit(f"flask-ops: {path}: {exc}", code=1) from None
+
+
+def first_file(stem):
+    """The file Invoke loads for `stem` (…/fabric): the first of .yaml, .yml, .json, .py."""
+    for suffix in CONFIG_SUFFIXES:
+        if os.path.lexists(stem + suffix):
+            return stem + suffix
+    return None
+
+
+class StrictConfig(FabricConfig):
+    """Fabric's config with every file checked (`check_file`) before Invoke's public
+    load_system/load_user/load_project/load_runtime read it; where the project's and the
+    `-f` files are is public here (`project_file`, `runtime_file`)."""
+
+    # Class attributes: Invoke's config proxy then treats them as attributes, not keys.
+    project_dir = None
+    runtime_file = None
+
+    def set_project_location(self, path):
+        super().set_project_location(path)
+        self.project_dir = path
+
+    def set_runtime_path(self, path):
+        check_runtime_path(path)
+        super().set_runtime_path(path)
+        self.runtime_file = path
+
+    def _check(self, stem):
+        path = first_file(os.path.expanduser(stem))
+        if path:
+            check_file(path)
+
+    def load_system(self, merge=True):
+        self._check(f"/etc/{self.file_prefix or self.prefix}")
+        super().load_system(merge)
+
+    def load_user(self, merge=True):
+        self._check(f"~/.{self.file_prefix or self.prefix}")
+        super().load_user(merge)
+
+    def load_project(self, merge=True):
+        if self.project_dir is not None:
+            self._check(os.path.join(self.project_dir, self.file_prefix or self.prefix))
+        super().load_project(merge)
+
+    def load_runtime(self, merge=True):
+        if self.runtime_file and os.path.lexists(self.runtime_file):
+            check_file(self.runtime_file)
+        super().load_runtime(merge)
+
+    @property
+    def project_file(self):
+        if self.project_dir is None:
+            return None
+        return first_file(os.path.join(self.project_dir, self.file_prefix or self.prefix))
+
+    def clone(self, *args, **kwargs):
+        new = super().clone(*args, **kwargs)
+        new.project_dir, new.runtime_file = self.project_dir, self.runtime_file
+        return new
+
+
+def locations(config):
+    """(project directory, project file, -f file) of a config: StrictConfig says them;
+    Fabric's stock one (under `fab`) keeps them in Invoke's private attributes."""
+    if isinstance(config, StrictConfig):
+        return config.project_dir, config.project_file, config.runtime_file
+    prefix = getattr(config, "_project_prefix", None)
+    return (prefix, getattr(config, "_project_path", None),
+            getattr(config, "_runtime_path", None))
+
+
+# ------------------------------------------------------------------- Fabric's own `fab`
+
+def _strict_load(self, path):
+    """Invoke's _load_yaml/_load_json under `fab`: the file checked, then read exactly."""
+    data = check_file(path)
+    if data is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file", path)  # Invoke skips absent files
+    return data
+
+
+def _strict_load_py(self, path):
+    data = check_file(path)
+    if data is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file", path)
+    return data
+
+
 def _set_runtime_path(self, path):
     check_runtime_path(path)
     _original_set_runtime_path(self, path)
 
 
 _original_set_runtime_path = InvokeConfig.set_runtime_path
+# What install_for_fab replaces: tests/test_configfile.py fails when Invoke renames them.
+PATCHED = ("_load_yaml", "_load_yml", "_load_json", "_load_py", "set_runtime_path")
 
 
-_original_load_py = InvokeConfig._load_py
-
-
-def strict_load_py(self, path):
-    """A Python config file (`-f over.py`): its names are sections too, so `deplyo = {...}`
-    is refused as `deplyo:` is in YAML; names starting with `_` are the file's own."""
-    from invoke.exceptions import UnpicklableConfigMember
-    try:
-        check_unique(path)
-        try:
-            loaded = _original_load_py(self, path)
-        except UnpicklableConfigMember as exc:
-            raise ConfigFileError(str(exc).split(" (")[0]) from None
-        except Exception as exc:  # the file's own code failed: say so in one line
-            raise ConfigFileError(f"cannot be loaded: {type(exc).__name__}: {exc}") from None
-        data = {k: v for k, v in loaded.items() if not k.startswith("_")}
-        check_sections(data, path)
-        return data
-    except ConfigFileError as exc:
-        raise Exit(f"flask-ops: {path}: {exc}", code=1) from None
-
-
-def install():
-    """Read every Fabric config file loaded from now on with the strict loader."""
-    InvokeConfig._load_py = strict_load_py
+def install_for_fab():
+    """Under Fabric's stock `fab`: read every config file loaded from now on strictly.
+    A no-op once `StrictConfig` is in use (the `flask-ops` program)."""
+    if skipped():
+        return
+    InvokeConfig._load_py = _strict_load_py
     InvokeConfig.set_runtime_path = _set_runtime_path
-    InvokeConfig._load_yaml = strict_load
-    InvokeConfig._load_yml = strict_load
-    InvokeConfig._load_json = strict_load
+    InvokeConfig._load_yaml = _strict_load
+    InvokeConfig._load_yml = _strict_load
+    InvokeConfig._load_json = _strict_load
+
+
+_skipped = False
+
+
+def skip_fab_install():
+    """The `flask-ops` program reads its files through StrictConfig and runs tasks with
+    tasks.Executor: nothing of Fabric's or Invoke's is replaced (call before importing tasks)."""
+    global _skipped
+    _skipped = True
+
+
+def skipped():
+    return _skipped

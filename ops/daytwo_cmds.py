@@ -71,5 +71,5 @@ def history_rows(stdout):
 
 
 def maintenance_script(s, on, who):
-    entry = plan.history_entry(f"maintenance {'on' if on else 'off'}", {"by": who}, None, None, {})
+    entry = plan.history_entry(f"maintenance {'on' if on else 'off'}", {"by": who}, None, None)
     return plan.maintenance_script(s, on, dict(entry, result="ok"))

@@ -16,6 +16,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from . import certs, deploy, executor, plan, render, scripts, smoke, stacks
+from .hostfacts import HostFacts
 from .errors import DeployError, OpsError
 from .steps import Prefixed, Steps
 
@@ -106,7 +107,7 @@ def lb_certificates(s, lbs, out):
         return shared_acme_certificate(s, lbs, out)
     cert_files = None if s.tls.acme else certs.load_files(s, warn=out)
     # No facts: certbot keeps a certificate that is still valid; files are rewritten.
-    steps = plan.certificate_steps(s, {}, cert_files, certs.acme_ca(s))
+    steps = plan.certificate_steps(s, HostFacts(), cert_files, certs.acme_ca(s))
     for lb in lbs:
         for step in steps:
             lb.run(step.script, f"load balancer {step.name}", stdin=step.stdin)
@@ -136,7 +137,7 @@ def shared_acme_certificate(s, lbs, out):
             + " && ".join(f"install -m 600 {plan.q(live + '/' + f)} {plan.q(shared + '/' + f)}"
                           for f in ("fullchain.pem", "privkey.pem")))
     reload = lb.init.service("reload", lb.front)
-    step = plan.certificate_steps(s, {}, acme_ca=certs.acme_ca(s), deploy_hook=f"{copy} && {reload}")[0]
+    step = plan.certificate_steps(s, HostFacts(), acme_ca=certs.acme_ca(s), deploy_hook=f"{copy} && {reload}")[0]
     primary.run(step.script, f"load balancer {step.name}")
     changed = primary.run(plan.script([
         f"if ! cmp -s {plan.q(live)}/fullchain.pem {plan.q(shared)}/fullchain.pem || "

@@ -544,7 +544,7 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
                and all(facts.enabled.values()))
     wheels = not facts.wheelhouse
     previous_files = host_files(s, files_from_manifest(manifest)) if previous else files
-    entry = history_entry("deploy", record, release.id, previous, facts)
+    entry = history_entry("deploy", record, release.id, previous, facts.now)
     env_file = s.env_file + ".new" if env_changed else s.env_file
     return Plan(
         host_action="deploy", target=release.id, previous=previous, nothing_to_do=nothing,
@@ -595,12 +595,12 @@ def app_log_step(s, since=None, lines=25):
     return Step("app log", scripts.command("app_log.py", json.dumps(spec, sort_keys=True)))
 
 
-def history_entry(action, record, release_id, previous, facts):
+def history_entry(action, record, release_id, previous, started=None):
     """What the history keeps of an attempt; the host adds when it ended and how long it took
-    (from `started`, the host's own clock at facts)."""
+    (from `started`, the host's own clock at facts; None: it has none)."""
     return {"action": action, "by": locks.performer(record.get("by") or {}),
             "release": release_id, "previous": previous, "commit": record.get("commit"),
-            "started": facts.now}
+            "started": started}
 
 
 def rollback_plan(s, release_id, facts, record):
@@ -612,7 +612,7 @@ def rollback_plan(s, release_id, facts, record):
     workers = worker_units_in(s, files)
     back = stacks.of(s).going_back(workers)
     current_files = host_files(s, files_from_manifest(facts.manifest))
-    entry = history_entry("rollback", record, release_id, current, facts)
+    entry = history_entry("rollback", record, release_id, current, facts.now)
     return Plan(
         host_action="rollback", target=release_id, previous=current, todo=tuple(back),
         history={"file": s.history_file, "entry": entry},

@@ -34,10 +34,21 @@ def connect(c, ssh_config=None, gateway=None):
 
 def open_host(name, config=None, ssh_config=None, gateway=None):
     """A Remote for a host by name, outside -H (roles, tests, benchmarks)."""
-    config = (config or Config()).clone()
     if ssh_config:
-        config._set(base_ssh_config=SSHConfig.from_path(str(ssh_config)))
+        # That SSH config file alone (as `ssh -F`), every other value of `config` kept:
+        # Fabric's documented Config(ssh_config=...), `config`'s values as its overrides.
+        config = Config(ssh_config=SSHConfig.from_path(str(ssh_config)),
+                        overrides=_values(config) if config is not None else None)
+    else:
+        config = (config or Config()).clone()
     return Remote(_through(Connection(name, config=config, connect_timeout=10), gateway))
+
+
+def _values(data):
+    """A config's values as plain dicts (Invoke hands out proxies of its nested sections)."""
+    if hasattr(data, "keys"):
+        return {key: _values(data[key]) for key in data.keys()}
+    return data
 
 
 def _through(connection, gateway):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Optional, Tuple
 
-from . import appservers, daytwo, hostversions, inits, localhooks, stacks, tlsconf, vcs, wsgispec
+from . import appservers, configfile, daytwo, hostversions, inits, localhooks, stacks, tlsconf, vcs, wsgispec
 from .errors import OpsError, SettingsError
 
 STACKS = stacks.NAMES
@@ -1036,19 +1036,19 @@ def from_config(config, stage=None):
     A `-f FILE` that does not exist, or no `deploy:` section at all, is an error: deploying
     defaults to whatever host was named is never what the user meant.
     """
-    runtime = getattr(config, "_runtime_path", None)
+    project_dir, project_file, runtime = configfile.locations(config)
     if runtime and not Path(runtime).is_file():
         raise OpsError(f"{runtime}: no such config file (given with -f)")
     section = config.get("deploy", None)
     if section is None or (hasattr(section, "keys") and not list(section.keys())):
-        where = [p for p in (getattr(config, "_project_path", None), runtime) if p]
+        where = [p for p in (project_file, runtime) if p]
         raise OpsError("no 'deploy:' section with the app's description in "
                        + (" or ".join(map(str, where)) if where else
                           "fabric.yaml (none found next to the fabfile)"))
     if not hasattr(section, "keys"):
         raise SettingsError("", _plain(section), "a mapping of keys under 'deploy:'")
     raw = {key: _plain(section[key]) for key in section.keys()}
-    root = getattr(config, "_project_prefix", None) or "."
+    root = project_dir or "."
     return load(raw, project_root=root, stage=stage or chosen_stage(config))
 
 

@@ -92,6 +92,9 @@ class Stack:
     def test_command(self, main_conf):
         return self.front_server.test_command(main_conf)
 
+    def catchall_name(self):
+        return self.front_server.catchall_name(self.s)
+
     def catchall_file(self):
         return self.front_server.catchall_file(self.s)
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fabric import task
+from fabric.executor import Executor as FabricExecutor
 from invoke import Collection
 from invoke.exceptions import Exit
 
@@ -22,8 +23,9 @@ from . import daytwo_cmds, locks, scaffold, smoke as smoke_mod, staging
 from .errors import OpsError
 from .steps import Prefixed
 
-# Project and -f config files are read from here on; read them exactly or refuse them.
-configfile.install()
+# Under Fabric's own `fab`: project and -f config files are read from here on; read them
+# exactly or refuse them (the `flask-ops` program does it with configfile.StrictConfig).
+configfile.install_for_fab()
 
 
 def ops_task(*args, **kwargs):
@@ -401,29 +403,43 @@ def remainder():
     return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
 
 
-def _exec_owns_the_remainder():
-    """`fab exec -- CMD`: the command is exec's, so Fabric must not also run it raw on the
-    hosts (what `fab -H HOST -- CMD` does without a task)."""
-    from fabric import executor as fabric_executor
-    original = fabric_executor.Executor.expand_calls
-    if getattr(original, "flask_ops", False):
-        return
+def _owns_the_remainder(calls):
+    return any(getattr(call, "called_as", None) == "exec" or call.task.name == "exec"
+               for call in calls)
+
+
+class Executor(FabricExecutor):
+    """Fabric's executor, except that `exec -- CMD` owns its command: Fabric must not also
+    run it raw on the hosts (what `fab -H HOST -- CMD` does without a task). The `flask-ops`
+    program's executor (Fabric's documented executor_class)."""
 
     def expand_calls(self, calls, apply_hosts=True):
-        if any(getattr(call, "called_as", None) == "exec" or call.task.name == "exec"
-               for call in calls):
-            saved, self.core.remainder = self.core.remainder, ""
-            try:
-                return original(self, calls, apply_hosts)
-            finally:
-                self.core.remainder = saved
-        return original(self, calls, apply_hosts)
-
-    expand_calls.flask_ops = True
-    fabric_executor.Executor.expand_calls = expand_calls
+        if not _owns_the_remainder(calls):
+            return super().expand_calls(calls, apply_hosts)
+        saved, self.core.remainder = self.core.remainder, ""
+        try:
+            return super().expand_calls(calls, apply_hosts)
+        finally:
+            self.core.remainder = saved
 
 
-_exec_owns_the_remainder()
+_fab_original_expand = FabricExecutor.expand_calls
+
+
+def _fab_expand_calls(self, calls, apply_hosts=True):
+    """Executor.expand_calls, for Fabric's own `fab`, whose executor is not ours."""
+    if not _owns_the_remainder(calls):
+        return _fab_original_expand(self, calls, apply_hosts)
+    saved, self.core.remainder = self.core.remainder, ""
+    try:
+        return _fab_original_expand(self, calls, apply_hosts)
+    finally:
+        self.core.remainder = saved
+
+
+if not configfile.skipped() and not getattr(_fab_original_expand, "flask_ops", False):
+    _fab_expand_calls.flask_ops = True
+    FabricExecutor.expand_calls = _fab_expand_calls
 
 
 def _several(hosts, every, what):

@@ -458,3 +458,37 @@ def test_a_fleet_switches_a_canary_alone_then_the_rest_in_batches():
     assert fleet.batches(order, 1) == [[h] for h in order]
     assert fleet.batches(order, 10) == [["web1"], ["web2", "web3", "web4", "web5"]]
     assert fleet.batches(["web1"], 3) == [["web1"]] and fleet.batches([], 2) == []
+
+
+class ScriptHost:
+    """A balancer that records the scripts it is given (and answers the reading of the
+    certificate's files as a host that has them would)."""
+
+    def __init__(self, name, address):
+        self.name, self.address, self.ran = name, address, []
+
+    def run(self, script, what, stdin=None):
+        self.ran.append(what)
+        out = json.dumps({"/etc/flask-ops/sample/tls/fullchain.pem": "C",
+                          "/etc/flask-ops/sample/tls/privkey.pem": "K"}) \
+            if what == "certificate copy" and "cmp -s" not in script else "unchanged"
+        return type("Result", (), {"stdout": out})()
+
+
+def test_balancers_get_their_certificate_without_facts(load):
+    """Shared ACME for two balancers (forwarding, issue on the first, copies) and one
+    balancer's own certbot: the scripts are built and run, host by host."""
+    s = load(server_names=["sample.example.com"], tls={"acme": {"email": "ops@example.com"}})
+    lbs = [ScriptHost("lb1", "198.18.0.21"), ScriptHost("lb2", "198.18.0.22")]
+    fleet.lb_certificates(fleet.lb_settings(s, 2), lbs, out=lambda line: None)
+    assert lbs[0].ran[:2] == ["load balancer ACME forwarding", "load balancer certificate"]
+    assert lbs[1].ran[:2] == ["load balancer ACME forwarding", "certificate copy"]
+    one = [ScriptHost("lb1", "198.18.0.21")]
+    fleet.lb_certificates(fleet.lb_settings(s, 1), one, out=lambda line: None)
+    assert one[0].ran == ["load balancer certificate"]
+
+
+def test_maintenance_is_recorded_in_the_history_with_who_switched_it(load):
+    from ops import daytwo_cmds
+    script = daytwo_cmds.maintenance_script(load(), True, {"user": "dev", "host": "laptop"})
+    assert "maintenance on" in script and "dev" in script
