@@ -10,7 +10,7 @@ system (ops.inits) writes and drives its units.
 
 import shlex
 
-from . import scripts, templating as t
+from . import scripts, templating as t, upstart
 
 q = shlex.quote
 UWSGI_BIN = "/usr/bin/uwsgi"
@@ -47,6 +47,11 @@ class AppServer:
     def check_lines(self, s, meta):
         """Its own checker on a release's config (under `meta`/etc)."""
         return []
+
+    def loses_env(self, s, unit, files_by_path):
+        """Why the app started by `unit` (its rendered unit file) would run without its env
+        file (ops.checks' app-environment check), or None."""
+        return None
 
     def provision_lines(self, s):
         return []
@@ -97,6 +102,16 @@ class Uwsgi(SocketServer):
     def check_lines(self, s, meta):
         return [" ".join(q(a) for a in check_command(f"{meta}/etc{self.ini(s)}")) + " >/dev/null"]
 
+    def loses_env(self, s, unit, files_by_path):
+        # unit -> the ini it starts -> the entry module, which loads the env file
+        ini = files_by_path.get(started_ini(unit) or "")
+        if ini is None:
+            return f"{unit.path} does not start uWSGI with the rendered ini"
+        if ini_option(ini.content, "wsgi-file") != s.wsgi_file:
+            return (f"{ini.path} does not run {s.wsgi_file}, so the app would start without "
+                    f"{s.env_file}")
+        return None
+
     def wake_command(self, s):
         # A newline is no command for uWSGI's master FIFO, but it wakes the master's loop,
         # which reaps the workers a graceful reload stopped and re-executes: about 0.3 s
@@ -130,6 +145,14 @@ class Gunicorn(SocketServer):
 
     # Its config is its unit's flags, checked by the init's checker: no file, no checker.
 
+    def loses_env(self, s, unit, files_by_path):
+        # the unit runs gunicorn through the release's runner, on the entry module
+        if f" {s.run_file} -- gunicorn " not in unit.content \
+                or f" {GUNICORN_ENTRY}:application" not in unit.content:
+            return (f"{unit.path} does not start gunicorn on {s.wsgi_file}, so the app would "
+                    f"start without {s.env_file}")
+        return None
+
 
 class ModWsgi(AppServer):
     name = "mod_wsgi"
@@ -155,6 +178,28 @@ class ModWsgi(AppServer):
         # mod_wsgi cuts the name to the length of Apache's own argv[0] (17 characters for
         # /usr/sbin/apache2), so an app name over 10 characters never matched in full.
         return f"pgrep -u {q(s.app_user)} -f {q('^[(]wsgi:')}", s.processes, "true"
+
+
+def ini_option(text, option):
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == option:
+            return value.strip()
+    return None
+
+
+def started_ini(unit):
+    """The uWSGI ini an init unit starts (`uwsgi --ini PATH`), or None."""
+    if unit.kind == t.UPSTART:
+        commands = upstart.check(unit.content).get("exec", [])
+    else:
+        commands = [line.split("=", 1)[1] for line in unit.content.splitlines()
+                    if line.startswith("ExecStart=")]
+    for command in commands:
+        argv = shlex.split(command)
+        if "--ini" in argv[:-1]:
+            return argv[argv.index("--ini") + 1]
+    return None
 
 
 def check_command(ini):

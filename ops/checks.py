@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from . import appservers, frontservers, inits, scripts, templating, upstart
+from . import appservers, frontservers, inits, scripts, stacks, templating, upstart
 from .scripts import candidate_main
 from .errors import CheckError, OpsError
 
@@ -187,28 +187,6 @@ def check_upstart(files, workdir):
             raise CheckError("upstart job check", f"{f.path}: {exc}") from None
 
 
-def _ini_option(text, option):
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == option:
-            return value.strip()
-    return None
-
-
-def _started_ini(unit):
-    """The uWSGI ini an init unit starts (`uwsgi --ini PATH`), or None."""
-    if unit.kind == templating.UPSTART:
-        commands = upstart.check(unit.content).get("exec", [])
-    else:
-        commands = [line.split("=", 1)[1] for line in unit.content.splitlines()
-                    if line.startswith("ExecStart=")]
-    for command in commands:
-        argv = shlex.split(command)
-        if "--ini" in argv[:-1]:
-            return argv[argv.index("--ini") + 1]
-    return None
-
-
 def check_env_reaches_app(files, settings):
     """The app's env file (SECRET_KEY, `env:`, `secrets:`) is loaded on every path that
     starts the app: init unit -> uWSGI ini -> entry module, or Apache's site -> entry module.
@@ -228,20 +206,11 @@ def check_env_reaches_app(files, settings):
                          unit.content):
             raise CheckError("app environment", f"{unit.path} does not start its worker through "
                              f"{settings.run_file}, so it would run without {env_file}")
+    app_server = stacks.app_server_of(settings.stack)
     for unit in [u for u in units if u.path == app_unit]:
-        if settings.app_server == "gunicorn":
-            if f" {settings.run_file} -- gunicorn " not in unit.content \
-                    or f" {appservers.GUNICORN_ENTRY}:application" not in unit.content:
-                raise CheckError("app environment", f"{unit.path} does not start gunicorn on "
-                                 f"{settings.wsgi_file}, so the app would start without {env_file}")
-            continue
-        ini = by_path.get(_started_ini(unit) or "")
-        if ini is None:
-            raise CheckError("app environment", f"{unit.path} does not start uWSGI with the "
-                             "rendered ini")
-        if _ini_option(ini.content, "wsgi-file") != settings.wsgi_file:
-            raise CheckError("app environment", f"{ini.path} does not run {settings.wsgi_file}, "
-                             f"so the app would start without {env_file}")
+        lost = app_server.loses_env(settings, unit, by_path)
+        if lost:
+            raise CheckError("app environment", lost)
     sites = [f for f in files if f.kind == templating.APACHE and "WSGIScriptAlias" in f.content]
     for site in sites:
         if settings.wsgi_file not in site.content:

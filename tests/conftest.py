@@ -427,6 +427,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 _HAD_HOSTS = pytest.StashKey[bool]()  # whether staging hosts were up when the run began
+_RAN_E2E = pytest.StashKey[bool]()  # whether the run selected an end-to-end test
 
 
 def _boots_hosts(config):
@@ -441,9 +442,28 @@ def pytest_sessionstart(session):
         session.config.stash[_HAD_HOSTS] = bool(staging.existing_hosts())
 
 
+def pytest_collection_finish(session):
+    """Whether this run may boot hosts at all: the fast tier never does, so it must never
+    take down hosts that another run (an e2e run in another terminal) booted meanwhile."""
+    e2e = any(item.get_closest_marker("e2e") for item in session.items)
+    if hasattr(session.config, "workerinput"):
+        session.config.workeroutput["e2e"] = e2e  # xdist hands it to the controller
+    else:
+        session.config.stash[_RAN_E2E] = e2e
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    if getattr(node, "workeroutput", {}).get("e2e"):
+        node.config.stash[_RAN_E2E] = True
+
+
 def pytest_sessionfinish(session):
-    """Hosts this run booted go when it ends; a developer's own stay up."""
-    if _boots_hosts(session.config) and not session.config.stash.get(_HAD_HOSTS, True):
+    """Hosts this run booted go when it ends; a developer's own stay up, and so do hosts
+    booted by another run while a fast-tier run went on."""
+    config = session.config
+    if _boots_hosts(config) and not config.stash.get(_HAD_HOSTS, True) \
+            and config.stash.get(_RAN_E2E, False):
         from ops import staging
         if staging.existing_hosts():
             staging.down(log=lambda msg: None)
