@@ -10,12 +10,12 @@ PYTEST_ARGS ?=
 .PHONY: test test-fast demo demo-down system-deps docker-deps python-deps real-apps bench bench-deps clean clean-tools
 
 system-deps:
-	bash scripts/install-system-deps.sh
+	bash .ci/install-system-deps.sh
 
 # Docker (and docker-compose, Vagrant) for the Docker- and Vagrant-backed staging paths: an
 # option for users, needed by `make test` (it boots a Docker-backed staging host).
 docker-deps:
-	bash scripts/install-system-deps.sh --docker
+	bash .ci/install-system-deps.sh --docker
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
-from ops import deploy, pebble, provision, staging  # noqa: E402
+from ops import deploy, provision, staging  # noqa: E402
+from ops.staging import pebble  # noqa: E402
 from serve import fmt, median_of  # noqa: E402
 
 PATH = "/static/css/site.css"

@@ -133,7 +133,7 @@ class Systemd(Init):
 class Upstart(Init):
     """Ubuntu 14.04's init, upstart 1.12. Its jobs are checked strictly by ops.upstart before
     upload (no checker runs on the host) and run for real on the upstart staging host
-    (ops.staging_upstart, tests/test_e2e_upstart.py)."""
+    (ops.staging.upstart, tests/test_e2e_upstart.py)."""
 
     name, worker_template = "upstart", "upstart/worker.conf.j2"
 

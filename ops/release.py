@@ -135,7 +135,7 @@ def manifest(s, release):
             "statics": [{"url": url, "sha256": sha} for url, sha in release.statics],
             "shared": list(release.shared_links),
             # what its smoke test checked: a rollback to it checks the same
-            "smoke": [dict(item) for item in s.smoke], "smoke_stream": s.smoke_stream,
+            "smoke": [page.as_json() for page in s.smoke], "smoke_stream": s.smoke_stream,
             "files": [{"path": f.path, "kind": f.kind, "mode": f.mode, "in_release": f.in_release}
                       for f in release.files]}
 

@@ -79,6 +79,30 @@ ALLOWED_PYTHON_ENV = frozenset("""PYTHONUNBUFFERED PYTHONDONTWRITEBYTECODE PYTHO
 
 
 @dataclass(frozen=True)
+class SmokePage:
+    """A page the smoke test fetches: any status below 400 passes unless `status` names one;
+    `contains`: text its body must hold."""
+
+    path: str
+    status: Optional[int] = None
+    contains: Optional[str] = None
+
+    def as_json(self):
+        """As the description gave it (and a release's manifest records it)."""
+        return {k: v for k, v in (("path", self.path), ("status", self.status),
+                                  ("contains", self.contains)) if v is not None}
+
+
+@dataclass(frozen=True)
+class Roles:
+    """A fleet's hosts, as SSH destinations ([user@]host[:port]): the load balancers (none:
+    app hosts without one, `hosts:`) and the app hosts."""
+
+    lb: Tuple[str, ...] = ()
+    app: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     """What to deploy and how; the single source of truth for every template."""
 
@@ -124,14 +148,14 @@ class Settings:
     healthz: Optional[str] = None  # a health URL: checked first, never cached
     python: str = "/usr/bin/python3"
     # Pages the smoke test fetches; without `status`, any status below 400 passes.
-    smoke: Tuple[dict, ...] = ({"path": "/"},)
+    smoke: Tuple[SmokePage, ...] = (SmokePage("/"),)
     smoke_stream: str = ""  # a URL under `streaming` that must arrive in pieces
     templates: Optional[str] = None  # a project directory whose templates override ours
     # The app's environment (ops.appenv): plain values from this file, and secrets whose values
     # come from the deploying machine (env var, file, command) or are generated on the host.
     env: Tuple[Tuple[str, str], ...] = ()  # (NAME, value)
     secrets: Tuple[Tuple[str, str, str], ...] = ()  # (NAME, kind, reference); see SECRET_KINDS
-    roles: Optional[dict] = None  # {"lb": [hosts], "app": [hosts]}: a fleet, rolled by `fab deploy`
+    roles: Optional[Roles] = None  # a fleet, rolled by `fab deploy`
     hosts: Tuple[str, ...] = ()  # app hosts without a load balancer: roles {app: hosts}
     # A jump host every SSH session goes through (OpenSSH's -J), unless ~/.ssh/config names
     # a ProxyJump or ProxyCommand for the host, which wins as it does for ssh.
@@ -678,7 +702,7 @@ def _smoke(key, value):
         contains = item.get("contains")
         if contains is not None and (not isinstance(contains, str) or len(contains) > 200):
             _fail(f"{key}.contains", contains, "a string of at most 200 characters")
-        checks.append(dict(item))
+        checks.append(SmokePage(item["path"], item.get("status"), contains))
     if not checks:
         _fail(key, value, "at least one page (the default is [{path: /}])")
     return tuple(checks)
@@ -700,7 +724,7 @@ def _roles(key, value):
                 _fail(key, [seen[endpoint][1], h], "each host once, in one role: these name the "
                       f"same machine ({endpoint[0]}:{endpoint[1]})")
             seen[endpoint] = (role, h)
-    return {"lb": roles.get("lb", ()), "app": roles["app"]}
+    return Roles(roles.get("lb", ()), roles["app"])
 
 
 _VALIDATORS = {
@@ -781,7 +805,7 @@ def load(raw=None, project_root=".", check_files=True, stage=None):
         if values.get("roles"):
             _fail("hosts", raw["hosts"], "either hosts (app hosts, no load balancer) or roles, "
                   "not both")
-        values["roles"] = {"lb": (), "app": values["hosts"]}
+        values["roles"] = Roles((), values["hosts"])
         _roles("hosts", {"app": list(values["hosts"])})  # each machine once
     settings = Settings(project_root=str(project_root), stage=stage, **values)
     if settings.user is None and settings.app_name in RESERVED_USERS:
@@ -939,7 +963,7 @@ def with_recorded_smoke(s, manifest):
 
 
 def _check_workers(s):
-    apps = {ssh_endpoint(h) for h in (s.roles or {}).get("app", ())}
+    apps = {ssh_endpoint(h) for h in (s.roles.app if s.roles else ())}
     for w in s.workers:
         for h in w.hosts:
             _ssh_host(f"workers.{w.name}.hosts", h)
@@ -964,7 +988,7 @@ def _check_conflicts(s):
         _fail(*conflict, f"a URL outside static_url ({s.static_url}): the front server "
                          "answers there from files, never the app")
     for i, item in enumerate(s.smoke):
-        if s.healthz and stacks.of(s).caches and item["path"].split("?")[0] == s.healthz:
+        if s.healthz and stacks.of(s).caches and item.path.split("?")[0] == s.healthz:
             _fail("healthz", s.healthz, f"a URL other than smoke[{i}].path: with nginx: cache "
                   "the health URL is never cached, so that page would never be cached either")
     stream = s.smoke_stream

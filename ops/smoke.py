@@ -303,9 +303,9 @@ def check_cache(target, paths, cookie):
 
 def cache_candidates(s):
     """Smoke pages the cache could hold: not the health URL, not under a streaming path."""
-    return [item["path"] for item in s.smoke
-            if item["path"].split("?")[0] != s.healthz
-            and not any(url_under(item["path"], p) for p in s.streaming)]
+    return [page.path for page in s.smoke
+            if page.path.split("?")[0] != s.healthz
+            and not any(url_under(page.path, p) for p in s.streaming)]
 
 
 def check_maintenance(target, path):
@@ -322,13 +322,13 @@ def checks_for(s, target, statics=(), maintenance=False):
     """The checks that apply to these settings, as (name, thunk). maintenance: the host is in
     maintenance mode, so pages must answer with its 503 (health and static files still pass)."""
     items = [("healthz", lambda: check_expected(target, s.healthz, 200, None))] if s.healthz else []
-    for item in s.smoke:
+    for page in s.smoke:
         if maintenance:
-            items.append((f"page {item['path']} (maintenance)",
-                          lambda item=item: check_maintenance(target, item["path"])))
+            items.append((f"page {page.path} (maintenance)",
+                          lambda page=page: check_maintenance(target, page.path)))
             continue
-        items.append((f"page {item['path']}", lambda item=item: check_expected(
-            target, item["path"], item.get("status"), item.get("contains"))))
+        items.append((f"page {page.path}", lambda page=page: check_expected(
+            target, page.path, page.status, page.contains)))
     for url, sha in statics:
         items.append((f"static {url}", lambda url=url, sha=sha: check_static(target, url, sha)))
     if s.smoke_stream and not maintenance:

@@ -163,10 +163,10 @@ def check(c, target=None):
     skipped = []
     for kind in checks.check_local(render.render(s), s, skipped):
         print(f"ok  {kind}")
-    if s.roles and s.roles["lb"]:
+    if s.roles and s.roles.lb:
         # The fleet's shapes too; addresses are placeholders: the config is what is checked.
-        lbs = [f"198.18.0.{i + 1}" for i in range(len(s.roles["lb"]))]
-        apps = [render.Upstream(f"198.18.1.{i + 1}") for i in range(len(s.roles["app"]))]
+        lbs = [f"198.18.0.{i + 1}" for i in range(len(s.roles.lb))]
+        apps = [render.Upstream(f"198.18.1.{i + 1}") for i in range(len(s.roles.app))]
         lb_s = fleet.lb_settings(s, len(lbs))
         for kind in checks.check_local(render.render_lb(lb_s, apps), lb_s, skipped):
             print(f"ok  {kind} (load balancer)")
@@ -226,8 +226,8 @@ def role_hosts(c, s):
     if isinstance(c, Connection) or not s.roles:
         return None
     return tuple([remote.open_host(h, c.config, staging.ssh_config_for(h), s.gateway)
-                  for h in s.roles[role]]
-                 for role in ("lb", "app"))
+                  for h in hosts]
+                 for hosts in (s.roles.lb, s.roles.app))
 
 
 @ops_task
@@ -386,7 +386,7 @@ def smoke_(c, url=None, junit=None, json=None):
 @ops_task(name="acme", help={"stop": "stop it instead"})
 def staging_acme(c, stop=False):
     """Start a local ACME server (Pebble + its DNS) for the staging hosts; print the tls: to use."""
-    from . import pebble
+    from .staging import pebble
     if stop:
         pebble.down()
         print("staging ACME server stopped")

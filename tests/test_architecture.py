@@ -6,16 +6,38 @@ import ast
 from conftest import ROOT
 
 
+def modules():
+    """{name under ops (`plan`, `staging.docker`): (path, whether it is a package)}."""
+    found = {}
+    for path in (ROOT / "ops").rglob("*.py"):
+        parts = path.relative_to(ROOT / "ops").with_suffix("").parts
+        if parts[0] == "scripts":  # the host's programs, not modules of ours
+            continue
+        package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if package else parts)
+        if name:
+            found[name] = (path, package)
+    return found
+
+
 def imports():
-    """{module: the ops modules it imports, anywhere in it}."""
-    modules = {p.stem: p for p in (ROOT / "ops").glob("*.py")}
+    """{module: the ops modules it imports, anywhere in it (relative imports resolved)}."""
+    mods = modules()
     graph = {}
-    for name, path in modules.items():
+    for name, (path, package) in mods.items():
         graph[name] = set()
+        here = name.split(".") if package else name.split(".")[:-1]
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
-                graph[name] |= {n for n in names if n in modules and n != name}
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            base = here[:len(here) - (node.level - 1)]
+            target = base + (node.module.split(".") if node.module else [])
+            # `from . import net` names a sibling; `from .net import X`, the module net
+            own = [target] if node.module else []
+            for candidate in own + [target + [a.name] for a in node.names]:
+                dotted = ".".join(candidate)
+                if dotted in mods and dotted != name:
+                    graph[name].add(dotted)
     return graph
 
 
@@ -56,11 +78,12 @@ def test_no_import_circle():
 
 def test_the_shared_leaves_import_nothing_of_ours():
     graph = imports()
-    assert graph["cachedir"] == set() and graph["staging_net"] == set()
+    assert graph["cachedir"] == set() and graph["staging.net"] == set()
 
 
 def test_every_module_is_in_the_architecture_table():
     text = (ROOT / "docs" / "architecture.md").read_text()
-    missing = [p.stem for p in (ROOT / "ops").glob("*.py") if not p.stem.startswith("__")
-               and f"`{p.stem}`" not in text and f"`{p.stem}.py`" not in text]
+    missing = [name for name in modules() if not name.rsplit(".", 1)[-1].startswith("__")
+               and f"`{name}`" not in text
+               and f"`{name.rsplit('.', 1)[-1]}.py`" not in text]
     assert missing == []

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT, deploy_change_rollback, extra_host
-from ops import staging, staging_docker
+from ops import staging
+from ops.staging import docker as staging_docker
 
 pytestmark = pytest.mark.e2e
 NAME = "staging6"

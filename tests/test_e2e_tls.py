@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT, assert_forgeries_refused, remove_app, sample_settings
 from certfiles import own_certificate
 from loadgen import Load
-from ops import deploy, fleet, pebble, provision, smoke, staging
+from ops import deploy, fleet, provision, smoke, staging
+from ops.staging import pebble
 from ops.errors import OpsError
 
 pytestmark = pytest.mark.e2e

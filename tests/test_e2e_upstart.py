@@ -17,7 +17,7 @@ import yaml
 from certfiles import own_certificate
 from conftest import NOTES_DEPLOY, extra_host, fab, notes_project
 from ops import deploy, settings, smoke
-from ops.staging_upstart import JOBS
+from ops.staging.upstart import JOBS
 
 pytestmark = pytest.mark.e2e
 

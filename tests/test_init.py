@@ -44,7 +44,7 @@ def test_init_describes_an_app_factory_project_with_a_blueprint_and_a_stream(sho
     s = described(shop, server_names=["shop.test"])
     assert (s.app_name, s.source, s.wsgi) == ("shop", "src", "wsgi:app")
     assert s.streaming == ("/feed",) and s.smoke_stream == "/feed"
-    assert s.healthz is None and s.smoke == ({"path": "/"},)
+    assert s.healthz is None and s.smoke == (settings.SmokePage("/"),)
     # Until the server name is filled in, every task refuses, naming the key.
     with pytest.raises(OpsError, match=r"deploy\.server_names is required"):
         described(shop)
@@ -110,7 +110,7 @@ def test_init_finds_a_factory_a_health_route_and_a_stream_under_a_variable_path(
     assert (s.app_name, s.source, s.wsgi) == ("inventory", ".", "inventory:create_app()")
     assert s.static_url == "/assets/" and s.healthz == "/health"
     assert s.streaming == ("/events/",) and s.smoke_stream == ""  # no plain URL to time
-    assert s.smoke == ({"path": "/health"},)  # there is no GET /
+    assert s.smoke == (settings.SmokePage("/health"),)  # there is no GET /
 
 
 @pytest.mark.parametrize("files, message", [

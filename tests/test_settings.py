@@ -25,7 +25,7 @@ def test_defaults_fit_any_flask_app_not_the_sample():
     """Four keys and nothing of the sample's: no health URL, no stream, `/` below 400."""
     s = settings.load(MINIMAL, project_root=ROOT)
     assert s.healthz is None and s.streaming == () and s.smoke_stream == ""
-    assert s.smoke == ({"path": "/"},)
+    assert s.smoke == (settings.SmokePage("/"),)
     assert s.base == "/srv/shop" and s.app_user == "shop"
 
 
@@ -134,7 +134,7 @@ def test_a_rollback_checks_what_its_release_recorded_and_reads_the_record_like_i
     before = load(smoke=[{"path": "/hello", "contains": "Hello, World!"}], smoke_stream="/time")
     recorded = release.manifest(before, release.new_release(before, "0" * 16, ()))
     back = settings.with_recorded_smoke(today, recorded)
-    assert back.smoke == ({"path": "/hello", "contains": "Hello, World!"},)
+    assert back.smoke == (settings.SmokePage("/hello", contains="Hello, World!"),)
     assert back.smoke_stream == "/time"
     # a release from before the record, or a record that would not pass as settings: today's
     for manifest in ({"id": "x"}, None, dict(recorded, smoke=[{"path": "no-slash"}]),

@@ -22,10 +22,10 @@ def test_a_stage_replaces_shared_keys_and_merges_env_by_name():
     staging = settings.load(SHARED, project_root=ROOT, stage="staging")
     production = settings.load(SHARED, project_root=ROOT, stage="production")
     assert staging.stage == "staging" and staging.server_names == ("shop.test",)
-    assert staging.roles == {"lb": (), "app": ("staging1",)} and staging.nginx == "default"
+    assert staging.roles == settings.Roles((), ("staging1",)) and staging.nginx == "default"
     assert dict(staging.env) == {"MODE": "staging", "REGION": "eu"}
     assert production.server_names == ("shop.example.com",) and production.nginx == "cache"
-    assert production.roles["app"] == ("web1", "web2") and dict(production.env)["MODE"] == "shared"
+    assert production.roles.app == ("web1", "web2") and dict(production.env)["MODE"] == "shared"
 
 
 @pytest.mark.parametrize("stage, message", [

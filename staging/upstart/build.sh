@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build upstart 1.12.1 (Ubuntu 14.04's init) and libnih from the vendored sources into DESTDIR:
-# the layer a staging host's root gets on top of the Debian image (ops/staging_upstart.py).
+# the layer a staging host's root gets on top of the Debian image (ops/staging/upstart.py).
 # Usage: build.sh VENDOR_DIR DESTDIR. About 100 s on 2 cores; the caller caches the result.
 # The flags are the ones vendor/upstart/README.md explains (a modern gcc and glibc); the
 # sources are not patched. libnih is linked statically, so the layer carries upstart only.

@@ -11,9 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import OpsError
+from ..errors import OpsError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 VENDOR = REPO / "vendor" / "upstart"
 BUILD_SCRIPT = REPO / "staging" / "upstart" / "build.sh"
 LAYER_VERSION = "2"  # bump when the layer's contents change

@@ -17,11 +17,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from .errors import OpsError
+from ..errors import OpsError
 
 NETWORK, SUBNET, GATEWAY = "flask-ops-staging", "198.19.0.0/24", "198.19.0.1"
 LABEL = "flask-ops.staging=1"
-DOCKERFILE_DIR = Path(__file__).resolve().parent.parent / "staging"
+DOCKERFILE_DIR = Path(__file__).resolve().parents[2] / "staging"
 
 
 def _docker(*args, check=True, timeout=600, **kwargs):

@@ -2,7 +2,7 @@
 "good" for every certificate Pebble's intermediate issued, signed with that intermediate's
 key, which Pebble's management API hands out. Staging only: it knows no revocations.
 
-    python -m ops.ocsp_responder ADDRESS PORT ISSUER_CERT ISSUER_KEY
+    python -m ops.staging.ocsp_responder ADDRESS PORT ISSUER_CERT ISSUER_KEY
 """
 
 import base64

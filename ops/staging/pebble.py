@@ -21,8 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import staging_net
-from .errors import OpsError
+from . import net as staging_net
+from ..errors import OpsError
 
 HOST = staging_net.BRIDGE_ADDR
 ACME_PORT, MANAGEMENT_PORT, DNS_PORT, DNS_MANAGEMENT_PORT, OCSP_PORT = 14000, 15000, 8053, 8055, 4002
@@ -90,7 +90,7 @@ def _running(name):
     except (OSError, ValueError):
         return None
     if name == "ocsp":
-        return pid if "ops.ocsp_responder" in argv else None
+        return pid if "ops.staging.ocsp_responder" in argv else None
     return pid if os.path.basename(argv[0]) == name else None
 
 
@@ -139,7 +139,7 @@ def up(default_address=None):
             "managementListenAddress": f"{HOST}:{MANAGEMENT_PORT}",
             "certificate": str(d / "api-cert.pem"), "privateKey": str(d / "api-key.pem"),
             "httpPort": 80, "tlsPort": 443,
-            # Certificates name our responder (ops.ocsp_responder), so stapling can be proven.
+            # Certificates name our responder (ops.staging.ocsp_responder), so stapling can be proven.
             "ocspResponderURL": f"http://{HOST}:{OCSP_PORT}/",
             "externalAccountBindingRequired": False}}))
         # No artificial delays, no randomly rejected nonces: tests wait on conditions.
@@ -157,9 +157,9 @@ def up(default_address=None):
         key = d / "issuer-key.pem"
         key.write_bytes(_get(f"https://{HOST}:{MANAGEMENT_PORT}/intermediate-keys/0", api))
         key.chmod(0o600)
-        _start("ocsp", [sys.executable, "-m", "ops.ocsp_responder", HOST, str(OCSP_PORT),
+        _start("ocsp", [sys.executable, "-m", "ops.staging.ocsp_responder", HOST, str(OCSP_PORT),
                         str(d / "issuer.pem"), str(key)],
-               env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+               env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     return Acme(directory, str(bundle))
 
 

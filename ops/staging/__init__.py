@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import pebble, remote as remote_mod, staging_docker, staging_upstart
-from .errors import OpsError
-from .staging_net import (BRIDGE, BRIDGE_ADDR, BRIDGE_ADDR6, PREFIX, PREFIX6, STATE_DIR,
+from .. import remote as remote_mod
+from ..errors import OpsError
+from . import docker as staging_docker, pebble, upstart as staging_upstart
+from .net import (BRIDGE, BRIDGE_ADDR, BRIDGE_ADDR6, PREFIX, PREFIX6, STATE_DIR,
                           bridge_is_up, nspawn_address)
 IMAGE_DIR = Path(os.environ.get("FLASK_OPS_IMAGE_DIR", "/var/cache/flask-ops/images"))
 # Debian releases a staging host can run (debootstrap knows their suites). trixie brings
@@ -53,7 +54,7 @@ IMAGE_PACKAGES = (
 )
 IMAGE_VERSION = "2"  # bump when the customisation below changes
 ENGINES = ("nspawn", "docker")
-# systemd (the image's own), or upstart 1.12 as PID 1 (ops.staging_upstart: nspawn only).
+# systemd (the image's own), or upstart 1.12 as PID 1 (ops.staging.upstart: nspawn only).
 INITS = ("systemd", "upstart")
 NAME = re.compile(r"staging([1-9][0-9]?)\Z")
 
@@ -86,7 +87,7 @@ class Host:
     @property
     def address(self):
         if self.engine == "docker":
-            return f"198.19.0.{10 + self.index}"  # the Docker network's (staging_docker)
+            return f"198.19.0.{10 + self.index}"  # the Docker network's (staging.docker)
         return nspawn_address(self.index)
 
     @property
