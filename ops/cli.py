@@ -24,7 +24,6 @@ class FlaskOps(Fab):
 def program():
     from importlib.metadata import PackageNotFoundError, version
 
-    configfile.skip_fab_install()  # before tasks is imported: it would patch for `fab`
     from .tasks import Executor, ns
     try:
         ours = version("flask-ops")

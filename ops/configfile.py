@@ -6,11 +6,9 @@ syntax error or non-UTF-8 bytes. Each file is checked before Invoke reads it, re
 one line naming the file, and so are unknown top-level sections (`deplyo:`) in project and
 `-f` files, where a typo would otherwise deploy defaults silently.
 
-`StrictConfig` does it through Invoke's public loading methods (the `flask-ops` program uses
-it). Fabric's own `fab` creates its stock Config before any fabfile is imported, so for `fab`
-`install_for_fab()` puts the same checks into Invoke's private loaders: the one place flask-ops
-touches an Invoke internal, pinned by the version range in pyproject.toml and by
-tests/test_configfile.py, which fails when those internals move.
+`StrictConfig` reads them so: the `flask-ops` program's config class, and what `ops.tasks`
+makes the config of Fabric's own `fab` when a fabfile imports its tasks (before fab reads
+the project's and `-f` files).
 """
 
 import difflib
@@ -22,7 +20,6 @@ import types
 
 import yaml
 from fabric import Config as FabricConfig
-from invoke.config import Config as InvokeConfig
 from invoke.exceptions import Exit
 
 MAX_BYTES = 1024 * 1024  # a config file is text a person wrote
@@ -221,9 +218,12 @@ def first_file(stem):
 
 
 class StrictConfig(FabricConfig):
-    """Fabric's config with every file checked (`check_file`) before Invoke's public
-    load_system/load_user/load_project/load_runtime read it; where the project's and the
-    `-f` files are is public here (`project_file`, `runtime_file`)."""
+    """Fabric's config, its files read by our loader (`check_file`: exact YAML/JSON, known
+    sections, one of fabric.yaml/.yml/.json/.py; an HTTP status as a key is a string, which
+    Invoke's environment loader needs) instead of `yaml.safe_load`, in this class only: the
+    file-type loaders Invoke looks up on its config (`_load_<suffix>`) are overridden here,
+    nothing of Invoke's is replaced. Where the project's and the `-f` files are is public
+    here (`project_dir`, `project_file`, `runtime_file`)."""
 
     # Class attributes: Invoke's config proxy then treats them as attributes, not keys.
     project_dir = None
@@ -238,28 +238,13 @@ class StrictConfig(FabricConfig):
         super().set_runtime_path(path)
         self.runtime_file = path
 
-    def _check(self, stem):
-        path = first_file(os.path.expanduser(stem))
-        if path:
-            check_file(path)
+    def _load_yaml(self, path):
+        data = check_file(path)
+        if data is None:  # Invoke tries each suffix and skips absent files
+            raise FileNotFoundError(errno.ENOENT, "No such file", path)
+        return data
 
-    def load_system(self, merge=True):
-        self._check(f"/etc/{self.file_prefix or self.prefix}")
-        super().load_system(merge)
-
-    def load_user(self, merge=True):
-        self._check(f"~/.{self.file_prefix or self.prefix}")
-        super().load_user(merge)
-
-    def load_project(self, merge=True):
-        if self.project_dir is not None:
-            self._check(os.path.join(self.project_dir, self.file_prefix or self.prefix))
-        super().load_project(merge)
-
-    def load_runtime(self, merge=True):
-        if self.runtime_file and os.path.lexists(self.runtime_file):
-            check_file(self.runtime_file)
-        super().load_runtime(merge)
+    _load_yml = _load_json = _load_py = _load_yaml
 
     @property
     def project_file(self):
@@ -274,63 +259,8 @@ class StrictConfig(FabricConfig):
 
 
 def locations(config):
-    """(project directory, project file, -f file) of a config: StrictConfig says them;
-    Fabric's stock one (under `fab`) keeps them in Invoke's private attributes."""
+    """(project directory, project file, -f file) of a config. Both programs' configs are
+    StrictConfig (tasks gives Fabric's own `fab` ours); any other knows none of them."""
     if isinstance(config, StrictConfig):
         return config.project_dir, config.project_file, config.runtime_file
-    prefix = getattr(config, "_project_prefix", None)
-    return (prefix, getattr(config, "_project_path", None),
-            getattr(config, "_runtime_path", None))
-
-
-# ------------------------------------------------------------------- Fabric's own `fab`
-
-def _strict_load(self, path):
-    """Invoke's _load_yaml/_load_json under `fab`: the file checked, then read exactly."""
-    data = check_file(path)
-    if data is None:
-        raise FileNotFoundError(errno.ENOENT, "No such file", path)  # Invoke skips absent files
-    return data
-
-
-def _strict_load_py(self, path):
-    data = check_file(path)
-    if data is None:
-        raise FileNotFoundError(errno.ENOENT, "No such file", path)
-    return data
-
-
-def _set_runtime_path(self, path):
-    check_runtime_path(path)
-    _original_set_runtime_path(self, path)
-
-
-_original_set_runtime_path = InvokeConfig.set_runtime_path
-# What install_for_fab replaces: tests/test_configfile.py fails when Invoke renames them.
-PATCHED = ("_load_yaml", "_load_yml", "_load_json", "_load_py", "set_runtime_path")
-
-
-def install_for_fab():
-    """Under Fabric's stock `fab`: read every config file loaded from now on strictly.
-    A no-op once `StrictConfig` is in use (the `flask-ops` program)."""
-    if skipped():
-        return
-    InvokeConfig._load_py = _strict_load_py
-    InvokeConfig.set_runtime_path = _set_runtime_path
-    InvokeConfig._load_yaml = _strict_load
-    InvokeConfig._load_yml = _strict_load
-    InvokeConfig._load_json = _strict_load
-
-
-_skipped = False
-
-
-def skip_fab_install():
-    """The `flask-ops` program reads its files through StrictConfig and runs tasks with
-    tasks.Executor: nothing of Fabric's or Invoke's is replaced (call before importing tasks)."""
-    global _skipped
-    _skipped = True
-
-
-def skipped():
-    return _skipped
+    return None, None, None

@@ -23,9 +23,6 @@ from . import daytwo_cmds, locks, scaffold, smoke as smoke_mod, staging
 from .errors import OpsError
 from .steps import Prefixed
 
-# Under Fabric's own `fab`: project and -f config files are read from here on; read them
-# exactly or refuse them (the `flask-ops` program does it with configfile.StrictConfig).
-configfile.install_for_fab()
 
 
 def ops_task(*args, **kwargs):
@@ -403,43 +400,19 @@ def remainder():
     return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
 
 
-def _owns_the_remainder(calls):
-    return any(getattr(call, "called_as", None) == "exec" or call.task.name == "exec"
-               for call in calls)
-
-
 class Executor(FabricExecutor):
     """Fabric's executor, except that `exec -- CMD` owns its command: Fabric must not also
-    run it raw on the hosts (what `fab -H HOST -- CMD` does without a task). The `flask-ops`
-    program's executor (Fabric's documented executor_class)."""
+    run it raw on the hosts (what `fab -H HOST -- CMD` does without a task)."""
 
     def expand_calls(self, calls, apply_hosts=True):
-        if not _owns_the_remainder(calls):
+        if not any(getattr(call, "called_as", None) == "exec" or call.task.name == "exec"
+                   for call in calls):
             return super().expand_calls(calls, apply_hosts)
         saved, self.core.remainder = self.core.remainder, ""
         try:
             return super().expand_calls(calls, apply_hosts)
         finally:
             self.core.remainder = saved
-
-
-_fab_original_expand = FabricExecutor.expand_calls
-
-
-def _fab_expand_calls(self, calls, apply_hosts=True):
-    """Executor.expand_calls, for Fabric's own `fab`, whose executor is not ours."""
-    if not _owns_the_remainder(calls):
-        return _fab_original_expand(self, calls, apply_hosts)
-    saved, self.core.remainder = self.core.remainder, ""
-    try:
-        return _fab_original_expand(self, calls, apply_hosts)
-    finally:
-        self.core.remainder = saved
-
-
-if not configfile.skipped() and not getattr(_fab_original_expand, "flask_ops", False):
-    _fab_expand_calls.flask_ops = True
-    FabricExecutor.expand_calls = _fab_expand_calls
 
 
 def _several(hosts, every, what):
@@ -522,8 +495,31 @@ TASKS = (init, stage_, render_, collectstatic, check, env_, provision, deploy_, 
 staging_ns = Collection("staging", up, down, staging_status, staging_acme)
 # A project's tasks. The local staging hosts (root, nspawn) are this repository's and a
 # project's only when it asks: `from ops.tasks import ns_with_staging as ns`.
-ns = Collection(*TASKS)
-ns.configure({"deploy": {}})
-ns_with_staging = Collection(*TASKS, staging_ns)
-ns_with_staging.configure({"deploy": {}})
+_COLLECTIONS = {"ns": Collection(*TASKS), "ns_with_staging": Collection(*TASKS, staging_ns)}
+for _collection in _COLLECTIONS.values():
+    _collection.configure({"deploy": {}})
+
+
+def __getattr__(name):
+    """`from ops.tasks import ns` (a fabfile's line) hands out the tasks, and first makes a
+    running Fabric `fab` ours (adopt_fab)."""
+    if name in _COLLECTIONS:
+        adopt_fab()
+        return _COLLECTIONS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def adopt_fab():
+    """Fabric's own `fab` made its stock Config before importing the fabfile; it reads the
+    project's and the -f config files, and runs the tasks, after. Give that program (its
+    public `config` and `executor_class`) our config class and executor, as the flask-ops
+    program has them from the start: its files are then read strictly, `exec` owns its
+    remainder, and nothing of Fabric's or Invoke's is replaced."""
+    from fabric import Config
+    from fabric.main import program
+
+    if type(getattr(program, "config", None)) is Config:
+        program.config.__class__ = configfile.StrictConfig
+    if program.executor_class is FabricExecutor:
+        program.executor_class = Executor
 

@@ -1,7 +1,6 @@
-"""Config files through the `flask-ops` program: read strictly with Invoke's public loading
-methods (configfile.StrictConfig) and run with our own executor, replacing nothing of
-Fabric's or Invoke's; and the internals `fab` (Fabric's own program) still needs, held
-against the installed Invoke so a release that moves them fails here first."""
+"""Config files read strictly with Invoke's public loading methods (configfile.StrictConfig)
+and tasks run by our own executor, under the `flask-ops` program and under Fabric's own
+`fab` alike, replacing nothing of Fabric's or Invoke's."""
 
 import subprocess
 import sys
@@ -55,27 +54,33 @@ def test_the_program_reads_runtime_files_strictly_and_applies_good_ones(project)
     assert "server_name prod.test;" in site
 
 
-def test_the_program_replaces_nothing_of_fabric_or_invoke(project):
-    probe = ("import sys; from ops import cli; program = cli.program(); "
-             "from invoke.config import Config; from fabric.executor import Executor; "
-             "from ops import configfile; "
-             "moved = [n for n in configfile.PATCHED if getattr(Config, n).__module__ != 'invoke.config']; "
-             "moved += ['expand_calls'] if Executor.expand_calls.__module__ != 'fabric.executor' else []; "
-             "print(moved, program.config_class.__name__, program.executor_class.__module__)")
+@pytest.mark.parametrize("program", ["flask-ops", "fab"])
+def test_neither_program_replaces_anything_of_fabric_or_invoke(project, program):
+    """The flask-ops program is built with our config class and executor; Fabric's own fab
+    is handed them (its public attributes) when the fabfile imports the tasks. Either way
+    every function of Fabric's and Invoke's is their own after a run."""
+    (project / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    probe = (
+        "import fabric.executor, fabric.main, inspect, invoke.config; from ops import cli; "
+        f"program = cli.program() if {program == 'flask-ops'!r} else fabric.main.program; "
+        "program.run(['x', 'render', '--out', 'out'], exit=False); "
+        "ours = [f'{c.__name__}.{n}' for c in (invoke.config.Config, fabric.executor.Executor) "
+        "for n, f in vars(c).items() if inspect.isfunction(f) "
+        "and not f.__module__.startswith(('invoke.', 'fabric.'))]; "
+        "print(ours, type(program.config).__name__, program.executor_class.__module__)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True,
-                         text=True, check=True).stdout.split()
+                         text=True, check=True).stdout.splitlines()[-1].split()
     assert out == ["[]", "StrictConfig", "ops.tasks"]
+    assert (project / "out/etc/nginx/sites-available/strict.conf").is_file()
 
 
-def test_the_internals_fab_needs_are_where_invoke_keeps_them():
-    """Under `fab`, configfile.install_for_fab and tasks replace these; if Invoke or Fabric
-    renames one, the strict reading under `fab` would silently stop: fail here instead."""
-    from fabric.executor import Executor
-    from invoke.config import Config
-
-    from ops import configfile
-    assert all(callable(getattr(Config, name, None)) for name in configfile.PATCHED)
-    assert callable(Executor.expand_calls)
-    # Invoke picks a file's loader by its suffix: `_load_` + yaml, yml, json or py.
-    import inspect
-    assert '"_load_{}".format(type_)' in inspect.getsource(Config._load_file)
+@pytest.mark.parametrize("program", ["flask-ops", "fab"])
+def test_exec_owns_the_words_after_the_dashes_under_both_programs(project, program):
+    """Fabric runs the words after `--` on the -H hosts as a task of their own (and, with no
+    host, refuses before any task runs): after `exec` they are exec's command alone."""
+    (project / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    binary = FLASK_OPS if program == "flask-ops" else ROOT / ".venv/bin/fab"
+    result = subprocess.run([str(binary), "exec", "--", "echo", "hi"], cwd=project,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Was told to run a command" not in result.stderr
+    assert "exec: this task needs a target host" in result.stderr, result.stderr
