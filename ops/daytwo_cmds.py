@@ -72,4 +72,4 @@ def history_rows(stdout):
 
 def maintenance_script(s, on, who):
     entry = plan.history_entry(f"maintenance {'on' if on else 'off'}", {"by": who}, None, None)
-    return plan.maintenance_script(s, on, dict(entry, result="ok"))
+    return plan.maintenance_script(s, on, entry.replace(result="ok"))

@@ -6,6 +6,7 @@ executor (ops.executor) runs it and --dry-run prints it, so what is printed is w
 """
 
 import base64
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -78,7 +79,7 @@ class Plan:
     # Whether the switch can disturb clients of this host (a front server reload or restart,
     # an app server restart): in a fleet, such a host leaves the balancers first (drained).
     drain: bool = True
-    history: dict = field(default_factory=dict)  # the entry a failed attempt records
+    history: Optional["History"] = None  # where a failed attempt is recorded, and as what
     noop: Optional[Step] = None  # nothing_to_do: record it, release the lock
     # After a failed switch, verify or smoke, before restore: the app's last log lines.
     app_log: Optional[Step] = None
@@ -496,7 +497,7 @@ def dropped_workers(s, present, wanted):
 
 def history_line(path, entry):
     """Append one entry to the host's deploy history `path` (outside the releases)."""
-    return scripts.command("history_append.py", path, json.dumps(entry, sort_keys=True))
+    return scripts.command("history_append.py", path, json.dumps(entry.as_json(), sort_keys=True))
 
 
 def failure_step(plan, step_name, reason):
@@ -504,8 +505,8 @@ def failure_step(plan, step_name, reason):
     lines = [line.strip() for line in reason.strip().splitlines() if line.strip()] or [""]
     # A remote failure reads "X failed on HOST (exit 1):" then its output, whose last line
     # says why (a traceback's exception).
-    entry = dict(plan.history["entry"], result="failed", step=step_name, error=lines[-1][:300])
-    return Step("history", history_line(plan.history["file"], entry))
+    entry = plan.history.entry.replace(result="failed", step=step_name, error=lines[-1][:300])
+    return Step("history", history_line(plan.history.file, entry))
 
 
 def maintenance_script(s, on, entry):
@@ -548,8 +549,8 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
     env_file = s.env_file + ".new" if env_changed else s.env_file
     return Plan(
         host_action="deploy", target=release.id, previous=previous, nothing_to_do=nothing,
-        todo=todo, drain=disturbs_clients(s, todo), history={"file": s.history_file, "entry": entry},
-        noop=Step("unlock", script([history_line(s.history_file, dict(entry, result="no change")),
+        todo=todo, drain=disturbs_clients(s, todo), history=History(s.history_file, entry),
+        noop=Step("unlock", script([history_line(s.history_file, entry.replace(result="no change")),
                                     unlock_line(s)])),
         before_switch=hook_steps(s, release.id, "before_switch", env_file),
         prepare=cert_steps + (
@@ -578,7 +579,7 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,
                                                     result="ok"),
                                             s.keep_releases, release.id, env_changed,
-                                            cert_files_step, dropped, dict(entry, result="ok"))),
+                                            cert_files_step, dropped, entry.replace(result="ok"))),
     )
 
 
@@ -595,12 +596,39 @@ def app_log_step(s, since=None, lines=25):
     return Step("app log", scripts.command("app_log.py", json.dumps(spec, sort_keys=True)))
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """What the host's history keeps of an attempt (one JSON line); the host adds when it
+    ended and how long it took (from `started`, its own clock at facts; None: it has none)."""
+
+    action: str  # deploy, rollback, maintenance on|off
+    by: str  # who (locks.performer)
+    release: Optional[str]
+    previous: Optional[str]
+    commit: Optional[str] = None
+    started: Optional[float] = None
+    result: Optional[str] = None  # set by the host when it succeeded; else failed, no change
+    step: Optional[str] = None  # the step that failed
+    error: Optional[str] = None  # the first line of why
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def as_json(self):
+        outcome = ("result", "step", "error")
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in outcome or v is not None}
+
+
+@dataclass(frozen=True)
+class History:
+    file: str  # the host's history file
+    entry: HistoryEntry  # this attempt's
+
+
 def history_entry(action, record, release_id, previous, started=None):
-    """What the history keeps of an attempt; the host adds when it ended and how long it took
-    (from `started`, the host's own clock at facts; None: it has none)."""
-    return {"action": action, "by": locks.performer(record.get("by") or {}),
-            "release": release_id, "previous": previous, "commit": record.get("commit"),
-            "started": started}
+    return HistoryEntry(action, locks.performer(record.get("by") or {}), release_id, previous,
+                        record.get("commit"), started)
 
 
 def rollback_plan(s, release_id, facts, record):
@@ -615,7 +643,7 @@ def rollback_plan(s, release_id, facts, record):
     entry = history_entry("rollback", record, release_id, current, facts.now)
     return Plan(
         host_action="rollback", target=release_id, previous=current, todo=tuple(back),
-        history={"file": s.history_file, "entry": entry},
+        history=History(s.history_file, entry),
         prepare=(Step("check", script(check_lines(s, release_id, files)),
                       "configs of that release pass the target's checkers"),),
         activate=(
@@ -631,5 +659,5 @@ def rollback_plan(s, release_id, facts, record):
         finish=Step("record", finish_script(
             s, dict(record, release=release_id, previous=current, result="rollback"),
             drop_workers=dropped_workers(s, facts.workers, workers),
-            history=dict(entry, result="ok"))),
+            history=entry.replace(result="ok"))),
     )

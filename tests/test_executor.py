@@ -149,8 +149,8 @@ def hook(point, tolerated=False):
 
 
 def with_history(**over):
-    return a_plan(history={"file": "/srv/a/.flask-ops/history.jsonl",
-                           "entry": {"action": "deploy", "release": "R2"}}, **over)
+    entry = plan.HistoryEntry("deploy", "dev@laptop", "R2", "R1")
+    return a_plan(history=plan.History("/srv/a/.flask-ops/history.jsonl", entry), **over)
 
 
 def test_a_failing_before_switch_hook_switches_nothing_and_is_recorded(tmp_path):
