@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import peers  # noqa: E402
-from ops import provision, staging  # noqa: E402
+from ops import staging  # noqa: E402
+from ops.deploy import provision
 
 HOST = "staging1"
 SCENARIOS = ("first deploy", "code-change deploy", "no-op redeploy")

@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import peers  # noqa: E402
-from ops import deploy, provision, release, smoke, staging  # noqa: E402
+from ops import staging  # noqa: E402
+from ops.build import release
+from ops.deploy import deploy, provision, smoke
 
 HOST = "staging1"
 STEP = re.compile(r"^\s+(\w+)\s+ok\s+([0-9.]+)s", re.M)

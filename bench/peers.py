@@ -22,8 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ops import build, render, staging  # noqa: E402
-from ops.release import tree_digest  # noqa: E402
+from ops import staging  # noqa: E402
+from ops.build import build
+from ops.build.release import tree_digest  # noqa: E402
+from ops.targets import render
 
 TOOLS = ("ansible", "pyinfra", "capistrano")
 ANSIBLE = ROOT / ".venv-ansible/bin/ansible-playbook"
@@ -189,7 +191,7 @@ def project(root, greeting, app, roles=None, same_job=True):
     peers' job, one health check after the switch (the sample's own smoke pages and its
     1.5 s stream dropped; flask-ops' built-in checks still run)."""
     import yaml
-    from ops import settings
+    from ops.config import settings
     shutil.copytree(ROOT / "sample_app", root / "sample_app",
                     ignore=shutil.ignore_patterns("__pycache__", "build"))
     app_py = root / "sample_app/app.py"

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
-from ops import deploy, provision, staging  # noqa: E402
+from ops import staging  # noqa: E402
+from ops.deploy import deploy, provision
 
 DIRECT_PORT = 9090
 RUN = "/run/flask-ops-bench"

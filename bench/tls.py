@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
-from ops import deploy, provision, staging  # noqa: E402
+from ops import staging  # noqa: E402
+from ops.deploy import deploy, provision
 from ops.staging import pebble  # noqa: E402
 from serve import fmt, median_of  # noqa: E402
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
-from ops import deploy, fleet, provision, staging  # noqa: E402
+from ops import staging  # noqa: E402
+from ops.deploy import deploy, fleet, provision
 
 CONFIG = {"app_name": "zdt", "server_names": ["zdt.test"],
           "roles": {"lb": ["staging3"], "app": ["staging1", "staging2"]}}

@@ -3,7 +3,7 @@ find any task)."""
 
 import sys
 
-from . import scaffold
+from .build import scaffold
 from .errors import OpsError
 
 

@@ -8,7 +8,7 @@ import sys
 
 from fabric.main import Fab
 
-from . import configfile
+from .config import configfile
 
 
 class FlaskOps(Fab):

@@ -17,11 +17,14 @@ from invoke.exceptions import Exit
 
 from fabric import Connection
 
-from . import appenv, build, checks, configfile, deploy as deploy_mod, fleet, provision as provision_mod
-from . import release as release_mod, remote, render, report, settings as settings_mod
-from . import daytwo_cmds, locks, scaffold, smoke as smoke_mod, staging
+from . import locks, staging
+from .build import build, release as release_mod, scaffold
+from .config import configfile, settings as settings_mod
+from .deploy import (appenv, daytwo_cmds, deploy as deploy_mod, fleet, provision as provision_mod,
+                     remote, report, smoke as smoke_mod)
+from .deploy.steps import Prefixed
 from .errors import OpsError
-from .steps import Prefixed
+from .targets import checks, render
 
 
 
@@ -107,7 +110,7 @@ TARGET_HELP = {
 def for_target(c, s, target=None):
     """s rendered for --target versions, or for the -H host's last reported ones."""
     import dataclasses
-    from . import hostversions
+    from .targets import hostversions
     if target:
         versions = hostversions.parse_option(target)
     else:
@@ -252,7 +255,7 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto", ref=None):
 
     Without -H and with `roles` in the app description: a rolling deploy over the fleet.
     """
-    from . import localhooks, vcs
+    from .config import localhooks, vcs
     s = deploy_mod.source_at(load_settings(c), ref)
     roles = role_hosts(c, s)
     if roles and dry_run:
@@ -275,7 +278,7 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto", ref=None):
 
 def _report_hook(s, point, env):
     """after_deploy and on_failure hooks: a failure is said, never hides the deploy's outcome."""
-    from . import localhooks
+    from .config import localhooks
     try:
         localhooks.run(s, point, env)
     except OpsError as exc:

@@ -50,7 +50,7 @@ def notes_project(root, description):
 
 def sample_settings(root=ROOT, **raw):
     """Settings for sample_app (under `root`) with `raw` keys on top."""
-    from ops import settings
+    from ops.config import settings
 
     return settings.load({**SAMPLE_DEPLOY, **raw}, project_root=root)
 
@@ -156,7 +156,8 @@ def make_project(root, edits=None, config=None):
 @pytest.fixture(scope="module")
 def host(staging_hosts):
     """staging1, provisioned for the sample app: the nginx + uWSGI host of the e2e tier."""
-    from ops import provision, staging
+    from ops.deploy import provision
+    from ops import staging
 
     r = staging.remote("staging1")
     provision.provision(sample_settings(), r)
@@ -182,7 +183,7 @@ def deploy_change_rollback(host, project, stack, after_first=None):
     """The sample app on `host` with `stack`: a first deploy, a code change, a rollback, each
     seen through the front server; the app is removed afterwards. after_first(s): more
     checks of the first deploy (it saves a deploy of their own)."""
-    from ops import deploy, provision, smoke
+    from ops.deploy import deploy, provision, smoke
 
     def hello(s):
         return smoke.request(deploy.target_for(s, host), "/hello").body
@@ -208,7 +209,7 @@ def followed_request_id(target, host_for_log, log, forged="forged-by-the-client"
     (not the client's), the client gets that id back, and `log` (an access log on
     `host_for_log`) has a line for it. Returns the id."""
     import json
-    from ops import smoke
+    from ops.deploy import smoke
 
     import time
     # a URL of its own: a cache in front must not answer with another request's page
@@ -274,7 +275,7 @@ def assert_forgeries_refused(target, scheme="http"):
     page the next visitor gets, cached or not. `scheme`: what the app must believe."""
     import json
     import time
-    from ops import smoke
+    from ops.deploy import smoke
 
     root = f"{scheme}://{target.host}/"
     path = f"/whoami?forged={time.time_ns()}"

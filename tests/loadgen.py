@@ -31,7 +31,7 @@ class Load:
     def __init__(self, address, port, host, path="/hello", concurrency=4,
                  max_requests=20000, max_seconds=120, expect=b"", connect=None, timeout=10,
                  keepalive=False, post_every=0):
-        """connect: makes each request's connection (HTTPS: ops.smoke.Target.connection).
+        """connect: makes each request's connection (HTTPS: ops.deploy.smoke.Target.connection).
         keepalive: each client keeps its connection for every request, as browsers and API
         clients do (a connection the server closes is a failed request, as in wrk); else one
         connection per request. post_every: every Nth request is a POST of a small form to

@@ -85,5 +85,24 @@ def test_every_module_is_in_the_architecture_table():
     text = (ROOT / "docs" / "architecture.md").read_text()
     missing = [name for name in modules() if not name.rsplit(".", 1)[-1].startswith("__")
                and f"`{name}`" not in text
-               and f"`{name.rsplit('.', 1)[-1]}.py`" not in text]
+               and f"`{name.rsplit('.', 1)[-1]}.py`" not in text
+               and f"`ops/{name.replace('.', '/')}/`" not in text]
     assert missing == []
+
+
+# The layers, bottom first: a module imports only from its own layer or the ones below.
+LAYERS = ["leaves", "targets", "config", "build", "deploy", "staging", "entry"]
+LEAVES = {"errors", "safeio", "cachedir", "outdir", "tree", "locks"}
+ENTRY = {"cli", "tasks", "__main__"}
+
+
+def layer_of(name):
+    top = name.split(".")[0]
+    return "leaves" if top in LEAVES else "entry" if top in ENTRY else top
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    assert {layer_of(name) for name in modules()} == set(LAYERS)
+    upward = sorted(f"{a} -> {b}" for a, bs in imports().items() for b in bs
+                    if LAYERS.index(layer_of(b)) > LAYERS.index(layer_of(a)))
+    assert upward == []

@@ -6,7 +6,7 @@ import pytest
 
 from certfiles import own_certificate
 from conftest import ROOT, sample_settings
-from ops import certs
+from ops.deploy import certs
 from ops.errors import OpsError
 
 

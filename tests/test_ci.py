@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import yaml
 
-from ops import report
-from ops.smoke import Result, target_from_url
+from ops.deploy import report
+from ops.deploy.smoke import Result, target_from_url
 
 from conftest import ROOT, SAMPLE_DEPLOY, fab
 

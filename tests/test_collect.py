@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from ops import appenv, build, outdir
+from ops import outdir
+from ops.build import build
+from ops.deploy import appenv
 from ops.errors import OpsError
 
 from conftest import make_project, ROOT, SAMPLE, sample_settings
@@ -129,7 +131,7 @@ def test_wheels_are_resolved_for_the_hosts_own_interpreter(tmp_path, python, lib
 def test_a_collected_cache_from_an_older_layout_is_collected_again(tmp_path):
     """The cache marker once was empty (files at the app's static root): reusing that tree
     would serve nothing at the new URLs."""
-    from ops import release
+    from ops.build import release
 
     done = tmp_path / ".complete"
     done.write_text("")
@@ -170,7 +172,7 @@ def test_two_processes_deploying_one_project_never_build_in_each_others_tree(tmp
     process that has ended goes at the next build."""
     import sys
 
-    from ops import release
+    from ops.build import release
 
     make_project(tmp_path)
     s = sample_settings(tmp_path)
@@ -178,7 +180,7 @@ def test_two_processes_deploying_one_project_never_build_in_each_others_tree(tmp
     (tree / "mine").write_text("still here")
     other = subprocess.run(
         [sys.executable, "-c", "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
-         "from conftest import sample_settings\nfrom ops import release\n"
+         "from conftest import sample_settings\nfrom ops.build import release\n"
          "print(release.stage_tree(sample_settings(sys.argv[3]))[0])",
          str(ROOT / "tests"), str(ROOT), str(tmp_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from ops import checks, daytwo_cmds, executor, plan, render, scripts
+from ops import scripts
+from ops.deploy import daytwo_cmds, executor, plan
 from ops.errors import OpsError, SettingsError
+from ops.targets import checks, render
 from test_plan import OLD, RECORD, RID, built, facts, live_for, matches_golden, show
 
 WORKERS = {"mail": "rq worker mail --url=redis://127.0.0.1:6379/0"}
@@ -212,7 +214,7 @@ def test_the_runner_stops_a_hook_that_runs_too_long_and_everything_it_started(
 
 
 def test_a_worker_runs_only_on_the_app_hosts_it_names(load):
-    from ops import settings
+    from ops.config import settings
     roles = {"lb": ["lb1"], "app": ["web1", "root@web2:22"]}
     s = load(roles=roles, workers={"mail": {"command": "rq worker mail", "hosts": ["web2"]},
                                    "beat": "rq worker beat"})

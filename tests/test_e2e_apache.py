@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ops import deploy, provision, smoke, staging
+from ops import staging
+from ops.deploy import deploy, provision, smoke
 from ops.errors import DeployError, OpsError
 
 from conftest import assert_forgeries_refused, followed_request_id, make_project, sample_settings, timed_get

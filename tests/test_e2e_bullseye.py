@@ -12,7 +12,8 @@ import pytest
 
 from certfiles import own_certificate
 from conftest import ROOT, deploy_change_rollback, extra_host, remove_app, sample_settings
-from ops import deploy, provision, scripts, smoke
+from ops import scripts
+from ops.deploy import deploy, provision, smoke
 
 pytestmark = pytest.mark.e2e
 

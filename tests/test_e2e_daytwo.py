@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from conftest import NOTES_DB, NOTES_DEPLOY, Terminal, fab, notes_project, remove_app
-from ops import settings, smoke, staging
+from ops import staging
+from ops.config import settings
+from ops.deploy import smoke
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops import deploy, plan, provision, remote, smoke, staging
+from ops import staging
+from ops.deploy import deploy, plan, provision, remote, smoke
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops import deploy, remote, smoke, staging, steps
+from ops import staging
+from ops.deploy import deploy, remote, smoke, steps
 from ops.errors import DeployError, LockError, OpsError, RemoteError
 
 from conftest import ROOT, SAMPLE_DEPLOY

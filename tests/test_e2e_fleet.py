@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from ops import deploy, fleet, provision, smoke, staging
+from ops import staging
+from ops.deploy import deploy, fleet, provision, smoke
 from ops.errors import DeployError
 
 import loadgen
@@ -239,7 +240,8 @@ def test_a_before_switch_hook_runs_once_and_a_failing_one_switches_no_host(hosts
 def test_maintenance_on_the_load_balancer(hosts, project):
     """`fab maintenance on` without -H toggles the balancers too: they answer the 503 page
     themselves (app hosts in maintenance would count as failed upstreams)."""
-    from ops import daytwo_cmds, locks
+    from ops.deploy import daytwo_cmds
+    from ops import locks
     lbs, apps = hosts
     s = project("Hello, maintained")
     fleet.rolling_deploy(s, lbs, apps, out=lambda m: None)

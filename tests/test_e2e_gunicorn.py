@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from conftest import remove_app
-from ops import daytwo_cmds, deploy, fleet, provision, settings, smoke, staging
+from ops import staging
+from ops.config import settings
+from ops.deploy import daytwo_cmds, deploy, fleet, provision, smoke
 from ops.errors import DeployError
 from wsclient import Closed, WebSocket
 

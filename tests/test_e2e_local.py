@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ops import build, checks, release, render, scripts, smoke, staging, templating
+from ops import scripts, staging
+from ops.build import build, release
+from ops.deploy import smoke
 from ops.errors import OpsError
+from ops.targets import checks, render, templating
 
 from conftest import assert_forgeries_refused, make_project
 

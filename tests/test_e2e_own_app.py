@@ -14,7 +14,10 @@ import pytest
 import yaml
 
 from conftest import APACHE_HOST, NGINX_HOST, fab, remove_app, sample_settings
-from ops import deploy, provision, scaffold, settings, smoke, staging
+from ops import staging
+from ops.build import scaffold
+from ops.config import settings
+from ops.deploy import deploy, provision, smoke
 from ops.errors import OpsError
 
 pytestmark = pytest.mark.e2e

@@ -30,7 +30,9 @@ import yaml
 
 import realapps
 from conftest import APACHE_HOST, NGINX_HOST, remove_app, run_tool as run
-from ops import deploy, settings, smoke, staging
+from ops import staging
+from ops.config import settings
+from ops.deploy import deploy, smoke
 
 pytestmark = pytest.mark.e2e
 

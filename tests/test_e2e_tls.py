@@ -11,9 +11,10 @@ import pytest
 from conftest import ROOT, assert_forgeries_refused, remove_app, sample_settings
 from certfiles import own_certificate
 from loadgen import Load
-from ops import deploy, fleet, provision, smoke, staging
-from ops.staging import pebble
+from ops import staging
+from ops.deploy import deploy, fleet, provision, smoke
 from ops.errors import OpsError
+from ops.staging import pebble
 
 pytestmark = pytest.mark.e2e
 

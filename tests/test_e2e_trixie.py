@@ -29,7 +29,7 @@ def test_deploy_a_change_and_roll_back_on_trixie(trixie, project, stack):
 def test_the_venv_holds_wheels_built_for_the_hosts_python(trixie, project):
     """MarkupSafe's C speedups are cp313 (this machine builds cp311), and the requirements'
     markers are evaluated for 3.13: redis without async-timeout, no tomli."""
-    from ops import deploy, provision
+    from ops.deploy import deploy, provision
     s = project({"requirements.txt": ("flask>=3.0,<4", MARKED_REQUIREMENTS)})
     try:
         provision.provision(s, trixie)

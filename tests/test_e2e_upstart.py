@@ -16,7 +16,8 @@ import yaml
 
 from certfiles import own_certificate
 from conftest import NOTES_DEPLOY, extra_host, fab, notes_project
-from ops import deploy, settings, smoke
+from ops.config import settings
+from ops.deploy import deploy, smoke
 from ops.staging.upstart import JOBS
 
 pytestmark = pytest.mark.e2e

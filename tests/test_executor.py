@@ -3,9 +3,9 @@ failure paths are exact — a step failing, restore, discard, the lock always re
 
 import pytest
 
-from ops import executor, plan
+from ops.deploy import executor, plan
+from ops.deploy.steps import Steps
 from ops.errors import DeployError, RemoteError, SmokeError
-from ops.steps import Steps
 
 
 class FakeRemote:

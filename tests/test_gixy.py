@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from ops import render, settings
+from ops.config import settings
+from ops.targets import render
 
 from conftest import ROOT
 

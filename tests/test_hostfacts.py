@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ops import hostversions, plan
+from ops.deploy import plan
+from ops.deploy.hostfacts import HostFacts
 from ops.errors import OpsError
-from ops.hostfacts import HostFacts
+from ops.targets import hostversions
 
 from conftest import sample_settings
 

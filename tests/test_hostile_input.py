@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops import build, fleet, plan, release, render, requirements, tree
+from ops import tree
+from ops.build import build, release, requirements
+from ops.deploy import fleet, plan
+from ops.deploy.hostfacts import HostFacts
 from ops.errors import OpsError
-from ops.hostfacts import HostFacts
+from ops.targets import render
 
 from conftest import SAMPLE, sample_settings
 
@@ -423,7 +426,7 @@ def test_load_balancer_files_cannot_break_out_of_the_script(load, tmp_path, monk
     subprocess.run(["bash", "-c", line], check=True)
     assert (tmp_path / "site.conf").read_text() == evil
     assert not (tmp_path / "pwned").exists()
-    from ops import stacks
+    from ops.targets import stacks
     evil_files = [render.RenderedFile("/etc/nginx/sites-available/x.conf", evil, render.NGINX)]
     monkeypatch.setattr(stacks.LoadBalancer, "files", lambda self, upstreams=(): evil_files)
     script = fleet.lb_script(load(), [render.Upstream("198.18.0.11")])
@@ -445,8 +448,8 @@ def test_every_value_in_remote_scripts_is_quoted(load):
     facts = HostFacts(current=hostile, python="3.11", arch="x86_64",
                       manifest=release.manifest(base, rel),
                       manifests={hostile: release.manifest(base, rel)})
-    from ops import provision
-    from ops import appenv
+    from ops.deploy import provision
+    from ops.deploy import appenv
     env = appenv.Resolved(((hostile, "s3cret-" + hostile),), (hostile,))
     deploy = plan.deploy_plan(s, rel, facts, {"by": hostile}, env, hostile)
     assert [step.name for step in deploy.prepare][-1] == "env"
@@ -467,7 +470,7 @@ def test_every_value_in_remote_scripts_is_quoted(load):
 def test_apache_check_leaves_nothing_in_tmp(load):
     """`fab check` on the Apache stack once left /tmp/tmp.*/{passwd,group} behind each run."""
     import tempfile
-    from ops import checks
+    from ops.targets import checks
     if not shutil.which("apache2ctl"):
         pytest.skip("apache2ctl is installed by `make system-deps`")
     tmp = Path(tempfile.gettempdir())
@@ -522,7 +525,7 @@ def test_control_characters_in_wsgi_are_refused(load, wsgi):
 
 def test_a_route_with_a_newline_cannot_write_yaml_through_init(tmp_path):
     """A route rule (or a file name) is the app's text; in fabric.yaml it stays a comment."""
-    from ops import scaffold
+    from ops.build import scaffold
     (tmp_path / "requirements.txt").write_text("flask>=3.0,<4\n")
     (tmp_path / "app.py").write_text(
         "from flask import Flask\napp = Flask(__name__)\n\n"
@@ -664,7 +667,7 @@ def test_fifos_and_devices_are_refused_not_read(proj, tmp_path):
 
 
 def test_a_fifo_as_a_tls_key_is_refused_not_read(tmp_path):
-    from ops import certs
+    from ops.deploy import certs
     os.mkfifo(tmp_path / "key.pem")
     with pytest.raises(OpsError, match="not a regular file"):
         certs._read("tls.certificate.key", tmp_path / "key.pem")
@@ -684,7 +687,7 @@ def test_an_app_that_blocks_at_import_is_stopped(proj, collect, monkeypatch):
 
 
 def test_a_secret_command_that_leaves_a_child_behind_returns(proj, monkeypatch):
-    from ops import appenv
+    from ops.deploy import appenv
     import time
     write_config(proj, {**BASE, "secrets": {"API_KEY": {"command": "sh -c 'sleep 300 & echo v4lue'"}}})
     start = time.monotonic()

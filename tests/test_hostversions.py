@@ -3,9 +3,10 @@ dpkg output of Debian 11, 12 and 13), what each means for the files, and the ref
 
 import pytest
 
-from ops import checks, deploy, hostversions, render
+from ops.deploy import deploy
+from ops.deploy.hostfacts import HostFacts
 from ops.errors import OpsError
-from ops.hostfacts import HostFacts
+from ops.targets import checks, hostversions, render
 
 # facts.py's "versions" and "python" as real hosts report them.
 BULLSEYE = HostFacts.from_json({"python": "3.9.2", "versions": {

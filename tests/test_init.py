@@ -9,7 +9,8 @@ import sys
 import pytest
 import yaml
 
-from ops import scaffold, settings
+from ops.build import scaffold
+from ops.config import settings
 from ops.errors import OpsError
 
 from conftest import ROOT, fab

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from ops.hostfacts import HostFacts
-from ops import appenv, dryrun, fleet, locks, plan, provision, release, render, scripts, stacks
+from ops import locks, scripts
+from ops.build import release
+from ops.deploy import appenv, dryrun, executor, fleet, plan, provision
+from ops.deploy.hostfacts import HostFacts
+from ops.targets import render, stacks
 
 PLANS = Path(__file__).parent / "plans"
 RID = "20260101T000000Z-abcd1234"
@@ -49,7 +52,7 @@ def show(p):
     """A whole plan as text: every step, then what runs on failure and at the end."""
     parts = [f"# plan: {p.host_action} {p.target} (previous: {p.previous}; "
              f"nothing to do: {p.nothing_to_do})"]
-    parts += [line for line in __import__("ops.executor").executor.dry_run_lines(p)]
+    parts += [line for line in executor.dry_run_lines(p)]
     for step in (p.restore, p.discard, p.unlock, p.finish):
         parts.append(f"# on {'failure' if step in (p.restore, p.discard) else 'the way out'}: "
                      f"{step.name}\n{scripts.readable(step.script)}")
@@ -268,7 +271,7 @@ def test_no_template_is_rendered_while_planning(load, monkeypatch):
     s = load()
     rel, f = built(s), facts(current=OLD, manifest=release.manifest(s, built(s, OLD)),
                              manifests={OLD: release.manifest(s, built(s, OLD))})
-    from ops import templating
+    from ops.targets import templating
     monkeypatch.setattr(templating, "render", lambda *a, **k: pytest.fail("rendered again"))
     plan.deploy_plan(s, rel, f, RECORD)
     plan.rollback_plan(s, OLD, f, RECORD)
@@ -424,7 +427,7 @@ def test_dry_run_output_masks_secret_values():
 def test_preflight_asks_for_provision_when_the_stack_changed(load, stack, front, says):
     """A host set up for one front server refuses a deploy for the other before anything
     changes (it once failed half way, at stage, with `Invalid command 'Header'`)."""
-    from ops import deploy
+    from ops.deploy import deploy
     from ops.errors import OpsError
 
     remote = type("Remote", (), {"name": "staging9"})()
@@ -438,7 +441,7 @@ def test_preflight_asks_for_provision_when_the_stack_changed(load, stack, front,
 def test_preflight_asks_for_provision_when_the_host_lacks_what_this_version_needs(load):
     """An Apache host provisioned before the catch-all had a 443 vhost lacks mod_ssl: the
     deploy says to provision, instead of failing at stage with Apache's own error."""
-    from ops import deploy
+    from ops.deploy import deploy
     from ops.errors import OpsError
 
     s = load(stack="apache-modwsgi")
@@ -489,6 +492,6 @@ def test_balancers_get_their_certificate_without_facts(load):
 
 
 def test_maintenance_is_recorded_in_the_history_with_who_switched_it(load):
-    from ops import daytwo_cmds
+    from ops.deploy import daytwo_cmds
     script = daytwo_cmds.maintenance_script(load(), True, {"user": "dev", "host": "laptop"})
     assert "maintenance on" in script and "dev" in script

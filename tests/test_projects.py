@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from ops import build, projectmeta, release, requirements, settings
+from ops.build import build, projectmeta, release, requirements
+from ops.config import settings
 from ops.errors import OpsError, SettingsError
 
 from conftest import ROOT
@@ -81,7 +82,7 @@ def test_a_src_layout_ships_its_project_root_and_imports_the_app_from_src(tmp_pa
     """Flask's Celery example (and Flask-Migrate projects) keep files the deploy needs beside
     src/: make_celery.py, migrations/. init ships the root and imports the app from src/; the
     release's entry, its runner and the collect all see the same sys.path."""
-    from ops import scaffold
+    from ops.build import scaffold
     import yaml
 
     shutil.copytree(GUESTBOOK / "guestbook", tmp_path / "src" / "guestbook")
@@ -149,7 +150,7 @@ def test_shared_paths_may_not_nest_or_hold_the_apps_code(guestbook):
 
 
 def test_init_describes_a_pyproject_app_at_the_repository_root(guestbook):
-    from ops import scaffold
+    from ops.build import scaffold
     import yaml
 
     text = scaffold.plan(guestbook)["fabric.yaml"]
@@ -162,7 +163,8 @@ def test_the_build_imports_the_app_with_its_own_environment(tmp_path, monkeypatc
     """A factory that reads DATABASE_URL and SECRET_KEY at import: the build (collect) sees the
     description's env and a stand-in for the secret the host generates, never this shell's."""
     from conftest import make_project
-    from ops import appenv, build
+    from ops.deploy import appenv
+    from ops.build import build
     monkeypatch.setenv("LAPTOP_ONLY", "from-the-shell")
     s = make_project(tmp_path, {"app.py": ("import datetime", (
         "import os\nassert os.environ['DATABASE_URL'] == 'sqlite:////srv/x.db'\n"
@@ -201,7 +203,7 @@ def test_a_git_ref_is_deployed_from_a_clean_checkout_never_the_working_tree(gues
     """`fab deploy --ref v1` builds what v1 holds, whatever the working tree has now; a dirty
     tree is refused under require_clean and warned about otherwise."""
     import subprocess
-    from ops import deploy
+    from ops.deploy import deploy
     from ops.errors import SettingsError
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
@@ -238,7 +240,8 @@ def test_a_build_is_the_same_whether_or_not_it_collected(tmp_path, monkeypatch):
     where PYTHONDONTWRITEBYTECODE is not set): the next build of the same source has the same
     digest, so its deploy is a no-op."""
     from conftest import make_project
-    from ops import appenv, build
+    from ops.deploy import appenv
+    from ops.build import build
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     s = make_project(tmp_path / "p")
@@ -292,7 +295,7 @@ def test_a_setup_py_project_gets_its_dependencies_and_metadata_from_its_backend(
     """No requirements file and no static pyproject dependencies: setup.py's install_requires
     (never an extra's), its version and entry points, as its backend builds them from a copy
     of what ships; nothing is written into the project, and the next build asks the cache."""
-    from ops import backendmeta
+    from ops.build import backendmeta
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (guestbook / "pyproject.toml").unlink()
     (guestbook / "uv.lock").unlink()

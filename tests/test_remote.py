@@ -3,7 +3,7 @@
 import paramiko
 import pytest
 
-from ops import remote
+from ops.deploy import remote
 
 
 @pytest.mark.parametrize("host, port, keyscan", [
@@ -35,7 +35,7 @@ def test_the_gateway_setting_routes_a_host_unless_its_ssh_config_does(tmp_path, 
 
 @pytest.mark.parametrize("value", ["bastion;rm -rf /", "-oProxyCommand=sh", "a@b:0", ["x"]])
 def test_a_gateway_that_is_not_an_ssh_host_is_refused(load, value):
-    from ops.settings import SettingsError
+    from ops.config.settings import SettingsError
     with pytest.raises(SettingsError) as err:
         load(gateway=value)
     assert err.value.key == "gateway"

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from ops import checks, render, settings, templating
+from ops.config import settings
 from ops.errors import CheckError
+from ops.targets import checks, render, templating
 
 from conftest import ROOT
 
@@ -72,7 +73,7 @@ def test_gunicorn_is_refused_on_upstart_with_the_reason(load):
 
 
 def test_gunicorn_runs_from_the_apps_venv_unless_the_project_pins_its_own(load, tmp_path):
-    from ops import build
+    from ops.build import build
     s = load(stack="nginx-gunicorn", websockets=["/ws"])
     assert build.requirements(s).lines[-1] == "gunicorn==23.0.0"
     assert "gunicorn" not in " ".join(build.requirements(load()).lines)
@@ -269,7 +270,7 @@ def test_rendering_is_the_same_in_every_process():
     seeds, a description with every list- and mapping-valued key that reaches a config)."""
     probe = (
         "import hashlib, sys; sys.path.insert(0, 'tests'); from conftest import sample_settings; "
-        "from ops import render; s = sample_settings(nginx='cache', server_names=['a.test', "
+        "from ops.targets import render; s = sample_settings(nginx='cache', server_names=['a.test', "
         "'b.test', 'c.test'], streaming=['/time', '/feed'], trusted_proxies=['198.18.0.1', "
         "'198.18.0.2'], secrets=['API_TOKEN', 'DB_URL'], env={'B': '2', 'A': '1'}, "
         "workers={'mail': 'python -m mail', 'jobs': 'python -m jobs'}); "
@@ -397,7 +398,7 @@ def test_the_cache_shape_keys_its_cache_by_what_the_build_ships(tmp_path):
     a code change starts an empty cache while an unchanged build keeps the live config (no
     reload on a no-op), and the real nginx checker takes the key."""
     from conftest import make_project
-    from ops import release
+    from ops.build import release
 
     def site(s):
         _, _, files, _, _ = release.stage_tree(s)

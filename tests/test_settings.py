@@ -1,7 +1,7 @@
 
 import pytest
 
-from ops import settings
+from ops.config import settings
 from ops.errors import SettingsError
 
 from conftest import ROOT, fab
@@ -129,7 +129,7 @@ def test_missing_source_and_requirements_are_reported(load):
 def test_a_rollback_checks_what_its_release_recorded_and_reads_the_record_like_input(load):
     """A deploy that changed a smoke `contains` along with the code can still go back: the
     rollback checks the pages its target release promised, not today's."""
-    from ops import release
+    from ops.build import release
     today = load(smoke=[{"path": "/hello", "contains": "Hello, v2!"}])
     before = load(smoke=[{"path": "/hello", "contains": "Hello, World!"}], smoke_stream="/time")
     recorded = release.manifest(before, release.new_release(before, "0" * 16, ()))
@@ -173,7 +173,7 @@ def test_fab_runtime_config_overrides_project_config(tmp_path):
 
 
 def test_every_key_is_documented_in_the_reference():
-    from ops.settings import USER_KEYS
+    from ops.config.settings import USER_KEYS
     first_cells = [line.split("|")[1] for line in (ROOT / "docs/reference.md").read_text().splitlines()
                    if line.startswith("| `")]
     assert [k for k in USER_KEYS if not any(f"`{k}`" in cell for cell in first_cells)] == []

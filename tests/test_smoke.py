@@ -6,7 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ops import settings, smoke
+from ops.config import settings
+from ops.deploy import smoke
 
 from conftest import ROOT
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from ops import settings
+from ops.config import settings
 from ops.errors import OpsError, SettingsError
 
 from conftest import ROOT, fab

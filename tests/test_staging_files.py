@@ -37,7 +37,7 @@ def vagrantfile_packages():
 def test_docker_and_vagrant_targets_have_what_every_stack_installs():
     """The targets have no network: every package a stack's provision (or a balancer's, or
     certbot for ACME) would install must already be in them, as in our own image."""
-    from ops import stacks
+    from ops.targets import stacks
     s = sample_settings()
     needed = {p for name in stacks.NAMES
               for p in stacks.of(dataclasses.replace(s, stack=name)).packages}

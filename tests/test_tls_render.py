@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from ops import checks, render, settings
+from ops.config import settings
 from ops.errors import SettingsError
+from ops.targets import checks, render
 
 from conftest import ROOT
 

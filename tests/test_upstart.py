@@ -1,6 +1,6 @@
 import pytest
 
-from ops import render, upstart
+from ops.targets import render, upstart
 
 
 def job(load):

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import remote as remote_mod
+from ..deploy import remote as remote_mod
 from ..errors import OpsError
 from . import docker as staging_docker, pebble, upstart as staging_upstart
 from .net import (BRIDGE, BRIDGE_ADDR, BRIDGE_ADDR6, PREFIX, PREFIX6, STATE_DIR,
