@@ -18,7 +18,7 @@ from ops import scripts, staging
 from ops.build import build, release
 from ops.deploy import smoke
 from ops.errors import OpsError
-from ops.targets import checks, render, templating
+from ops.targets import checkrun, render, templating
 
 from conftest import assert_forgeries_refused, make_project
 
@@ -123,7 +123,7 @@ def served(tmp_path):
         staging.wait_until(lambda: Path(s.socket).exists() or uwsgi.poll() is not None, 30,
                            "uWSGI's socket")
         assert uwsgi.poll() is None, (stage / "uwsgi.log").read_text()
-        nginx = subprocess.Popen(checks.isolated(["nginx", "-c", str(stage / "nginx.conf"), "-g",
+        nginx = subprocess.Popen(checkrun.isolated(["nginx", "-c", str(stage / "nginx.conf"), "-g",
                                                   "daemon off;"], isolate=("/var/log", "/var/cache")),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                  start_new_session=True)

@@ -11,7 +11,7 @@ import pytest
 
 from ops.config import settings
 from ops.errors import CheckError
-from ops.targets import checks, render, templating
+from ops.targets import checks, frontservers, render, templating
 
 from conftest import ROOT
 
@@ -321,10 +321,11 @@ def test_local_checks_leave_no_logs_behind(load, tmp_path):
 
 def test_candidate_config_replaces_live_sites(tmp_path):
     live = "http {\n    include /etc/nginx/conf.d/*.conf;\n    include /etc/nginx/sites-enabled/*;\n}\n"
-    assert "include /tmp/x/*;" in checks.nginx_candidate_main(live, "/tmp/x")
-    assert "sites-enabled" not in checks.nginx_candidate_main(live, "/tmp/x")
+    nginx = frontservers.Nginx()
+    assert "include /tmp/x/*;" in nginx.candidate_main(live, "/tmp/x")
+    assert "sites-enabled" not in nginx.candidate_main(live, "/tmp/x")
     with pytest.raises(Exception, match="sites-enabled"):
-        checks.nginx_candidate_main("http {}", "/tmp/x")
+        nginx.candidate_main("http {}", "/tmp/x")
 
 
 def test_fab_check_task_reports_each_checker():

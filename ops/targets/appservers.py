@@ -11,7 +11,7 @@ system (ops.targets.inits) writes and drives its units.
 import shlex
 
 from .. import scripts
-from . import templating as t, upstart
+from . import checkrun, templating as t, upstart
 
 q = shlex.quote
 UWSGI_BIN = "/usr/bin/uwsgi"
@@ -102,6 +102,11 @@ class Uwsgi(SocketServer):
 
     def check_lines(self, s, meta):
         return [" ".join(q(a) for a in check_command(f"{meta}/etc{self.ini(s)}")) + " >/dev/null"]
+
+    def check_here(self, files, workdir):
+        """uWSGI's own strict parse of each ini on this machine (it imports nothing)."""
+        for path in checkrun.write(files, workdir):
+            checkrun.run(check_command(path), "uwsgi (strict)")
 
     def loses_env(self, s, unit, files_by_path):
         # unit -> the ini it starts -> the entry module, which loads the env file

@@ -6,9 +6,12 @@ A stack (ops.targets.stacks) pairs one of these with an app server (ops.targets.
 """
 
 import shlex
+from pathlib import Path
 
 from .. import scripts
-from . import templating as t
+from ..errors import OpsError
+from ..scripts import candidate_main
+from . import checkrun, templating as t
 
 q = shlex.quote
 
@@ -20,8 +23,10 @@ NAMES_HASH_BUCKET = 256
 class FrontServer:
     # name: its service (and package, and /var/log directory); kind: its templates' folder
     # and the file kind of its sites (templating.NGINX, templating.APACHE).
-    name = kind = etc = main_conf = provision_script = ""
+    name = kind = etc = main_conf = provision_script = checker_name = ""
     packages = ()
+    # Directories the checker writes to even when it only checks (covered while it runs).
+    check_isolates = ()
     # Whether a generator response reaches the client chunk by chunk only under the
     # `streaming` paths (nginx buffers every other uwsgi/proxy response).
     streams_only_listed = False
@@ -67,6 +72,31 @@ class FrontServer:
         """The server's own checker on a whole main config (argv)."""
         raise NotImplementedError
 
+    def candidate_main(self, live_main, site_dir, prelude=""):
+        """The live main config with its sites-enabled include pointed at site_dir (the same
+        rewrite the target runs: scripts/candidate_main.py)."""
+        try:
+            return candidate_main.REWRITE[self.kind](live_main, site_dir, prelude)
+        except candidate_main.NoSitesInclude as exc:
+            raise OpsError(str(exc)) from None
+
+    def check_here(self, files, workdir, users=()):
+        """The server's checker on this machine: `files` as the only enabled sites of this
+        machine's own main config. users: (user, group) accounts only the target has."""
+        sites = Path(workdir, f"{self.kind}-sites")
+        sites.mkdir()
+        checkrun.write(files, sites)
+        main = Path(workdir, Path(self.main_conf).name)
+        main.write_text(self.candidate_main(Path(self.main_conf).read_text(), sites,
+                                            self.local_prelude()))
+        return checkrun.run(self.test_command(str(main)), self.checker_name, users=users,
+                            workdir=workdir, isolate=self.check_isolates)
+
+    def local_prelude(self):
+        """Lines put before the sites when this machine's main config lacks what provision
+        gives a host."""
+        return ""
+
     # -- service
     def reload(self, init):
         """Lines that reload the server's config, the way the host's init system does it."""
@@ -89,10 +119,18 @@ class Nginx(FrontServer):
     packages = ("nginx", "ssl-cert")
     provision_script = "front_nginx.sh"
     streams_only_listed = True
+    checker_name, check_isolates = "nginx -t", ("/var/log", "/var/cache")
 
     @staticmethod
     def test_command(main_conf):
         return ["nginx", "-t", "-q", "-c", main_conf]
+
+    def local_prelude(self):
+        # What provision adds to a host's http block (front_nginx.sh), when this machine lacks it.
+        live = Path(self.main_conf).read_text()
+        conf_d = "".join(p.read_text(errors="replace") for p in Path(self.etc, "conf.d").glob("*.conf"))
+        return "" if "server_names_hash_bucket_size" in live + conf_d else \
+            f"server_names_hash_bucket_size {NAMES_HASH_BUCKET};\n"
 
     def reload(self, init):
         # nginx_reload.sh: the checker first, then the reload, and a start if it was down.
@@ -114,6 +152,15 @@ class Apache(FrontServer):
     # ssl-cert: the self-signed certificate of the catch-all's 443 virtual host.
     packages = ("apache2", "ssl-cert")
     provision_script = "front_apache.sh"
+    checker_name = "apache2ctl -t"
+    # The modules provision enables, loaded for a local check when this machine has not.
+    MODULES = (("wsgi_module", "mod_wsgi.so"), ("headers_module", "mod_headers.so"),
+               ("socache_shmcb_module", "mod_socache_shmcb.so"), ("ssl_module", "mod_ssl.so"),
+               ("http2_module", "mod_http2.so"), ("rewrite_module", "mod_rewrite.so"))
+
+    def local_prelude(self):
+        return "".join(f"<IfModule !{name}>\n    LoadModule {name} /usr/lib/apache2/modules/{so}\n"
+                       f"</IfModule>\n" for name, so in self.MODULES)
 
     @staticmethod
     def test_command(main_conf):

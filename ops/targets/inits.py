@@ -6,7 +6,8 @@ One object per init system. Adding one (runit, say) means a class here and its t
 import shlex
 
 from .. import scripts
-from . import appservers, templating
+from ..errors import CheckError
+from . import appservers, checkrun, templating, upstart
 
 q = shlex.quote
 
@@ -62,6 +63,13 @@ class Systemd(Init):
     """uWSGI's listening socket is a socket unit of its own (socket activation): systemd
     creates it for the app's user and the web server's group, uWSGI never runs as root, and
     connections wait in its queue while the service restarts."""
+
+    def check_here(self, files, workdir):
+        """systemd-analyze verify, by the script the deploy runs on the host (any output from
+        the verifier fails), on every unit at once: the app's service requires its socket."""
+        checkrun.run(["bash", "-c", scripts.text("systemd_verify.sh"), "systemd_verify.sh",
+                      *checkrun.write(files, workdir)], "systemd-analyze verify")
+
 
     name, worker_template = "systemd", "systemd/worker.service.j2"
     templates = {False: "systemd/{server}.service.j2", True: "systemd/{server}.socket.j2"}
@@ -135,6 +143,15 @@ class Upstart(Init):
     """Ubuntu 14.04's init, upstart 1.12. Its jobs are checked strictly by ops.targets.upstart before
     upload (no checker runs on the host) and run for real on the upstart staging host
     (ops.staging.upstart, tests/test_e2e_upstart.py)."""
+
+    def check_here(self, files, workdir):
+        """ops.targets.upstart's strict parse of each job (the host has no checker of its own)."""
+        for f in files:
+            try:
+                upstart.check(f.content)
+            except upstart.UpstartSyntaxError as exc:
+                raise CheckError("upstart job check", f"{f.path}: {exc}") from None
+
 
     name, worker_template = "upstart", "upstart/worker.conf.j2"
 
