@@ -32,6 +32,9 @@ class AppServer:
     inits = ("systemd", "upstart")  # the init systems its units are written for
     why_inits = ""  # why only those
     no_websockets = ""  # why it has none (the refusal of `websockets:` says it)
+    # What a front server speaks to it: "uwsgi" (nginx's uwsgi_pass), "http" (proxy_pass to
+    # its socket); None when it runs inside the front server.
+    protocol = None
 
     def unit(self, s):
         """The name of its service unit (with `.socket`: its socket's)."""
@@ -87,7 +90,7 @@ class SocketServer(AppServer):
 
 
 class Uwsgi(SocketServer):
-    name = "uwsgi"
+    name, protocol = "uwsgi", "uwsgi"
     packages = ("uwsgi-core", "uwsgi-plugin-python3")
     PLUGIN = "python3"
     no_websockets = ("nginx cannot upgrade a connection through uwsgi_pass, and Flask-Sock "
@@ -135,7 +138,7 @@ class Gunicorn(SocketServer):
     the socket's queue meanwhile, and in-flight ones finish first (SIGTERM: a graceful stop
     of up to drain_timeout)."""
 
-    name = "gunicorn"
+    name, protocol = "gunicorn", "http"
     restarts_to_switch = True
     websockets = True
     inits = ("systemd",)

@@ -114,8 +114,8 @@ class Stack:
             content = t.render("apache/site.conf.j2", s,
                                body_limit_bytes=t.size_bytes(s.client_max_body_size))
         else:
-            content = t.render("nginx/site.conf.j2", s, lb=None,
-                               trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
+            content = t.render("nginx/site.conf.j2", s, lb=None, app_protocol=self.app.protocol,
+                               app_server_name=self.app.name, trusted_proxies=(list(fleet.lb_addresses) if fleet else [])
                                + list(s.trusted_proxies))
         return t.RenderedFile(self.front_server.site_path(f"{s.app_name}.conf"), content,
                               self.front_server.kind)
