@@ -228,3 +228,15 @@ def test_a_worker_runs_only_on_the_app_hosts_it_names(load):
     assert ("restart", "sample-worker-beat") in p.todo
     with pytest.raises(SettingsError, match="workers.mail.hosts"):
         load(roles=roles, workers={"mail": {"command": "rq worker", "hosts": ["web3"]}})
+
+
+def test_logs_read_each_init_systems_own_place(load):
+    """systemd: the journal of the app's units, then the site's logs; upstart 1.12 has no
+    journal: its `console log` file per job, next to the site's logs."""
+    systemd = daytwo_cmds.logs_script(load(workers={"mail": "python -m mail"}), 20)
+    assert "journalctl --no-pager -o short-iso -n 20 -u sample-uwsgi -u sample-worker-mail" in systemd
+    assert "/var/log/upstart" not in systemd
+    upstart = daytwo_cmds.logs_script(load(init="upstart", workers={"mail": "python -m mail"}), 20)
+    assert "journalctl" not in upstart
+    assert ("/var/log/nginx/sample.access.log /var/log/nginx/sample.error.log "
+            "/var/log/upstart/sample-uwsgi.log /var/log/upstart/sample-worker-mail.log") in upstart

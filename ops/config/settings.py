@@ -779,7 +779,7 @@ def _networks(key, value):
 
 def _check_tls(s):
     tls = s.tls
-    if tls.ocsp_stapling and stacks.of(s).front == "nginx" and not tls.resolvers:
+    if tls.ocsp_stapling and stacks.of(s).front_server.ocsp_needs_resolvers and not tls.resolvers:
         _fail("tls.resolvers", None, "the DNS servers nginx asks for the CA's OCSP host when "
               "ocsp_stapling is on (e.g. [127.0.0.53] with systemd-resolved)")
     for name in s.server_names:

@@ -35,6 +35,8 @@ class AppServer:
     # What a front server speaks to it: "uwsgi" (nginx's uwsgi_pass), "http" (proxy_pass to
     # its socket); None when it runs inside the front server.
     protocol = None
+    # Whether it has a command FIFO a deploy writes to (uWSGI's master FIFO: wake_command).
+    has_master_fifo = False
 
     def unit(self, s):
         """The name of its service unit (with `.socket`: its socket's)."""
@@ -91,6 +93,7 @@ class SocketServer(AppServer):
 
 class Uwsgi(SocketServer):
     name, protocol = "uwsgi", "uwsgi"
+    has_master_fifo = True
     packages = ("uwsgi-core", "uwsgi-plugin-python3")
     PLUGIN = "python3"
     no_websockets = ("nginx cannot upgrade a connection through uwsgi_pass, and Flask-Sock "

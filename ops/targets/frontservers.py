@@ -30,6 +30,11 @@ class FrontServer:
     # Whether a generator response reaches the client chunk by chunk only under the
     # `streaming` paths (nginx buffers every other uwsgi/proxy response).
     streams_only_listed = False
+    # The `nginx:` shapes it renders with a proxy tier in front of the app's (two tiers), and
+    # with a cache in that tier; a server without them renders every shape as one tier.
+    two_tier_shapes = caching_shapes = ()
+    # Whether OCSP stapling needs DNS servers named in its config (nginx's `resolver`).
+    ocsp_needs_resolvers = False
 
     @property
     def sites_available(self):
@@ -119,6 +124,8 @@ class Nginx(FrontServer):
     packages = ("nginx", "ssl-cert")
     provision_script = "front_nginx.sh"
     streams_only_listed = True
+    two_tier_shapes, caching_shapes = ("proxy", "cache"), ("cache",)
+    ocsp_needs_resolvers = True
     checker_name, check_isolates = "nginx -t", ("/var/log", "/var/cache")
 
     @staticmethod

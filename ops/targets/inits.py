@@ -33,6 +33,10 @@ class Init:
     def app_units(self, s):
         return list(self.unit_paths(s))
 
+    def logs_of(self, units):
+        """(journal units, log files) where these units' output goes."""
+        return list(units), []
+
     def worker_files(self, s):
         """One unit per worker (ops.targets.daytwo), started from the release's runner."""
         return [templating.RenderedFile(self.worker_path(s, w), templating.render(
@@ -85,7 +89,8 @@ class Systemd(Init):
     def master_fifo(self, s):
         # the service's own RuntimeDirectory= (APP:APP 0700): not the socket's directory,
         # which systemd would remove with the service
-        return f"/run/{s.service}/master.fifo" if s.app_server == "uwsgi" else None
+        return (f"/run/{s.service}/master.fifo"
+                if appservers.APP_SERVERS[s.app_server].has_master_fifo else None)
 
     def unit_paths(self, s):
         socket = f"{s.service}.socket"
@@ -166,6 +171,10 @@ class Upstart(Init):
 
     def master_fifo(self, s):
         return None  # verify polls instead of waking uWSGI through its FIFO
+
+    def logs_of(self, units):
+        # upstart 1.12's `console log`: one file per job, no journal
+        return [], [f"/var/log/upstart/{u}.log" for u in units]
 
     templates = {False: "upstart/{server}.conf.j2"}
 

@@ -100,11 +100,11 @@ class Stack:
 
     @property
     def two_tier(self):
-        return self.front_server.name == "nginx" and self.s.nginx in ("proxy", "cache")
+        return self.s.nginx in self.front_server.two_tier_shapes
 
     @property
     def caches(self):
-        return self.front_server.name == "nginx" and self.s.nginx == "cache"
+        return self.s.nginx in self.front_server.caching_shapes
 
     # -- files
     def site_file(self, fleet=None):
@@ -186,11 +186,8 @@ class Stack:
         """(journal units, log files): the app's and its workers' logs, then the front
         server's access and error logs for this site (mod_wsgi writes the app's stderr into
         the site's error log)."""
-        units = self.process_units()
-        files = self.front_server.log_files(self.s)
-        if self.init.name == "upstart":
-            return [], files + [f"/var/log/upstart/{u}.log" for u in units]
-        return units, files
+        journal, files = self.init.logs_of(self.process_units())
+        return journal, self.front_server.log_files(self.s) + files
 
     # -- checks on the host
     def check_lines(self, meta, cand, sites):
