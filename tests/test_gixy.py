@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from ops.config import settings
+from ops.config import keys, settings
 from ops.targets import render
 
 from conftest import ROOT
@@ -25,11 +25,11 @@ http {{
 
 
 TLS = {"acme": {"email": "ops@example.com"}, "ocsp_stapling": True, "resolvers": ["127.0.0.53"]}
-TLS_SHAPES = [f"tls-{shape}" for shape in settings.NGINX_SHAPES] + ["tls-lb-cache"]
+TLS_SHAPES = [f"tls-{shape}" for shape in keys.NGINX_SHAPES] + ["tls-lb-cache"]
 
 
-@pytest.mark.parametrize("shape", list(settings.NGINX_SHAPES) + ["lb-proxy", "lb-cache", "fleet-app"]
-                         + TLS_SHAPES + [f"gunicorn-{shape}" for shape in settings.NGINX_SHAPES])
+@pytest.mark.parametrize("shape", list(keys.NGINX_SHAPES) + ["lb-proxy", "lb-cache", "fleet-app"]
+                         + TLS_SHAPES + [f"gunicorn-{shape}" for shape in keys.NGINX_SHAPES])
 def test_no_medium_or_high_findings(load, tmp_path, shape):
     if not GIXY.exists():
         pytest.fail("gixy-next is not installed: run `make python-deps`")

@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from ops.config import settings
+from ops.config import keys, settings
 from ops.errors import CheckError
 from ops.targets import checks, frontservers, render, templating
 
 from conftest import ROOT
 
 COMBOS = [(stack, shape, init)
-          for stack, shape, init in itertools.product(settings.STACKS, settings.NGINX_SHAPES,
-                                                      settings.INITS)
+          for stack, shape, init in itertools.product(keys.STACKS, keys.NGINX_SHAPES,
+                                                      keys.INITS)
           if stack != "nginx-gunicorn" or init == "systemd"]
 
 
@@ -48,7 +48,7 @@ def test_gunicorn_needs_systemds_socket(load):
         load(stack="nginx-gunicorn", init="upstart")
 
 
-@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+@pytest.mark.parametrize("shape", keys.NGINX_SHAPES)
 def test_websockets_upgrade_at_every_tier_of_every_shape(load, shape):
     s = load(stack="nginx-gunicorn", nginx=shape, websockets=["/ws"], streaming=["/time"])
     site = next(f.content for f in render.render(s) if f.path.endswith("/sample.conf"))
@@ -165,7 +165,7 @@ def test_upstart_job_uses_its_own_socket_dir(load):
     assert "unix:/srv/sample/shared/run/uwsgi.sock" in site(files)
 
 
-@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+@pytest.mark.parametrize("shape", keys.NGINX_SHAPES)
 def test_nginx_security_defaults(load, shape):
     files = render.render(load(nginx=shape))
     conf = site(files)
@@ -337,7 +337,7 @@ def test_fab_check_task_reports_each_checker():
                                        "ok  app environment"]
 
 
-@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+@pytest.mark.parametrize("shape", keys.NGINX_SHAPES)
 def test_load_balancer_and_fleet_app_configs_pass_nginx(load, shape):
     s = load(nginx=shape)
     lb = render.render_lb(s, [render.Upstream("198.18.0.11"), render.Upstream("198.18.0.12", True)])
@@ -370,8 +370,8 @@ def test_an_app_with_only_the_required_keys_renders_and_passes_the_checkers(stac
     assert "healthz" not in "".join(f.content for f in files)
 
 
-@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
-@pytest.mark.parametrize("fmt", settings.ACCESS_LOG_FORMATS)
+@pytest.mark.parametrize("shape", keys.NGINX_SHAPES)
+@pytest.mark.parametrize("fmt", keys.ACCESS_LOG_FORMATS)
 def test_request_id_reaches_app_log_and_client_in_every_shape(load, shape, fmt):
     s = load(nginx=shape, access_log=fmt)
     files = render.render(s)

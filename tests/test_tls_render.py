@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ops.config import settings
+from ops.config import keys, settings
 from ops.errors import SettingsError
 from ops.targets import checks, render
 
@@ -25,7 +25,7 @@ def content(files, suffix):
     return next(f.content for f in files if f.path.endswith(suffix))
 
 
-@pytest.mark.parametrize("shape", settings.NGINX_SHAPES)
+@pytest.mark.parametrize("shape", keys.NGINX_SHAPES)
 @pytest.mark.parametrize("tls", [ACME, FILES], ids=["acme", "files"])
 def test_nginx_with_tls_passes_nginx_t_in_every_shape(load, shape, tls):
     s = tls_settings(load, tls, nginx=shape)
@@ -61,7 +61,7 @@ def test_apache_with_tls_passes_apache2ctl_t(load, tls):
 
 
 def test_without_tls_every_site_still_answers_acme_challenges(load):
-    for stack in settings.STACKS:
+    for stack in keys.STACKS:
         files = render.render(load(stack=stack))
         site = content(files, "/sample.conf")
         assert "/.well-known/acme-challenge/" in site and "443" not in site.replace(
@@ -98,7 +98,7 @@ def test_bad_tls_input_is_refused_naming_the_key(raw, key):
     assert err.value.key == key and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("stack", settings.STACKS)
+@pytest.mark.parametrize("stack", keys.STACKS)
 def test_behind_a_tls_terminator_its_scheme_is_believed_from_it_alone(load, stack):
     s = load(stack=stack, trusted_proxies=["10.0.0.5", "10.1.0.0/16"])
     files = render.render(s)
@@ -122,7 +122,7 @@ def test_trusted_proxies_are_addresses_and_never_everyone(value):
     assert err.value.key == "trusted_proxies"
 
 
-@pytest.mark.parametrize("stack", settings.STACKS)
+@pytest.mark.parametrize("stack", keys.STACKS)
 def test_ocsp_stapling_when_asked_and_only_then(load, stack):
     s = tls_settings(load, {**ACME, "ocsp_stapling": True, "resolvers": ["127.0.0.53"]},
                      stack=stack)

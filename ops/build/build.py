@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import locks, outdir, tree as tree_mod
 from ..cachedir import cache_root
-from ..config import settings as settings_mod
+from ..config import keys, settings as settings_mod
 from ..errors import OpsError
 from ..targets import stacks
 from . import backendmeta, projectmeta, requirements as requirements_mod
@@ -385,7 +385,7 @@ def checked_statics(s, result):
         raise OpsError(f"deploy.static_url is {s.static_url!r} but the app serves its static "
                        f"folder at {app_static!r}: set static_url: {app_static}")
     instance = result.get("instance")
-    if instance is not None and not settings_mod.is_release_path(instance):
+    if instance is not None and not keys.is_release_path(instance):
         instance = None  # a name flask-ops would not put in a config: not linked
     prefixes = []
     for prefix in result["prefixes"]:

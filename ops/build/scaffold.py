@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import settings as settings_mod
+from ..config import keys, settings as settings_mod
 from ..errors import OpsError
 from . import build, requirements as requirements_mod
 
@@ -187,7 +187,7 @@ def app_name(root, found):
 
 def _identifier(text):
     name = re.sub(r"[^a-z0-9_]", "_", text.lower()).lstrip("0123456789_")[:31] or "app"
-    return name if name not in settings_mod.RESERVED_USERS else f"{name}_app"
+    return name if name not in keys.RESERVED_USERS else f"{name}_app"
 
 
 def inspect_app(root, source, found, requirements=None, python_path="."):

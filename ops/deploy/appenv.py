@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Tuple
 
 from .. import safeio
-from ..config import settings as settings_mod
+from ..config import keys
 from ..errors import OpsError
 
 COMMAND_TIMEOUT = 60  # seconds a secret's command may take (it may ask for a passphrase)
@@ -81,7 +81,7 @@ def resolve(s, environ=None):
             value = _read_file(where, Path(s.project_root), ref)
         else:
             value = _run_command(where, ref, s.project_root)
-        problem = settings_mod.env_value_problem(value)
+        problem = keys.env_value_problem(value)
         if problem:
             raise OpsError(f"{where}: its value must be {problem} (value not shown)")
         if value == "":
