@@ -467,17 +467,21 @@ def test_every_value_in_remote_scripts_is_quoted(load):
         assert "$(touch" not in outside_quotes, script
 
 
-def test_apache_check_leaves_nothing_in_tmp(load):
-    """`fab check` on the Apache stack once left /tmp/tmp.*/{passwd,group} behind each run."""
+def test_apache_check_leaves_nothing_in_tmp(load, tmp_path, monkeypatch):
+    """`fab check` on the Apache stack once left /tmp/tmp.*/{passwd,group} behind each run.
+    The temporary directory is one of this test's own (TMPDIR, for Python and the shell's
+    mktemp alike): the other lane's files in /tmp are not ours to count."""
     import tempfile
     from ops.targets import checks
     if not shutil.which("apache2ctl"):
         pytest.skip("apache2ctl is installed by `make system-deps`")
-    tmp = Path(tempfile.gettempdir())
-    before = set(tmp.iterdir())
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     s = load(stack="apache-modwsgi", user="flaskops_checkuser")
     assert checks.check_local(render.render(s), s) == [render.APACHE, render.WSGI, "app environment"]
-    assert set(tmp.iterdir()) - before == set()
+    assert list(tmp.iterdir()) == []
 
 
 # ------------------------------------------------------------- values in generated Python
