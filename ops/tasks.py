@@ -180,7 +180,7 @@ def check(c, target=None):
 @ops_task(help={"count": "how many hosts (staging1..stagingN); default 1",
                 "release": "the hosts' Debian release: bookworm (default), trixie or bullseye",
                 "first": "number of the first host (default 1): --release trixie --first 5",
-                "engine": "nspawn (default) or docker (containers from staging/Dockerfile)",
+                "engine": "nspawn (default) or docker (containers from ops/staging/recipes/Dockerfile)",
                 "init": "systemd (default) or upstart (upstart 1.12 as PID 1, built from "
                         "vendor/upstart)"})
 def up(c, count=1, release=staging.DEFAULT_RELEASE, first=1, engine="nspawn", init="systemd"):

@@ -1,6 +1,6 @@
-"""A Docker-backed staging host (staging/Dockerfile FROM the imported staging root
+"""A Docker-backed staging host (ops/staging/recipes/Dockerfile FROM the imported staging root
 filesystem, systemd as PID 1 without --privileged) gets the same deploys as the nspawn
-hosts; staging/compose.yaml brings the same target up with docker-compose."""
+hosts; ops/staging/recipes/compose.yaml brings the same target up with docker-compose."""
 
 import os
 import subprocess
@@ -41,7 +41,7 @@ def test_compose_brings_up_the_same_target(docker_host):
     base = f"flask-ops/staging-base:{staging.image_path().name}"
     env = dict(os.environ, FLASK_OPS_BASE=base, FLASK_OPS_BUILD_NETWORK="none",
                FLASK_OPS_SSH_PUBKEY=f"{staging.key_path()}.pub")
-    compose = ["docker-compose", "-p", "flaskopstest", "-f", str(ROOT / "staging/compose.yaml")]
+    compose = ["docker-compose", "-p", "flaskopstest", "-f", str(ROOT / "ops/staging/recipes/compose.yaml")]
     try:
         up = subprocess.run(compose + ["up", "-d", "--build"], env=env, capture_output=True,
                             text=True, timeout=600)

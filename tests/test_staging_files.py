@@ -11,7 +11,7 @@ from ops import staging
 
 from conftest import ROOT, sample_settings
 
-STAGING = ROOT / "staging"
+STAGING = ROOT / "ops/staging/recipes"
 
 
 def test_dockerfile_passes_hadolint():

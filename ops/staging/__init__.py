@@ -403,7 +403,7 @@ true"""
 @_one_at_a_time
 def up(count=1, log=print, release=DEFAULT_RELEASE, first=1, engine="nspawn", init="systemd"):
     """Make staging<first>..staging<first+count-1> running `release` and reachable over SSH;
-    returns the hosts. engine: nspawn, or docker (containers from staging/Dockerfile);
+    returns the hosts. engine: nspawn, or docker (containers from ops/staging/recipes/Dockerfile);
     init: systemd, or upstart (nspawn hosts only)."""
     _require_root()
     check_release(release)

@@ -1,6 +1,6 @@
 """Docker-backed staging hosts: the same systemd targets as the nspawn ones, as containers.
 
-The image is built from staging/Dockerfile on top of the staging root filesystem, imported
+The image is built from ops/staging/recipes/Dockerfile on top of the staging root filesystem, imported
 into Docker (no registry is needed). Each container runs systemd as PID 1 with only
 CAP_SYS_ADMIN and CAP_SYS_PTRACE added (never --privileged), tmpfs on /run, the host's cgroups read-only, and an
 address on a Docker network of its own in 198.19.0.0/24; its SSH host key and authorized key
@@ -21,7 +21,7 @@ from ..errors import OpsError
 
 NETWORK, SUBNET, GATEWAY = "flask-ops-staging", "198.19.0.0/24", "198.19.0.1"
 LABEL = "flask-ops.staging=1"
-DOCKERFILE_DIR = Path(__file__).resolve().parents[2] / "staging"
+DOCKERFILE_DIR = Path(__file__).resolve().parent / "recipes"
 
 
 def _docker(*args, check=True, timeout=600, **kwargs):
@@ -107,7 +107,7 @@ def ensure_network():
 
 
 def image(rootfs, release):
-    """The staging image: the root filesystem imported, then staging/Dockerfile on top."""
+    """The staging image: the root filesystem imported, then recipes/Dockerfile on top."""
     digest = hashlib.sha256((str(rootfs) + (DOCKERFILE_DIR / "Dockerfile").read_text())
                             .encode()).hexdigest()[:12]
     base, tag = f"flask-ops/staging-base:{rootfs.name}", f"flask-ops/staging:{release}-{digest}"

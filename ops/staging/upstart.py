@@ -1,6 +1,6 @@
 """The upstart layer of a staging host: upstart 1.12.1 (Ubuntu 14.04's init) as PID 1.
 
-Built once from the vendored sources (vendor/upstart, staging/upstart/build.sh) into a small
+Built once from the vendored sources (vendor/upstart, ops/staging/recipes/upstart/build.sh) into a small
 directory that overlayfs puts above the Debian image: `/usr/sbin/init` is upstart's, sshd is
 an upstart job (as on Ubuntu 14.04), and the packaged sysv services (nginx, apache2, dbus)
 start from /etc/rcN.d through a `rc` job, which is what Ubuntu 14.04 did for them.
@@ -15,7 +15,7 @@ from ..errors import OpsError
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR = REPO / "vendor" / "upstart"
-BUILD_SCRIPT = REPO / "staging" / "upstart" / "build.sh"
+BUILD_SCRIPT = Path(__file__).resolve().parent / "recipes" / "upstart" / "build.sh"
 LAYER_VERSION = "2"  # bump when the layer's contents change
 
 # Jobs of the staging host itself (the app's jobs are flask-ops' own, written by deploys).
