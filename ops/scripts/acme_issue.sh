@@ -5,7 +5,7 @@
 # renews it and the deploy hook reloads the front server gracefully. A private ACME server's
 # CA (CA_FILE, may be empty) is trusted by this run and by the timer's runs.
 # Usage: acme_issue.sh INIT CERT_NAME WEBROOT EMAIL DIRECTORY CA_FILE RELOAD_COMMAND NAME...
-# RELOAD_COMMAND: how the init reloads the front server (ops.inits), certbot's deploy hook.
+# RELOAD_COMMAND: how the init reloads the front server (ops.targets.inits), certbot's deploy hook.
 set -eu
 # flask-ops: include service.sh
 cert_name=$1 webroot=$2 email=$3 directory=$4 ca_file=$5 reload_hook=$6

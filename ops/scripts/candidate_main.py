@@ -1,8 +1,8 @@
 """The host's main server config with its sites-enabled include pointed at a candidate
 directory, so new sites are checked inside the whole live config before they go live.
 
-Arguments: KIND (nginx|apache) LIVE_MAIN SITE_DIR OUT. Also imported by ops.checks for the
-same rewrite on the deploying machine.
+Arguments: KIND (nginx|apache) LIVE_MAIN SITE_DIR OUT. Also imported by the front servers
+(ops.targets.frontservers) for the same rewrite on the deploying machine.
 """
 import re
 import sys

@@ -1,6 +1,6 @@
 """What the host is now: init system, Python, releases, live config digests, services.
 
-Argument: one JSON object (see ops.plan.facts_command). Prints one JSON line. Reads only.
+Argument: one JSON object (see ops.deploy.plan.facts_command). Prints one JSON line. Reads only.
 """
 import glob
 import hashlib

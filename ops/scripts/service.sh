@@ -2,7 +2,7 @@
 # Services of the host (nginx, apache2), controlled the way its init system does it: systemctl
 # on systemd; on upstart, `service` and update-rc.d (the front servers are sysv services
 # there, as on Ubuntu 14.04). Included by the scripts that start, stop or reload them
-# (`# flask-ops: include service.sh`); their first argument names the init (ops.inits).
+# (`# flask-ops: include service.sh`); their first argument names the init (ops.targets.inits).
 svc_init=${1:?the init system: systemd or upstart}
 shift
 # (each script calls only some of these: shellcheck's SC2317 would call the rest unreachable)
