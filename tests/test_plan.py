@@ -495,3 +495,25 @@ def test_maintenance_is_recorded_in_the_history_with_who_switched_it(load):
     from ops.deploy import daytwo_cmds
     script = daytwo_cmds.maintenance_script(load(), True, {"user": "dev", "host": "laptop"})
     assert "maintenance on" in script and "dev" in script
+
+
+def test_a_front_server_that_cannot_start_says_why(tmp_path):
+    """provision's `Job for apache2.service failed ... see systemctl status` is not a reason:
+    the front server scripts print the server's last log lines and what holds the web ports,
+    and fail; once the server they replace has stopped, they wait until its processes are gone."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {"systemctl": "exit 1",
+             "journalctl": "echo 'AH00072: make_sock: could not bind to address [::]:80'",
+             "ss": "echo 'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:((\"nginx\",pid=7,fd=6))'",
+             "pgrep": "exit 1"}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = ("set -eu\n" + scripts.text("service.sh")
+              + "\nsvc_gone nginx\nsvc_must start apache2\necho unreachable\n")
+    out = subprocess.run(["bash", "-c", script, "service.sh", "systemd"], capture_output=True,
+                         text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=30)
+    assert out.returncode == 1 and "unreachable" not in out.stdout
+    assert "apache2 did not start; its last log lines:" in out.stderr
+    assert "AH00072" in out.stderr and 'users:(("nginx"' in out.stderr

@@ -25,8 +25,9 @@ for m in wsgi headers ssl http2 rewrite unique_id; do
 done
 ! svc_enabled nginx || {
   svc_disable_now nginx
+  svc_gone nginx
   echo 'changed: disabled nginx (apache serves port 80)'
 }
 svc_enabled apache2 || { svc_enable apache2; echo 'changed: enabled apache2'; }
-svc_active apache2 || { svc start apache2; echo 'changed: started apache2'; }
-[ -z "$changed" ] || svc restart apache2
+svc_active apache2 || { svc_must start apache2; echo 'changed: started apache2'; }
+[ -z "$changed" ] || svc_must restart apache2

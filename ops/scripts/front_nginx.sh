@@ -9,7 +9,8 @@ set -eu
 }
 ! svc_enabled apache2 || {
   svc_disable_now apache2
+  svc_gone apache2
   echo 'changed: disabled apache2 (nginx serves port 80)'
 }
 svc_enabled nginx || { svc_enable nginx; echo 'changed: enabled nginx'; }
-svc_active nginx || { svc start nginx; echo 'changed: started nginx'; }
+svc_active nginx || { svc_must start nginx; echo 'changed: started nginx'; }

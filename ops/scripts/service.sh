@@ -31,3 +31,25 @@ svc_active() {
 svc() {
   if [ "$svc_init" = systemd ]; then systemctl "$1" "$2"; else service "$2" "$1"; fi
 }
+# svc_gone NAME: after it was stopped, wait (bounded: 10 s) until none of its processes is
+# left, so that the server taking over its ports can bind them.
+# shellcheck disable=SC2317
+svc_gone() {
+  for _ in $(seq 1 100); do
+    pgrep -x "$1" >/dev/null || return 0
+    sleep 0.1
+  done
+  echo "$1 is still running 10 s after it was stopped" >&2
+}
+# svc_must ACTION NAME: svc, and when that fails, why: the service's last log lines and what
+# holds the web ports (not systemd's "see systemctl status" alone), then fail.
+# shellcheck disable=SC2317
+svc_must() {
+  svc "$1" "$2" && return 0
+  echo "$2 did not $1; its last log lines:" >&2
+  if [ "$svc_init" = systemd ]; then journalctl -u "$2" -n 15 --no-pager -o cat >&2 || true
+  else tail -n 15 "/var/log/$2/error.log" >&2 || true; fi
+  echo "listening on ports 80 and 443:" >&2
+  ss -Hltnp '( sport = :80 or sport = :443 )' >&2 || true
+  return 1
+}
