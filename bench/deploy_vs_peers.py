@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import peers  # noqa: E402
 from ops import staging  # noqa: E402
-from ops.deploy import provision
+from ops.deploy import provision  # noqa: E402
 
 HOST = "staging1"
 SCENARIOS = ("first deploy", "code-change deploy", "no-op redeploy")

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import peers  # noqa: E402
 from ops import staging  # noqa: E402
-from ops.build import release
-from ops.deploy import deploy, provision, smoke
+from ops.build import release  # noqa: E402
+from ops.deploy import deploy, provision, smoke  # noqa: E402
 
 HOST = "staging1"
 STEP = re.compile(r"^\s+(\w+)\s+ok\s+([0-9.]+)s", re.M)

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ops import staging  # noqa: E402
-from ops.build import build
+from ops.build import build  # noqa: E402
 from ops.build.release import tree_digest  # noqa: E402
-from ops.targets import render
+from ops.targets import render  # noqa: E402
 
 TOOLS = ("ansible", "pyinfra", "capistrano")
 ANSIBLE = ROOT / ".venv-ansible/bin/ansible-playbook"

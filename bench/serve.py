@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
 from ops import staging  # noqa: E402
-from ops.deploy import deploy, provision
+from ops.deploy import deploy, provision  # noqa: E402
 
 DIRECT_PORT = 9090
 RUN = "/run/flask-ops-bench"

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
 from ops import staging  # noqa: E402
-from ops.deploy import deploy, provision
+from ops.deploy import deploy, provision  # noqa: E402
 from ops.staging import pebble  # noqa: E402
 from serve import fmt, median_of  # noqa: E402
 

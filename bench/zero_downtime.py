@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
 from ops import staging  # noqa: E402
-from ops.deploy import deploy, fleet, provision
+from ops.deploy import deploy, fleet, provision  # noqa: E402
 
 CONFIG = {"app_name": "zdt", "server_names": ["zdt.test"],
           "roles": {"lb": ["staging3"], "app": ["staging1", "staging2"]}}
