@@ -517,3 +517,32 @@ def test_a_front_server_that_cannot_start_says_why(tmp_path):
     assert out.returncode == 1 and "unreachable" not in out.stdout
     assert "apache2 did not start; its last log lines:" in out.stderr
     assert "AH00072" in out.stderr and 'users:(("nginx"' in out.stderr
+
+
+def fake_tools(bin_dir, fakes):
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+
+
+@pytest.mark.parametrize("reload_rc", [0, 1])
+def test_an_apache_reload_returns_once_no_old_child_accepts(tmp_path, reload_rc):
+    """Apache's graceful reload returns at once, while its old children still accept
+    connections with the old configuration (a new site's first request then met the old
+    catch-all's 403). The reload waits until only the parent (10) and children started after
+    it hold the listening sockets: here the old child 11 lets go at the fourth look."""
+    calls = tmp_path / "ss-calls"
+    holders = ["10 11", "10 11", "10 11 12", "10 12"]
+    fake_tools(tmp_path / "bin", {
+        "systemctl": f"exit {reload_rc}",
+        "ss": f'n=$(($(cat {calls} 2>/dev/null || echo 0) + 1)); echo $n > {calls}\n'
+              f'set -- {" ".join(repr(h) for h in holders)}; shift $((n > 4 ? 3 : n - 1))\n'
+              'for p in $1; do echo "LISTEN 0 511 *:80 *:* users:((\\"apache2\\",pid=$p,fd=4))"; '
+              'done',
+        "ps": 'case "$4" in 10) echo 1 ;; *) echo 10 ;; esac'})
+    out = subprocess.run(["bash", "-c", scripts.text("apache_reload.sh"), "apache_reload.sh",
+                          "systemd"], capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    assert out.returncode == reload_rc and out.stderr == "", out
+    assert calls.read_text().strip() == ("4" if reload_rc == 0 else "1")

@@ -140,7 +140,7 @@ class Nginx(FrontServer):
             f"server_names_hash_bucket_size {NAMES_HASH_BUCKET};\n"
 
     def reload(self, init):
-        # nginx_reload.sh: the checker first, then the reload, and a start if it was down.
+        # nginx_reload.sh: the reload, then a wait until no old worker accepts.
         return [scripts.command("nginx_reload.sh", init.name)]
 
     def provision_lines(self, s, init):
@@ -173,6 +173,10 @@ class Apache(FrontServer):
     def test_command(main_conf):
         # apache2ctl reads /etc/apache2/envvars (APACHE_LOG_DIR, APACHE_RUN_USER, ...) first.
         return ["apache2ctl", "-t", "-f", main_conf]
+
+    def reload(self, init):
+        # apache_reload.sh: the graceful reload, then a wait until no old child accepts.
+        return [scripts.command("apache_reload.sh", init.name)]
 
     def provisioned_files(self):
         # The catch-all's 443 virtual host needs mod_ssl and the host's self-signed pair.
