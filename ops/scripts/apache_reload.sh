@@ -12,6 +12,7 @@ holders() {
 }
 old=" $(holders)"
 svc reload apache2 || exit 1
+command -v ss >/dev/null || { echo "apache_reload.sh: no ss (iproute2) to wait with" >&2; exit 0; }
 for _ in $(seq 1 100); do
   stale=0 fresh=0
   now=" $(holders)"
