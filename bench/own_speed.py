@@ -30,6 +30,8 @@ from ops.deploy import deploy, provision, smoke  # noqa: E402
 
 HOST = "staging1"
 STEP = re.compile(r"^\s+(\w+)\s+ok\s+([0-9.]+)s", re.M)
+HERE_RSS = re.compile(r"peak RSS here (\d+) MiB")  # the deploying process (deploy's last line)
+HOST_MEMORY = re.compile(r"processes run \S+, ((?:PSS|RSS) \d+ MiB)")  # the app's (verify)
 
 
 def timed(argv, cwd):
@@ -53,7 +55,7 @@ def main(argv=None):
     fab = [str(ROOT / ".venv/bin/fab"), "-H", HOST, "deploy"]
     timed(fab, root)
     app_py = root / "sample_app/app.py"
-    change, noop, steps = [], [], {}
+    change, noop, steps, here_rss, host_memory = [], [], {}, [], []
     for rep in range(args.reps):
         text = app_py.read_text()
         app_py.write_text(text.replace(f"v{rep}", f"v{rep + 1}", 1))
@@ -61,6 +63,8 @@ def main(argv=None):
         change.append((seconds, count))
         for name, value in STEP.findall(out):
             steps.setdefault(name, []).append(float(value))
+        here_rss += [int(v) for v in HERE_RSS.findall(out)]
+        host_memory += HOST_MEMORY.findall(out)
         (seconds, out), count = sessions.measure(lambda: timed(fab, root))
         assert "no change" in out, out
         noop.append((seconds, count))
@@ -91,7 +95,9 @@ def main(argv=None):
              f"{'met' if med(c for _, c in change) <= 6 and med(c for _, c in noop) <= 2 else 'MISSED'} |",
              f"| smoke checks ({len(results)}): at once / one after another (sum) / longest | "
              f"{wall:.2f} / {sum(r.seconds for r in results):.2f} / {stream:.2f} s | "
-             "about the longest | " + ("met" if wall <= stream + 0.3 else "MISSED") + " |", "",
+             "about the longest | " + ("met" if wall <= stream + 0.3 else "MISSED") + " |",
+             f"| memory: the deploying process's peak RSS / the app's processes on the host | "
+             f"{max(here_rss, default=0)} MiB / {host_memory[-1] if host_memory else '?'} | - | |", "",
              "Where a code change's time goes (median per step, s): " + ", ".join(
                  f"{name} {med(values):.2f}" for name, values in steps.items()) + ".", "",
              f"Floors of the whole process on this machine: starting Python and importing "

@@ -90,3 +90,45 @@ def test_a_commands_standard_input_is_handed_over_in_one_piece():
     result = invoke.Context().run("wc -c", in_stream=remote._Whole(payload), hide=True,
                                   timeout=10)
     assert result.stdout.split() == [str(len(payload))]
+
+
+class _SlowSession(_FlakySession):
+    """A handshake that lasts until the test lets it finish, and notes its thread."""
+
+    def __init__(self, fails=0, error=None):
+        import threading
+        super().__init__(fails, error)
+        self.go, self.threads = threading.Event(), []
+
+    def open(self):
+        import threading
+        self.threads.append(threading.current_thread().name)
+        assert self.go.wait(10)
+        super().open()
+
+
+def test_the_handshake_overlaps_the_build_and_the_first_command_waits_for_it():
+    """connect_ahead returns at once; the handshake runs beside the build, once; the first
+    command uses that session."""
+    r = object.__new__(remote.Remote)
+    r.c = _SlowSession()
+    r.c.original_host = "web1"
+    r.connect_ahead()
+    assert not r.c.is_connected  # still shaking hands: the caller went on
+    r.c.go.set()
+    r._open()
+    assert r.c.is_connected and r.c.opened == 1 and r.c.threads == ["ssh web1"]
+
+
+def test_a_handshake_that_failed_ahead_fails_the_first_command_as_unreachable():
+    """The error of a background handshake is the first command's, once, with its host named
+    (not a thread's traceback, not a second 10 s connect attempt)."""
+    r = object.__new__(remote.Remote)
+    r.c = _SlowSession(1, paramiko.AuthenticationException("Authentication failed."))
+    r.c.user, r.c.host, r.c.port, r.c.original_host = "root", "198.18.0.11", 22, "web1"
+    r.commands = 0
+    r.connect_ahead()
+    r.c.go.set()
+    with pytest.raises(remote.Unreachable, match="facts: cannot run on web1 .*Authentication failed"):
+        r.run("true", "facts")
+    assert r.c.opened == 1

@@ -3,6 +3,7 @@ the plan, hand it to the executor. Also the read-only views: releases, status, u
 """
 
 import dataclasses
+import resource
 import secrets
 import time
 from dataclasses import dataclass
@@ -177,6 +178,7 @@ def deploy(s, remote, dry_run=False, out=print):
     """Ship the app to one host; return the release id now serving."""
     steps = Steps(out)
     s = for_hosts(s, [remote.name])
+    remote.connect_ahead()  # the SSH handshake while the build runs
     built = build(s, steps)
     try:
         run = start(s, remote, built, steps, dry_run)
@@ -202,8 +204,13 @@ def deploy(s, remote, dry_run=False, out=print):
     released = executor.activate(run)
     if not run.plan.nothing_to_do:
         out(f"deployed {released} to {remote.name} in {time.monotonic() - steps.start:.1f}s "
-            f"({remote.commands} remote commands)")
+            f"({remote.commands} remote commands, peak RSS here {peak_rss_mib()} MiB)")
     return released
+
+
+def peak_rss_mib():
+    """The most memory this process held at once (Linux counts ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def rollback(s, remote, release_id=None, out=print):

@@ -194,6 +194,8 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
     s = deploy.for_hosts(s, [h.name for h in list(lbs) + list(apps)])
     lb_s, s = lb_settings(s, len(lbs)), app_settings(s, lbs)
     new_certificate = lb_certificates(lb_s, lbs, out)
+    for host in apps:  # the SSH handshakes while the build runs
+        host.connect_ahead()
     built = deploy.build(s, Steps(out), fleet)
     outcome, prepared = {}, {}
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:

@@ -6,6 +6,7 @@ import re
 import shlex
 
 import socket
+import threading
 import time
 
 from fabric import Config, Connection
@@ -125,6 +126,7 @@ class Remote:
     """A target host: runs shell scripts as root (via sudo when not root) and counts them."""
 
     UPLOAD_TIMEOUT = 20  # seconds without progress before an upload is abandoned
+    _ahead = None  # the handshake connect_ahead started: (its thread, [its error])
 
     def __init__(self, connection):
         check_host_keys(connection)
@@ -200,8 +202,35 @@ class Remote:
 
     CONNECT_ATTEMPTS = 3
 
+    def connect_ahead(self):
+        """Start the SSH handshake now, in the background, so that it overlaps local work
+        (the build): the first command waits for it, and its error, if any, is that
+        command's, as if it had connected itself."""
+        if self._ahead is not None or self.c.is_connected:
+            return
+        error = []
+
+        def handshake():
+            try:
+                self._connect()
+            except BaseException as exc:  # handed to the first command, raised there
+                error.append(exc)
+        thread = threading.Thread(target=handshake, name=f"ssh {self.name}", daemon=True)
+        self._ahead = (thread, error)
+        thread.start()
+
     def _open(self):
-        """The session, opened before the first command. A server that closes it during the
+        """The session, before the first command: the one connect_ahead started, else now."""
+        if self._ahead is not None:
+            thread, error = self._ahead
+            self._ahead = None
+            thread.join()
+            if error:
+                raise error[0]
+        self._connect()
+
+    def _connect(self):
+        """Open the session unless it is open. A server that closes it during the
         handshake or authentication (sshd dropping connections under MaxStartups, an sshd
         restarting) is tried again, twice, after 0.5 and 1 s; a refused key, a host key that
         does not match or a timeout is not."""
@@ -269,6 +298,9 @@ class Remote:
         return self._sftp_client
 
     def close(self):
+        if self._ahead is not None:  # never close a session while it is being opened
+            self._ahead[0].join()
+            self._ahead = None
         self._sftp_client = None
         try:
             self.c.close()

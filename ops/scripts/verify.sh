@@ -8,6 +8,17 @@
 set -u
 rel=$1 release_id=$2 expected=$3 timeout=$4 pids_command=$5 fail_fast=${6:-true} wake=${7:-true}
 deadline=$(( $(date +%s) + timeout ))
+# memory PIDS: what the app's processes add to the host. PSS (shared pages counted once, the
+# figure that adds up across uWSGI's forked workers), or RSS where smaps cannot be read.
+memory() {
+  local p kib=0 rss=0 one
+  for p in $1; do
+    rss=$((rss + $(ps -o rss= -p "$p" 2>/dev/null || echo 0)))
+    one=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null)
+    if [ -n "$one" ] && [ "$kib" != none ]; then kib=$((kib + one)); else kib=none; fi
+  done
+  if [ "$kib" != none ]; then echo "PSS $((kib / 1024)) MiB"; else echo "RSS $((rss / 1024)) MiB"; fi
+}
 while :; do
   bash -c "$wake"
   pids=$(bash -c "$pids_command" 2>/dev/null | tr '\n' ' ')
@@ -19,7 +30,7 @@ while :; do
     [ "$cwd" = "$rel" ] || ok=0
   done
   if [ "$n" -ge "$expected" ] && [ $ok -eq 1 ]; then
-    echo "$n processes run $release_id"
+    echo "$n processes run $release_id, $(memory "$pids")"
     exit 0
   fi
   bash -c "$fail_fast" || exit 1
