@@ -21,6 +21,7 @@ import deploy_vs_peers  # noqa: E402
 import fleet  # noqa: E402
 import own_speed  # noqa: E402
 import serve  # noqa: E402
+import ssh_transport  # noqa: E402
 import tls as tls_bench  # noqa: E402
 import zero_downtime  # noqa: E402
 
@@ -76,6 +77,7 @@ def main(argv=None):
     speed = deploy_vs_peers.main([])
     fleet_report = fleet.main([])
     own = own_speed.main([])
+    transport = ssh_transport.main([])
     served, ratios = serve.main()
     apache_report, _ = apache_static.main([])
     tls_report, tls_ratios = tls_bench.main()
@@ -94,7 +96,7 @@ def main(argv=None):
     text = doc.read_text()
     marker = "<!-- make bench: generated below -->"
     text = text.split(marker)[0].rstrip() + f"\n\n{marker}\n\n## `make bench` ({machine})\n\n" \
-        f"Reproduce: `make bench`.\n\n{speed}\n{fleet_report}\n{own}\n{served}\n" \
+        f"Reproduce: `make bench`.\n\n{speed}\n{fleet_report}\n{own}\n{transport}\n{served}\n" \
         f"{apache_report}\n{tls_report}\n{zdt_report}\n![ratios](benchmarks.png)\n\n" \
         "![the fleet curve](fleet.png)\n"
     doc.write_text(text)
