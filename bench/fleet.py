@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--tools", default=",".join(peers.TOOLS))
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.sizes.split(",")]
-    tools = ["flask-ops", "flask-ops/2"] + [t for t in args.tools.split(",") if t]
+    tools = ["flask-ops", "flask-ops/canary"] + [t for t in args.tools.split(",") if t]
     gone = [t for t in peers.missing() if t in tools]
     if gone:
         raise SystemExit(f"not installed: {', '.join(gone)}: run `make bench-deps`")
@@ -52,7 +52,7 @@ def main(argv=None):
     for n in sizes:
         hosts = names[:n]
         for tool in tools:
-            app = f"{tool[:3]}{'h' if tool.endswith('/2') else ''}{n}"
+            app = f"{tool[:3]}{'c' if tool.endswith('/canary') else ''}{n}"
             roles = {"lb": [lb_name], "app": hosts} if tool.startswith("flask-ops") else None
 
             def version(greeting):
@@ -77,7 +77,8 @@ def main(argv=None):
              "Wall time of the whole tool process (s) for a deploy to N app hosts, with SSH "
              f"sessions on all hosts; **{sizes[-1]}/{sizes[0]}** is each tool's time on the biggest fleet over the smallest "
              "(1.0: a flat curve). flask-ops switches one host at a time (its default), "
-             "flask-ops/2 half the fleet at a time (`--batch-size`); both re-render the "
+             "flask-ops/canary the canary alone, then every other host at once "
+             "(`--batch-size N`); both re-render the "
              "balancer and smoke-check through it; the peers ("
              + ", ".join(versions[t] for t in tools if t in versions) + ") deploy to the app hosts only.", "",
              f"| deploy | tool | **{sizes[-1]}/{sizes[0]}** | "

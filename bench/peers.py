@@ -178,8 +178,9 @@ def run(tool, s, work, hosts):
     """(seconds, what the tool said): one deploy of s to hosts, the whole tool process timed
     (the peers' local build included)."""
     start = time.monotonic()
-    if tool.startswith("flask-ops"):  # "flask-ops" or "flask-ops/2": batches of half the fleet
-        said = ours(s, work, hosts, max(1, len(hosts) // 2) if tool.endswith("/2") else 1)
+    if tool.startswith("flask-ops"):  # "flask-ops": one host at a time (the default);
+        # "flask-ops/canary": the canary alone, then every other host at once
+        said = ours(s, work, hosts, len(hosts) if tool.endswith("/canary") else 1)
     else:
         said = RUNNERS[tool](job(s, work, hosts), work)
     return time.monotonic() - start, said
