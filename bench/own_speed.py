@@ -36,7 +36,8 @@ HOST_MEMORY = re.compile(r"processes run \S+, ((?:PSS|RSS) \d+ MiB)")  # the app
 
 def timed(argv, cwd):
     start = time.monotonic()
-    out = subprocess.run(argv, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = subprocess.run(argv, cwd=cwd, env=peers.USER_ENV, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{out.stdout[-3000:]}")
     return time.monotonic() - start, out.stdout

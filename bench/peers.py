@@ -31,6 +31,10 @@ TOOLS = ("ansible", "pyinfra", "capistrano")
 ANSIBLE = ROOT / ".venv-ansible/bin/ansible-playbook"
 PYINFRA = ROOT / ".venv-pyinfra/bin/pyinfra"
 PEERS = ROOT / "bench/peers"
+# The tools run as in a user's shell. This machine's environment sets PYTHONDONTWRITEBYTECODE,
+# which no user's does: every run of a Python tool (ours, Ansible's, pyinfra's) then compiled
+# its modules from source again (about 0.15 s of each `fab deploy` here).
+USER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def versions():
@@ -105,7 +109,7 @@ def local_build(v):
     cache.mkdir(parents=True, exist_ok=True)
     if not Path(v["archive"]).exists():
         subprocess.run([v["build_python"], v["collect_driver"], v["source"], v["wsgi"], v["collected"]],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, env=USER_ENV)
         release = work / "release"
         shutil.rmtree(release, ignore_errors=True)
         shutil.copytree(v["source"], release)
@@ -117,7 +121,7 @@ def local_build(v):
 
 
 def _run(argv, env, cwd=None):
-    out = subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, text=True,
+    out = subprocess.run(argv, env={**USER_ENV, **env}, cwd=cwd, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if out.returncode != 0:
         raise SystemExit(f"{Path(argv[0]).name} failed:\n{out.stdout[-4000:]}")

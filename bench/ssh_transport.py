@@ -19,7 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import peers  # noqa: E402
 from ops import staging  # noqa: E402
 
 HOST = "staging1"
@@ -58,7 +60,8 @@ def main(argv=None):
             rows = [
                 ("Paramiko (Fabric), in this process", timed(paramiko_here, args.reps)),
                 ("Paramiko (Fabric), a new Python process importing it",
-                 timed(lambda: subprocess.run(child, check=True), args.reps)),
+                 timed(lambda: subprocess.run(child, check=True, env=peers.USER_ENV),
+                       args.reps)),
                 ("OpenSSH, a new handshake", timed(
                     lambda: subprocess.run(ssh + [HOST, "true"], check=True), args.reps)),
                 ("OpenSSH through a ControlMaster socket", timed(
