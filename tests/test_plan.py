@@ -503,14 +503,11 @@ def test_a_front_server_that_cannot_start_says_why(tmp_path):
     the front server scripts print the server's last log lines and what holds the web ports,
     and fail; once the server they replace has stopped, they wait until its processes are gone."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     fakes = {"systemctl": "exit 1",
              "journalctl": "echo 'AH00072: make_sock: could not bind to address [::]:80'",
              "ss": "echo 'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:((\"nginx\",pid=7,fd=6))'",
              "pgrep": "exit 1"}
-    for name, body in fakes.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-        (bin_dir / name).chmod(0o755)
+    fake_tools(bin_dir, fakes)
     script = ("set -eu\n" + scripts.text("service.sh")
               + "\nsvc_gone nginx\nsvc_must start apache2\necho unreachable\n")
     out = subprocess.run(["bash", "-c", script, "service.sh", "systemd"], capture_output=True,
@@ -521,6 +518,8 @@ def test_a_front_server_that_cannot_start_says_why(tmp_path):
 
 
 def fake_tools(bin_dir, fakes):
+    """Stand-ins for host tools ({name: bash body}) in bin_dir, for a script run with it first
+    on PATH."""
     bin_dir.mkdir(exist_ok=True)
     for name, body in fakes.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")

@@ -1,5 +1,7 @@
 """Host key refusals and standard input, without a host."""
 
+import threading
+
 import paramiko
 import pytest
 
@@ -96,12 +98,10 @@ class _SlowSession(_FlakySession):
     """A handshake that lasts until the test lets it finish, and notes its thread."""
 
     def __init__(self, fails=0, error=None):
-        import threading
         super().__init__(fails, error)
         self.go, self.threads = threading.Event(), []
 
     def open(self):
-        import threading
         self.threads.append(threading.current_thread().name)
         assert self.go.wait(10)
         super().open()
