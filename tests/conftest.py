@@ -217,7 +217,10 @@ def followed_request_id(target, host_for_log, log, forged="forged-by-the-client"
                          headers={"X-Request-ID": forged})
     seen = json.loads(resp.body)["request_id"]
     assert seen and seen != forged and resp.header("X-Request-ID") == seen, (seen, resp.headers)
-    lines = host_for_log.run(f"grep -F -- {seen} {log}", "log").stdout.splitlines()
+    # nginx writes the line once the response is sent: the client can be faster (a starved
+    # worker wrote it after the client's next command ran), so the line is waited for.
+    lines = host_for_log.run(f"for i in $(seq 50); do grep -F -- {seen} {log} && exit; "
+                             "sleep 0.1; done; exit 1", "log").stdout.splitlines()
     assert len(lines) == 1 and "/whoami?rid=" in lines[0], lines
     if json_log:
         entry = json.loads(lines[0])
