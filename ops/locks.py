@@ -1,6 +1,6 @@
 """The per-host deploy lock, as people see it: who holds it, since when, whether it is stale.
 
-Taking and dropping it are lines of the plan (ops/scripts/lock.py, plan.unlock_line).
+Taking and dropping it are lines of the plan (ops/scripts/facts.py takes it, plan.unlock_line drops it).
 """
 
 import getpass

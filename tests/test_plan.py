@@ -342,8 +342,12 @@ def test_state_write_merges_and_lock_is_taken_once(tmp_path):
     run_script("state_write.py", state, '{"pending": ["restart x"]}')
     run_script("state_write.py", state, '{"last_deploy": 1}')
     assert json.loads(state.read_text()) == {"pending": ["restart x"], "last_deploy": 1}
-    assert json.loads(run_script("lock.py", tmp_path, '{"pid": 1}').stdout) == {"acquired": True}
-    assert json.loads(run_script("lock.py", tmp_path, '{"pid": 2}').stdout) == {"acquired": False}
+    # facts.py takes the lock first when asked: once, for the first who asks
+    for pid, acquired in ((1, True), (2, False)):
+        out = run_script("facts.py", json.dumps(dict(empty_host_facts_args(tmp_path), lock={
+            "state": str(tmp_path), "info": {"pid": pid}}))).stdout.splitlines()
+        assert json.loads(out[0]) == {"acquired": acquired}
+        assert HostFacts.parse(out[1]).lock == {"pid": 1}
     assert json.loads((tmp_path / "lock/info.json").read_text()) == {"pid": 1}
 
 
@@ -359,11 +363,15 @@ def test_verify_waits_for_processes_in_the_release_and_fails_fast(tmp_path):
     assert fast.returncode == 1 and "crashed" in fast.stderr and time.monotonic() - start < 20
 
 
-def test_facts_on_an_empty_host(tmp_path):
-    args = {"base": str(tmp_path / "srv"), "state": str(tmp_path / "state"), "user": "root",
+def empty_host_facts_args(tmp_path):
+    return {"base": str(tmp_path / "srv"), "state": str(tmp_path), "user": "root",
             "paths": [str(tmp_path / "none.conf")], "sites_enabled": str(tmp_path),
             "enabled": ["x.conf"], "wheelhouse": "", "venv": "", "main_conf": "/nonexistent",
             "units": [], "manifests": "*", "front_marker": str(tmp_path / "front")}
+
+
+def test_facts_on_an_empty_host(tmp_path):
+    args = empty_host_facts_args(tmp_path)
     f = HostFacts.parse(run_script("facts.py", json.dumps(args)).stdout)  # every key known
     assert (f.current, f.releases, f.provisioned, f.user, f.lock, f.front) == (
         None, (), False, True, None, None)

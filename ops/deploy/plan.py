@@ -164,7 +164,8 @@ def script(lines):
 
 def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_info=None,
                   manifests=()):
-    """One round trip: take the lock (when asked), then report what the host is now."""
+    """One round trip, one interpreter: take the lock (when asked), then report what the host
+    is now."""
     stack = stacks.of(s)
     args = {
         "base": s.base, "state": state_dir(s), "user": s.app_user,
@@ -179,10 +180,9 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
         "worker_glob": stack.init.worker_glob(s),
         "maintenance_flag": s.maintenance_flag,
     }
-    facts = scripts.command("facts.py", json.dumps(args))
-    if not acquire:
-        return facts
-    return scripts.command("lock.py", state_dir(s), json.dumps(lock_info)) + "\n" + facts
+    if acquire:  # taken by the same interpreter, first
+        args["lock"] = {"state": state_dir(s), "info": lock_info}
+    return scripts.command("facts.py", json.dumps(args))
 
 
 def first_deploy_facts(s):
