@@ -535,6 +535,25 @@ def fake_tools(bin_dir, fakes):
 
 
 @pytest.mark.parametrize("reload_rc", [0, 1])
+def test_an_nginx_reload_returns_once_no_old_worker_accepts(tmp_path, reload_rc):
+    """nginx's reload returns once the signal is sent, its old workers still answering with
+    the old configuration: the reload waits until every worker is one started after it
+    (here the old worker 6 is gone at the fourth look)."""
+    calls = tmp_path / "pgrep-calls"
+    workers = ["5 6", "5 6", "6 7", "7 8"]
+    fake_tools(tmp_path / "bin", {
+        "systemctl": f"exit {reload_rc}",
+        "pgrep": f'n=$(($(cat {calls} 2>/dev/null || echo 0) + 1)); echo $n > {calls}\n'
+                 f'set -- {" ".join(repr(w) for w in workers)}; shift $((n > 4 ? 3 : n - 1))\n'
+                 'printf "%s\\n" $1'})
+    out = subprocess.run(["bash", "-c", scripts.text("nginx_reload.sh"), "nginx_reload.sh",
+                          "systemd"], capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    assert out.returncode == reload_rc and out.stderr == "", out
+    assert calls.read_text().strip() == ("4" if reload_rc == 0 else "1")
+
+
+@pytest.mark.parametrize("reload_rc", [0, 1])
 def test_an_apache_reload_returns_once_no_old_child_accepts(tmp_path, reload_rc):
     """Apache's graceful reload returns at once, while its old children still accept
     connections with the old configuration (a new site's first request then met the old

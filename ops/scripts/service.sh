@@ -31,6 +31,26 @@ svc_active() {
 svc() {
   if [ "$svc_init" = systemd ]; then systemctl "$1" "$2"; else service "$2" "$1"; fi
 }
+# svc_reload_fresh NAME: reload, then wait (bounded: 10 s) until every process the caller's
+# `acceptors` lists (those that accept connections) was started by this reload. A reload
+# returns once the signal is sent; the old processes keep answering with the old
+# configuration until they let go of the listening sockets, and a new site's first request
+# met the old catch-all (ci47, ci49).
+# shellcheck disable=SC2317
+svc_reload_fresh() {
+  local old now p stale fresh
+  old=" $(acceptors) "
+  svc reload "$1" || return 1
+  for _ in $(seq 1 100); do
+    now=$(acceptors) stale=0 fresh=0
+    for p in $now; do
+      case "$old" in *" $p "*) stale=1 ;; *) fresh=1 ;; esac
+    done
+    [ $fresh = 1 ] && [ $stale = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "$1: after 10 s no new process accepts, or an old one still does" >&2
+}
 # svc_gone NAME: after it was stopped, wait (bounded: 10 s) until none of its processes is
 # left, so that the server taking over its ports can bind them.
 # shellcheck disable=SC2317
