@@ -534,42 +534,34 @@ def fake_tools(bin_dir, fakes):
         (bin_dir / name).chmod(0o755)
 
 
-@pytest.mark.parametrize("reload_rc", [0, 1])
-def test_an_nginx_reload_returns_once_no_old_worker_accepts(tmp_path, reload_rc):
-    """nginx's reload returns once the signal is sent, its old workers still answering with
-    the old configuration: the reload waits until every worker is one started after it
-    (here the old worker 6 is gone at the fourth look)."""
-    calls = tmp_path / "pgrep-calls"
-    workers = ["5 6", "5 6", "6 7", "7 8"]
-    fake_tools(tmp_path / "bin", {
-        "systemctl": f"exit {reload_rc}",
-        "pgrep": f'n=$(($(cat {calls} 2>/dev/null || echo 0) + 1)); echo $n > {calls}\n'
-                 f'set -- {" ".join(repr(w) for w in workers)}; shift $((n > 4 ? 3 : n - 1))\n'
-                 'printf "%s\\n" $1'})
-    out = subprocess.run(["bash", "-c", scripts.text("nginx_reload.sh"), "nginx_reload.sh",
-                          "systemd"], capture_output=True, text=True, timeout=30,
-                         env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
-    assert out.returncode == reload_rc and out.stderr == "", out
-    assert calls.read_text().strip() == ("4" if reload_rc == 0 else "1")
+# What the front servers' reload scripts see, one look after another: nginx's workers
+# (pgrep), Apache's listening sockets (ss) with the parent 10 among them. At the fourth look
+# only processes started by the reload are left (the old worker 6, the old child 11 gone).
+RELOAD_LOOKS = {
+    "nginx_reload.sh": ("pgrep", ["5 6", "5 6", "6 7", "7 8"], 'printf "%s\\n" $1', {}),
+    "apache_reload.sh": ("ss", ["10 11", "10 11", "10 11 12", "10 12"],
+                         'for p in $1; do echo "LISTEN 0 511 *:80 *:* '
+                         'users:((\\"apache2\\",pid=$p,fd=4))"; done',
+                         {"ps": 'case "$4" in 10) echo 1 ;; *) echo 10 ;; esac'}),
+}
 
 
 @pytest.mark.parametrize("reload_rc", [0, 1])
-def test_an_apache_reload_returns_once_no_old_child_accepts(tmp_path, reload_rc):
-    """Apache's graceful reload returns at once, while its old children still accept
-    connections with the old configuration (a new site's first request then met the old
-    catch-all's 403). The reload waits until only the parent (10) and children started after
-    it hold the listening sockets: here the old child 11 lets go at the fourth look."""
-    calls = tmp_path / "ss-calls"
-    holders = ["10 11", "10 11", "10 11 12", "10 12"]
+@pytest.mark.parametrize("script", RELOAD_LOOKS)
+def test_a_front_server_reload_returns_once_no_old_process_accepts(tmp_path, script, reload_rc):
+    """A reload returns once the signal is sent, while the old workers (nginx) or children
+    (Apache) still accept with the old configuration (a new site's first request met the old
+    catch-all's 403). The script waits until every one accepting was started by the reload;
+    a reload that fails fails at once."""
+    tool, looks, answer, others = RELOAD_LOOKS[script]
+    calls = tmp_path / "calls"
     fake_tools(tmp_path / "bin", {
-        "systemctl": f"exit {reload_rc}",
-        "ss": f'n=$(($(cat {calls} 2>/dev/null || echo 0) + 1)); echo $n > {calls}\n'
-              f'set -- {" ".join(repr(h) for h in holders)}; shift $((n > 4 ? 3 : n - 1))\n'
-              'for p in $1; do echo "LISTEN 0 511 *:80 *:* users:((\\"apache2\\",pid=$p,fd=4))"; '
-              'done',
-        "ps": 'case "$4" in 10) echo 1 ;; *) echo 10 ;; esac'})
-    out = subprocess.run(["bash", "-c", scripts.text("apache_reload.sh"), "apache_reload.sh",
-                          "systemd"], capture_output=True, text=True, timeout=30,
+        "systemctl": f"exit {reload_rc}", **others,
+        tool: f'n=$(($(cat {calls} 2>/dev/null || echo 0) + 1)); echo $n > {calls}\n'
+              f'set -- {" ".join(repr(w) for w in looks)}; shift $((n > 4 ? 3 : n - 1))\n'
+              + answer})
+    out = subprocess.run(["bash", "-c", scripts.text(script), script, "systemd"],
+                         capture_output=True, text=True, timeout=30,
                          env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
     assert out.returncode == reload_rc and out.stderr == "", out
     assert calls.read_text().strip() == ("4" if reload_rc == 0 else "1")
