@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ops import staging
-from ops.staging.net import BRIDGE
+from ops.staging.net import BRIDGE, bridge_mac
 
 from conftest import fab
 
@@ -30,10 +30,6 @@ def leftovers():
         "nspawn": [l for l in procs.splitlines() if str(staging.STATE_DIR) in l],
         "mounts": [l for l in mounts.splitlines() if str(staging.STATE_DIR) in l],
     }
-
-
-def bridge_mac():
-    return Path(f"/sys/class/net/{BRIDGE}/address").read_text().strip()
 
 
 def test_a_host_coming_and_going_never_cuts_another_off():

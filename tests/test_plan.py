@@ -344,8 +344,9 @@ def test_state_write_merges_and_lock_is_taken_once(tmp_path):
     assert json.loads(state.read_text()) == {"pending": ["restart x"], "last_deploy": 1}
     # facts.py takes the lock first when asked: once, for the first who asks
     for pid, acquired in ((1, True), (2, False)):
-        out = run_script("facts.py", json.dumps(dict(empty_host_facts_args(tmp_path), lock={
-            "state": str(tmp_path), "info": {"pid": pid}}))).stdout.splitlines()
+        out = run_script("facts.py", json.dumps(dict(
+            empty_host_facts_args(tmp_path), state=str(tmp_path),
+            lock={"state": str(tmp_path), "info": {"pid": pid}}))).stdout.splitlines()
         assert json.loads(out[0]) == {"acquired": acquired}
         assert HostFacts.parse(out[1]).lock == {"pid": 1}
     assert json.loads((tmp_path / "lock/info.json").read_text()) == {"pid": 1}
@@ -364,7 +365,7 @@ def test_verify_waits_for_processes_in_the_release_and_fails_fast(tmp_path):
 
 
 def empty_host_facts_args(tmp_path):
-    return {"base": str(tmp_path / "srv"), "state": str(tmp_path), "user": "root",
+    return {"base": str(tmp_path / "srv"), "state": str(tmp_path / "state"), "user": "root",
             "paths": [str(tmp_path / "none.conf")], "sites_enabled": str(tmp_path),
             "enabled": ["x.conf"], "wheelhouse": "", "venv": "", "main_conf": "/nonexistent",
             "units": [], "manifests": "*", "front_marker": str(tmp_path / "front")}

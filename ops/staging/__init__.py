@@ -24,7 +24,7 @@ from ..deploy import remote as remote_mod
 from ..errors import OpsError
 from . import docker as staging_docker, pebble, upstart as staging_upstart
 from .net import (BRIDGE, BRIDGE_ADDR, BRIDGE_ADDR6, BRIDGE_MAC, PREFIX, PREFIX6, STATE_DIR,
-                          bridge_is_up, nspawn_address)
+                          bridge_is_up, bridge_mac, nspawn_address)
 IMAGE_DIR = Path(os.environ.get("FLASK_OPS_IMAGE_DIR", "/var/cache/flask-ops/images"))
 # Debian releases a staging host can run (debootstrap knows their suites). trixie brings
 # Python 3.13, nginx 1.26, Apache 2.4.6x and systemd 257; bookworm is the default; bullseye
@@ -229,7 +229,7 @@ def _ensure_bridge():
     if not bridge_is_up():
         _sh("ip", "link", "add", BRIDGE, "address", BRIDGE_MAC, "type", "bridge")
         _sh("ip", "addr", "add", f"{BRIDGE_ADDR}/{PREFIX}", "dev", BRIDGE)
-    elif Path(f"/sys/class/net/{BRIDGE}/address").read_text().strip() != BRIDGE_MAC:
+    elif bridge_mac() != BRIDGE_MAC:
         _sh("ip", "link", "set", BRIDGE, "address", BRIDGE_MAC)  # a bridge made before it was fixed
     if BRIDGE_ADDR6 not in _sh("ip", "-6", "addr", "show", "dev", BRIDGE, check=False).stdout:
         # nodad: usable at once (no duplicate address detection on a bridge of our own)

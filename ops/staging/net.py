@@ -28,3 +28,8 @@ def nspawn_address(index):
 def bridge_is_up():
     return subprocess.run(["ip", "link", "show", BRIDGE], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
+
+
+def bridge_mac():
+    """The bridge's MAC as the kernel has it now."""
+    return Path(f"/sys/class/net/{BRIDGE}/address").read_text().strip()
