@@ -105,7 +105,7 @@ def test_a_deploy_with_hooks_and_workers(load):
         "upload", "stage", "before_switch", "switch", "verify", "after_switch", "smoke"]
     assert ("restart", "sample-worker-mail") in p.todo  # onto the new release, every deploy
     assert "systemctl disable --now --quiet sample-worker-gone" in p.finish.script
-    assert "sample-worker-mail" not in p.finish.script
+    assert "--now --quiet sample-worker-mail" not in p.finish.script
     hook = p.before_switch[0]
     assert hook.stream and f"/srv/sample/releases/{RID}/flask-ops-run.py --env /srv/sample/shared/env" \
         in hook.script and hook.script.rstrip().endswith("-- flask db upgrade 2>&1")

@@ -435,12 +435,25 @@ def test_code_change_is_served_after_redeploy(host, project):
 
 
 def test_noop_redeploy_touches_nothing(host, project):
+    """The same build again is one SSH command: the host compares its facts with those it had
+    when the deploy finished, records the no-op and releases its lock. Anything changed on the
+    host since (here: a live config edited by hand) makes it a full deploy that repairs it."""
     s = project()
     first, _ = ship(s, host)
     host.commands = 0
     again, output = ship(s, host)
     assert again == first and "no change" in output
-    assert host.commands <= 3
+    assert host.commands == 1
+    last = json.loads(sh(host, f"tail -1 {s.history_file}"))
+    assert last["result"] == "no change" and last["previous"] == first
+    assert "lock" not in sh(host, f"ls {s.base}/.flask-ops")
+    site = f"/etc/nginx/sites-available/{s.app_name}.conf"
+    sh(host, f"echo '# edited by hand' >> {site}")
+    host.commands = 0
+    third, output = ship(s, host)
+    assert "no change" not in output and host.commands > 1
+    assert "edited by hand" not in sh(host, f"cat {site}")
+    assert get(host, s, "/hello").status == 200
 
 
 def test_import_error_release_rolls_back_by_itself(host, project):

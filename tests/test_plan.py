@@ -6,6 +6,7 @@ by its file name). After a deliberate change, review the diff of:
     FLASK_OPS_UPDATE_PLANS=1 .venv/bin/pytest tests/test_plan.py
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 
 from ops import locks, scripts
 from ops.build import release
-from ops.deploy import appenv, dryrun, executor, fleet, plan, provision
+from ops.deploy import appenv, dryrun, executor, fleet, noop, plan, provision
 from ops.deploy.hostfacts import HostFacts
 from ops.targets import render, stacks
 
@@ -566,3 +567,53 @@ def test_a_front_server_reload_returns_once_no_old_process_accepts(tmp_path, scr
                          env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
     assert out.returncode == reload_rc and out.stderr == "", out
     assert calls.read_text().strip() == ("4" if reload_rc == 0 else "1")
+
+
+def test_facts_confirm_a_noop_only_when_the_host_is_as_it_was(load, tmp_path):
+    """facts.py records the no-op and releases the lock itself when its facts have the digest
+    the deployer remembers; any other digest leaves the lock held and the history alone."""
+    s = load()
+    history = tmp_path / "history.jsonl"
+    args = dict(empty_host_facts_args(tmp_path), state=str(tmp_path))
+    digest = HostFacts.parse(run_script("facts.py", json.dumps(args)).stdout).digest
+    assert len(digest) == 64
+    entry = plan.history_entry("deploy", RECORD, RID, None)
+
+    def ask(remembered, **check):
+        request = dict(args, lock={"state": str(tmp_path), "info": {"pid": 1}},
+                       noop=dict(plan.noop_check(s, remembered, entry), file=str(history), **check))
+        return HostFacts.parse(run_script("facts.py", json.dumps(request)).stdout.splitlines()[-1])
+
+    changed = ask("0" * 64)
+    assert not changed.noop and (tmp_path / "lock").is_dir() and not history.exists()
+    shutil.rmtree(tmp_path / "lock")
+    # a certificate certbot renews: a host without one is never a no-op
+    assert not ask(digest, renew_before=86400).noop
+    shutil.rmtree(tmp_path / "lock")
+    confirmed = ask(digest)
+    assert confirmed.noop and confirmed.digest == digest and not (tmp_path / "lock").exists()
+    last = json.loads(history.read_text().splitlines()[-1])
+    assert (last["result"], last["release"], last["previous"]) == ("no change", RID, None)
+    assert last["started"] == confirmed.now
+
+
+def test_the_noop_record_is_void_once_any_input_changes(load, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    s = load()
+    rel = built(s)
+    env = appenv.Resolved((("TOKEN", "one"),), ())
+
+    def inputs(s=s, rel=rel, env=env):
+        return noop.inputs_digest(s, rel, env, None, None, plan.facts_command(s, rel.files, "req0"))
+
+    assert inputs() == inputs(load(), built(load()))  # the same description, loaded again
+    noop.remember("root@h:22", s, inputs(), "f" * 64)
+    assert noop.recalled("root@h:22", s, inputs()) == "f" * 64
+    assert noop.recalled("root@other:22", s, inputs()) is None
+    changed_file = dataclasses.replace(rel, files=rel.files[:-1] + (dataclasses.replace(
+        rel.files[-1], content=rel.files[-1].content + "\n"),))
+    for other in (inputs(rel=changed_file), inputs(env=appenv.Resolved((("TOKEN", "two"),), ())),
+                  inputs(s=load(workers={"mail": {"command": "flask mail"}}))):
+        assert other != inputs() and noop.recalled("root@h:22", s, other) is None
+    noop.forget("root@h:22", s)
+    assert noop.recalled("root@h:22", s, inputs()) is None

@@ -14,7 +14,7 @@ from ..build import build as build_mod, release as release_mod
 from ..config import settings as settings_mod, vcs
 from ..errors import OpsError, SmokeError, Unreachable
 from ..targets import hostversions, inits, stacks
-from . import appenv, certs, dryrun, executor, plan as plan_mod, smoke
+from . import appenv, certs, dryrun, executor, noop, plan as plan_mod, smoke
 from .steps import Steps
 
 
@@ -43,10 +43,14 @@ def build(s, steps, fleet=None):
                      cert_files, acme_ca, record(s))
 
 
-def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifests=()):
-    """(facts, whether we took the lock): one round trip."""
-    command = plan_mod.facts_command(s, files, requirements_digest, acquire, locks.who(), manifests)
-    return plan_mod.parse_facts(remote.run(command, "facts").stdout, acquire)
+def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifests=(),
+           noop_check=None):
+    """(facts, whether we hold the lock): one round trip. noop_check (plan.noop_check): the
+    host may confirm the no-op itself and release the lock (facts.noop)."""
+    command = plan_mod.facts_command(s, files, requirements_digest, acquire, locks.who(),
+                                     manifests, noop_check)
+    facts, locked = plan_mod.parse_facts(remote.run(command, "facts").stdout, acquire)
+    return facts, locked and not facts.noop
 
 
 class RenderedForAnother(OpsError):
@@ -145,11 +149,22 @@ def start(s, remote, built, steps, dry_run=False):
     """Facts (and the lock), preflight, the plan: a Run ready for the executor."""
     s = settings_mod.for_host(s, remote.name)  # only the workers this host runs
     rel = built.release
+    inputs = noop.inputs_digest(s, rel, built.env, built.cert_files, built.acme_ca,
+                                plan_mod.facts_command(s, rel.files, rel.requirements_digest))
+    last = None if dry_run else noop.recalled(remote.login, s, inputs)
+    check = plan_mod.noop_check(s, last, plan_mod.history_entry(
+        "deploy", built.record, rel.id, None)) if last else None
     with steps("facts"):
-        facts, locked = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run)
+        facts, locked = gather(s, remote, rel.files, rel.requirements_digest, acquire=not dry_run,
+                               noop_check=check)
     env_key = facts.state.get("env_key") or secrets.token_hex(32)
     plan = plan_mod.deploy_plan(s, rel, facts, built.record, built.env, env_key,
                                 built.cert_files, built.acme_ca)
+    if facts.noop and not plan.nothing_to_do:  # never expected: the record missed an input
+        noop.forget(remote.login, s)
+        return start(s, remote, built, steps, dry_run)
+    if plan.nothing_to_do and not dry_run:
+        noop.remember(remote.login, s, inputs, facts.digest)
 
     def bundle(upload):
         wheels = (build_mod.target_wheelhouse(s, upload.python, upload.arch, upload.libc)
@@ -157,12 +172,16 @@ def start(s, remote, built, steps, dry_run=False):
         return release_mod.bundle(s, built.tree, rel, wheels)
 
     maintenance = bool(facts.maintenance)
+    def finished(stdout):  # the host's facts once it serves the release: the next no-op's
+        noop.remember(remote.login, s, inputs, plan_mod.facts_digest_in(stdout))
+
     run = executor.Run(remote, plan, steps, bundle,
-                       lambda static: smoke_or_raise(s, remote, static, maintenance), locked=locked)
+                       lambda static: smoke_or_raise(s, remote, static, maintenance), locked=locked,
+                       finished=finished)
     try:
         check_versions(s, facts, remote)
         preflight(s, facts, remote)
-        if not locked and (facts.lock is not None or not dry_run):
+        if not locked and not facts.noop and (facts.lock is not None or not dry_run):
             raise locks.refusal(facts, remote.name)
     except OpsError:
         executor.discard(run)

@@ -26,6 +26,7 @@ class Run:
     smoke: Callable  # (static file or "") -> None, raises SmokeError
     locked: bool = True
     touched: bool = False  # something was uploaded or staged: discard must remove it
+    finished: Callable = None  # (finish's output) -> None: what the host reported at the end
 
     def _run(self, step):
         if step.upload is not None:
@@ -142,8 +143,10 @@ def activate(run):
             if not isinstance(exc, OpsError):
                 raise
             raise DeployError(failed, reason) from None
-        run.remote.run(plan.finish.script, plan.finish.name)
+        output = run.remote.run(plan.finish.script, plan.finish.name).stdout
         run.locked = False  # finish released it
+        if run.finished is not None:
+            run.finished(output)
         return plan.target
     finally:
         if run.locked:

@@ -37,6 +37,8 @@ class HostFacts:
     workers: Tuple[str, ...] = ()  # this app's worker units on the host
     maintenance: bool = False
     now: float = 0  # the host's clock
+    digest: str = ""  # every fact above but the clock and the lock, as one sha256
+    noop: bool = False  # the host confirmed the no-op the deployer expected (ops.deploy.noop)
 
     @classmethod
     def from_json(cls, data):

@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Optional, Tuple
 
 from .. import locks, scripts
+from ..errors import OpsError
 from ..build.release import files_from_manifest, META, statics_from_manifest as release_statics
 from ..targets import stacks
 from .hostfacts import HostFacts
@@ -163,9 +164,10 @@ def script(lines):
 # ----------------------------------------------------------------------------- facts
 
 def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_info=None,
-                  manifests=()):
+                  manifests=(), noop=None):
     """One round trip, one interpreter: take the lock (when asked), then report what the host
-    is now."""
+    is now. noop (noop_check): and when the host is as it was at its last no-op, record
+    this one and release the lock."""
     stack = stacks.of(s)
     args = {
         "base": s.base, "state": state_dir(s), "user": s.app_user,
@@ -182,7 +184,19 @@ def facts_command(s, files=(), requirements_digest=None, acquire=False, lock_inf
     }
     if acquire:  # taken by the same interpreter, first
         args["lock"] = {"state": state_dir(s), "info": lock_info}
+        if noop is not None:
+            args["noop"] = noop
     return scripts.command("facts.py", json.dumps(args))
+
+
+def noop_check(s, digest, entry):
+    """What facts.py needs to confirm a no-op itself: the facts' digest the host had when it
+    last served this build, and the history entry it then records (its start and previous
+    release are the host's). A certificate certbot renews must not be due."""
+    return {"digest": digest, "file": s.history_file,
+            "renew_before": RENEW_BEFORE if s.tls and s.tls.acme else None,
+            "history": ["python3", "-c", scripts.text("history_append.py")],
+            "entry": entry.replace(result="no change").as_json()}
 
 
 def first_deploy_facts(s):
@@ -196,6 +210,15 @@ def parse_facts(stdout, acquired):
     """(facts, whether we took the lock) from facts_command's output."""
     lines = stdout.strip().splitlines()
     return HostFacts.parse(lines[-1]), bool(acquired and json.loads(lines[-2])["acquired"])
+
+
+def facts_digest_in(stdout):
+    """The facts' digest a script's output ends with (finish_script's), "" when it does not."""
+    lines = stdout.strip().splitlines()
+    try:
+        return HostFacts.parse(lines[-1]).digest if lines else ""
+    except OpsError:
+        return ""
 
 
 # ----------------------------------------------------------------------------- decisions
@@ -449,9 +472,10 @@ def discard_script(s, release, cert_files=False):
 
 
 def finish_script(s, record, keep=None, current=None, env_switched=False, cert_files=False,
-                  drop_workers=(), history=None):
+                  drop_workers=(), history=None, facts=None):
     """Record the result (state and history), stop the workers the description dropped,
-    prune old releases (never the current one), release the lock."""
+    prune old releases (never the current one), report the facts (`facts`: the deploy's facts
+    command, whose digest a later no-op compares) and release the lock."""
     lines = [state_write(s, {"last_deploy": record})] + stacks.of(s).remove_workers(drop_workers)
     if history is not None:
         lines.append(history_line(s.history_file, history))
@@ -461,6 +485,9 @@ def finish_script(s, record, keep=None, current=None, env_switched=False, cert_f
         lines += tls_keep_lines(s)
     if keep:
         lines.append(scripts.command("prune.sh", s.releases, keep, current))
+    if facts:  # what the host is once it serves the release (a failure here fails nothing)
+        lines += ["# shellcheck disable=SC2016  # facts.py's own $ are not the shell's",
+                  facts + " || true"]
     return script(lines + [unlock_line(s)])
 
 
@@ -580,7 +607,9 @@ def deploy_plan(s, release, facts, record, env=None, env_key=None, cert_files=No
         finish=Step("finish", finish_script(s, dict(record, release=release.id, previous=previous,
                                                     result="ok"),
                                             s.keep_releases, release.id, env_changed,
-                                            cert_files_step, dropped, entry.replace(result="ok"))),
+                                            cert_files_step, dropped, entry.replace(result="ok"),
+                                            facts_command(s, release.files,
+                                                          release.requirements_digest))),
     )
 
 

@@ -8,10 +8,10 @@ and each host's last report is kept here so the next build renders for it from t
 """
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, fields
 
+from .. import cachedir
 from ..cachedir import cache_root
 from ..errors import OpsError
 
@@ -114,14 +114,8 @@ def _record_path(host):
 
 def remember(host, versions):
     """Keep the versions `host` reported (facts, provision) for the next build."""
-    path = _record_path(host)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}")
-        tmp.write_text(json.dumps({k: list(v) for k, v in versions.items()}))
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only cache: the next build renders for the default, then corrects
+    # a read-only cache: the next build renders for the default, then corrects
+    cachedir.keep(_record_path(host), json.dumps({k: list(v) for k, v in versions.items()}))
 
 
 def recalled(host):
