@@ -6,6 +6,7 @@ size limit and without following a final symlink; user commands in their own pro
 killed whole at a deadline.
 """
 
+import functools
 import errno
 import os
 import re
@@ -15,7 +16,6 @@ import subprocess
 import threading
 import time
 
-import pathspec
 
 from .errors import OpsError
 
@@ -29,7 +29,12 @@ SECRET_PATTERNS = (
     "*.tfstate", "*.tfstate.*", "*.tfvars", "secring.*", "*.kdbx", ".vault-token", ".boto",
     ".s3cfg",
 )
-_SECRET_SPEC = pathspec.GitIgnoreSpec.from_lines(SECRET_PATTERNS)
+
+
+@functools.lru_cache(maxsize=None)
+def _secret_spec():
+    import pathspec  # here: compiling its patterns costs every run that never asks
+    return pathspec.GitIgnoreSpec.from_lines(SECRET_PATTERNS)
 # Contents that are secrets whatever the file is called.
 _SECRET_CONTENT = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
@@ -41,7 +46,7 @@ CONTENT_PROBE = 64 * 1024  # bytes of a file looked at for secret contents
 
 def secret_name(rel):
     """A relative path whose name says it holds a secret."""
-    return _SECRET_SPEC.match_file(rel)
+    return _secret_spec().match_file(rel)
 
 
 def secret_content(data):

@@ -211,7 +211,16 @@ def staging_status(c):
 
 def connect(c, s):
     """The task's host (fab -H); a staging host is reached with the SSH config staging.up wrote."""
-    return remote.connect(c, staging.ssh_config_for(getattr(c, "original_host", None)), s.gateway)
+    return remote.connect(c, ssh_config_for(c, getattr(c, "original_host", None)), s.gateway)
+
+
+def ssh_config_for(c, name):
+    """staging.up's SSH config for its hosts, unless the SSH config Fabric read (`fab -S
+    FILE`, ~/.ssh/config) names the host itself (a HostName): then that one, as for any host."""
+    own = c.ssh_config if isinstance(c, Connection) and c.original_host == name else None
+    if own is not None and own.get("hostname", name) != name:
+        return None
+    return staging.ssh_config_for(name)
 
 
 def app_hosts(c, s):
@@ -225,7 +234,7 @@ def role_hosts(c, s):
     """(load balancers, app hosts) from `roles`, when no -H was given."""
     if isinstance(c, Connection) or not s.roles:
         return None
-    return tuple([remote.open_host(h, c.config, staging.ssh_config_for(h), s.gateway)
+    return tuple([remote.open_host(h, c.config, ssh_config_for(c, h), s.gateway)
                   for h in hosts]
                  for hosts in (s.roles.lb, s.roles.app))
 

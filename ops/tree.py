@@ -12,8 +12,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import pathspec
-
 from . import safeio
 from .errors import OpsError
 
@@ -39,6 +37,7 @@ class Selection:
 
 
 def spec(patterns=()):
+    import pathspec  # here: importing it compiles a hundred patterns, which a no-op never needs
     return pathspec.GitIgnoreSpec.from_lines([*DEFAULT_EXCLUDES, *patterns])
 
 

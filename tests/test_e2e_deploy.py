@@ -7,6 +7,7 @@ import time
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from ops import staging
-from ops.deploy import deploy, plan, provision, remote, smoke
+from ops.deploy import deploy, openssh, plan, provision, remote, smoke
 from ops.errors import DeployError, LockError, OpsError
 
 import loadgen
@@ -432,6 +433,30 @@ def test_code_change_is_served_after_redeploy(host, project):
     health = json.loads(get(host, s, "/healthz").body)
     assert health["cwd"] == f"/srv/sample/releases/{release}"
     assert "reload sample-uwsgi" in output
+
+
+def test_a_deploy_through_a_shared_openssh_connection(host, project):
+    """Where the host's SSH config shares connections (ControlMaster, ControlPersist, as many
+    users and Ansible set it), commands and the upload travel through OpenSSH's master: a
+    code change and a no-op work as over Paramiko, and the master outlives the deploy."""
+    control = Path(tempfile.mkdtemp(prefix="fo-cm-", dir="/tmp"))
+    config = control / "ssh_config"
+    config.write_text(staging.ssh_config_path().read_text() + "\nHost *\n    ControlMaster auto\n"
+                      f"    ControlPath {control}/%C\n    ControlPersist 30s\n")
+    shared = remote.open_host("staging1", ssh_config=config)
+    try:
+        assert shared.transport == "openssh"
+        ship(project(), shared)
+        s = project({"app.py": ("Hello, World!", "Hello over OpenSSH!")})
+        release, output = ship(s, shared)
+        assert get(host, s, "/hello").body == b"Hello over OpenSSH!"
+        assert [p for p in control.iterdir() if p.is_socket()]  # the master stays
+        shared.commands = 0
+        again, output = ship(s, shared)
+        assert again == release and "no change" in output and shared.commands == 1
+    finally:
+        openssh.stop_master(shared._openssh)
+        shutil.rmtree(control)
 
 
 def test_noop_redeploy_touches_nothing(host, project):

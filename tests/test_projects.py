@@ -2,6 +2,7 @@
 pyproject.toml with PEP 621 or Poetry dependencies, pinned by uv.lock or poetry.lock; the
 paths the app writes (shared_dirs, shared_files, Flask's instance folder)."""
 
+import dataclasses
 import shutil
 
 import pytest
@@ -364,3 +365,41 @@ def test_what_the_build_backend_writes_as_it_builds_ships_beside_the_package(gue
     catalog.write_text('msgid "Sign"\nmsgstr "Signez"\n')
     staged = build.stage_source(s, build.build_root(s) / "staged")
     assert (staged / "guestbook/translations/fr/messages.mo").read_bytes().endswith(b'"Signez"\n')
+
+
+def test_a_build_is_recognised_from_its_inputs_and_only_from_them(project, tmp_path, monkeypatch):
+    """A deploy of an unchanged project takes the last build's record (no tree, no render);
+    any change to a file the build reads, the settings or the environment builds again, and
+    a tree made late for a recognised build must be that build."""
+    from ops.build import buildcache
+    from ops.deploy import appenv, deploy
+    from ops.deploy.steps import Steps
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    s = project()
+    first = deploy.build(s, Steps(lambda m: None))
+    again = deploy.build(s, Steps(lambda m: None))
+    assert first.tree is not None and again.tree is None
+    assert (again.release.digest, again.release.files, again.release.statics) == (
+        first.release.digest, first.release.files, first.release.statics)
+    assert again.release.requirements_digest == first.release.requirements_digest
+    assert again.tree_now().is_dir()  # built when a host needs the upload: the same build
+    env = appenv.resolve(s)
+    key = buildcache.signature(s, None, env)
+    (s.source_dir / ".git").mkdir()  # what git touches on every status never counts
+    assert buildcache.signature(s, None, env) == key
+    app = s.source_dir / "app.py"
+    app.write_text(app.read_text().replace("Hello", "Hi"))
+    assert buildcache.signature(s, None, env) != key
+    assert deploy.build(s, Steps(lambda m: None)).tree is not None  # built again
+    late = deploy.build(s, Steps(lambda m: None))
+    app.write_text(app.read_text() + "\n# edited while deploying\n")
+    with pytest.raises(OpsError, match="source changed during the deploy"):
+        late.tree_now()
+    now = buildcache.signature(s, None, env)
+    assert buildcache.signature(dataclasses.replace(s, processes=s.processes + 1), None, env) != now
+    assert buildcache.signature(s, None, appenv.Resolved((("TOKEN", "x"),), ())) != now
+    # what cannot be told for sure is never recognised: a pattern that brings files back
+    assert buildcache.signature(dataclasses.replace(s, exclude=("!build/",)), None, env) is None
+    (s.source_dir / "requirements.txt").write_text("-r ../common.txt\n")
+    assert buildcache.signature(s, None, env) is None  # a file outside what it walks

@@ -132,3 +132,31 @@ def test_a_handshake_that_failed_ahead_fails_the_first_command_as_unreachable():
     with pytest.raises(remote.Unreachable, match="facts: cannot run on web1 .*Authentication failed"):
         r.run("true", "facts")
     assert r.c.opened == 1
+
+
+class _Resolved:
+    """What openssh.wanted reads of a Fabric Connection."""
+
+    def __init__(self, cfg, connect_kwargs=None, gateway=None):
+        self.ssh_config, self.connect_kwargs, self.gateway = cfg, connect_kwargs or {}, gateway
+        self.port, self.user, self.original_host, self.connect_timeout = 2222, "deploy", "web1", 10
+
+
+def test_openssh_carries_commands_only_where_the_ssh_config_shares_connections():
+    """OpenSSH gets the config Fabric resolved, key by key; the user and port Fabric uses win.
+    No sharing, a password or a jump host: Paramiko, as before."""
+    from ops.deploy import openssh
+
+    shared = {"hostname": "198.18.0.50", "controlmaster": "auto", "controlpersist": "60s",
+              "controlpath": "/tmp/cm-abc", "identityfile": ["/k/id"], "user": "root"}
+    argv = openssh.wanted(_Resolved(shared, {"key_filename": ["/k/id", "/k/other"]}))
+    assert argv[:3] == ["ssh", "-F", "/dev/null"] and argv[-1] == "web1"
+    assert "hostname=198.18.0.50" in argv and "controlpath=/tmp/cm-abc" in argv
+    assert argv.count("-i") == 2 and "user=root" not in argv
+    assert argv[argv.index("-p") + 1] == "2222" and argv[argv.index("-l") + 1] == "deploy"
+    assert openssh.master_listening(argv) is False
+    assert openssh.wanted(_Resolved(dict(shared, controlmaster="no"))) is None
+    assert openssh.wanted(_Resolved(dict(shared, controlpath="none"))) is None
+    assert openssh.wanted(_Resolved(shared, {"password": "x"})) is None
+    assert openssh.wanted(_Resolved(shared, gateway=object())) is None
+    assert openssh.wanted(_Resolved({"hostname": "198.18.0.50"})) is None

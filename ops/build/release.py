@@ -109,10 +109,11 @@ def _cached_statics(done):
         return None
 
 
-def new_release(s, digest, files, statics=(), shared_links=()):
+def new_release(s, digest, files, statics=(), shared_links=(), requirements_digest=None):
     release_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:8]
     return Release(id=release_id, digest=digest,
-                   requirements_digest=build.requirements_digest(s), files=tuple(files),
+                   requirements_digest=requirements_digest or build.requirements_digest(s),
+                   files=tuple(files),
                    upload_name=f"flask-ops-{s.app_name}-{release_id}.tar.gz", statics=tuple(statics),
                    shared_links=tuple(shared_links))
 

@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from .. import safeio
 from ..errors import OpsError
 
@@ -83,6 +81,8 @@ def _logical_lines(text):
 
 
 def _specifier(path, number, line):
+    from packaging.requirements import InvalidRequirement, Requirement  # only when parsing
+
     where = f"{path}:{number}"
     hashes = [f"--hash={algo}:{value.lower()}" for algo, value in _HASH.findall(line)]
     rest = _HASH.sub("", line).strip()

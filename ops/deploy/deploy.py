@@ -5,12 +5,13 @@ the plan, hand it to the executor. Also the read-only views: releases, status, u
 import dataclasses
 import resource
 import secrets
+import threading
 import time
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 from .. import cachedir, locks
-from ..build import build as build_mod, release as release_mod
+from ..build import build as build_mod, buildcache, release as release_mod
 from ..config import settings as settings_mod, vcs
 from ..errors import OpsError, SmokeError, Unreachable
 from ..targets import hostversions, inits, stacks
@@ -22,12 +23,26 @@ from .steps import Steps
 class Built:
     """One build, shipped to one host or many."""
 
-    tree: object
+    tree: object  # None: the build was recognised (buildcache); made by tree_now if needed
     release: release_mod.Release
     env: appenv.Resolved  # read on this machine once, before any host is touched
     cert_files: object = None  # ops.deploy.certs.CertFiles (tls.certificate), checked here
     acme_ca: Optional[bytes] = None  # tls.acme's private CA bundle
     record: dict = None  # who deploys, from where, which commit (ops.deploy.deploy.record)
+    make_tree: Callable = None  # () -> stage_tree's result, for a recognised build
+    _making: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def tree_now(self):
+        """The release tree, built now if the build was recognised (a host must get it after
+        all: its facts differed). Once, for every host of a fleet."""
+        with self._making:
+            if self.tree is None:
+                tree, digest, *_ = self.make_tree()
+                if digest != self.release.digest:
+                    raise OpsError("the app's source changed during the deploy (its build "
+                                   "differs from the one recognised): deploy again")
+                self.tree = tree
+            return self.tree
 
 
 def build(s, steps, fleet=None):
@@ -37,10 +52,19 @@ def build(s, steps, fleet=None):
         env = appenv.resolve(s)
         cert_files = certs.load_files(s, warn=steps.out) if s.tls and not s.tls.acme else None
         acme_ca = certs.acme_ca(s)
-        tree, digest, files, statics, links = release_mod.stage_tree(
-            s, fleet, build_mod.app_environment(env))
-        return Built(tree, release_mod.new_release(s, digest, files, statics, links), env,
-                     cert_files, acme_ca, record(s))
+        root, key = build_mod.build_root(s), buildcache.signature(s, fleet, env)
+
+        def make_tree():
+            return release_mod.stage_tree(s, fleet, build_mod.app_environment(env))
+        known = buildcache.recalled(root, key)
+        if known is not None:  # the same inputs as the last build: its outputs, no tree yet
+            digest, files, statics, links, requirements = known
+            rel = release_mod.new_release(s, digest, files, statics, links, requirements)
+            return Built(None, rel, env, cert_files, acme_ca, record(s), make_tree)
+        tree, digest, files, statics, links = make_tree()
+        rel = release_mod.new_release(s, digest, files, statics, links)
+        buildcache.remember(root, key, rel)
+        return Built(tree, rel, env, cert_files, acme_ca, record(s), make_tree)
 
 
 def gather(s, remote, files=(), requirements_digest=None, acquire=False, manifests=(),
@@ -169,7 +193,7 @@ def start(s, remote, built, steps, dry_run=False):
     def bundle(upload):
         wheels = (build_mod.target_wheelhouse(s, upload.python, upload.arch, upload.libc)
                   if upload.python else None)
-        return release_mod.bundle(s, built.tree, rel, wheels)
+        return release_mod.bundle(s, built.tree_now(), rel, wheels)
 
     maintenance = bool(facts.maintenance)
     def finished(stdout):  # the host's facts once it serves the release: the next no-op's

@@ -6,6 +6,7 @@ import re
 import shlex
 
 import socket
+import subprocess
 import threading
 import time
 
@@ -16,6 +17,7 @@ from paramiko import (AutoAddPolicy, BadHostKeyException, MissingHostKeyPolicy, 
                       SSHConfig, SSHException)
 
 from ..errors import RemoteError, Unreachable
+from . import openssh
 
 # What "the host could not be reached or logged into" looks like; anything else raised while
 # running a command is a bug of ours and surfaces as one (a traceback), not as a network fault.
@@ -127,12 +129,21 @@ class Remote:
 
     UPLOAD_TIMEOUT = 20  # seconds without progress before an upload is abandoned
     _ahead = None  # the handshake connect_ahead started: (its thread, [its error])
+    _openssh = None  # OpenSSH's argv to the host, when its SSH config shares connections
 
     def __init__(self, connection):
         check_host_keys(connection)
         self.c = connection
         self.commands = 0
         self._sftp_client = None
+        # OpenSSH's client, when the host's SSH config shares connections (ControlMaster):
+        # commands and uploads go through its master, which ControlPersist keeps between runs.
+        self._openssh = openssh.wanted(connection)
+
+    @property
+    def transport(self):
+        """Which client carries the bytes: "openssh" (a shared connection) or "paramiko"."""
+        return "openssh" if self._openssh else "paramiko"
 
     @property
     def name(self):
@@ -172,6 +183,18 @@ class Remote:
             return _Whole(self.sudo_password + "\n" + (stdin or ""))
         return _Whole(stdin) if stdin is not None else False
 
+    def _run_openssh(self, command, what, stdin, timeout, echo):
+        if self.sudo_password is not None:
+            stdin = self.sudo_password + "\n" + (stdin or "")
+        self._open()
+        try:
+            return openssh.run(self._openssh, command, stdin, timeout, echo)
+        except (openssh.SshFailed, OSError) as exc:
+            raise Unreachable(f"{what}: cannot run on {self.name} ({self.login}): {exc}") from None
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"{what}: still running on {self.name} after {timeout}s; "
+                              "stopped") from None
+
     def run(self, script, what, check=True, timeout=None, stdin=None, echo=None):
         """Run a bash script on the host; RemoteError (with its output) when it fails.
         stdin: text the script reads on its standard input (secrets travel this way, never
@@ -183,10 +206,14 @@ class Remote:
             lines = _Lines(echo)
             streams = {"hide": False, "out_stream": lines, "err_stream": lines}
         try:
-            self._open()
-            result = self.c.run(self._wrap("set -o pipefail\n" + script), warn=True,
-                                in_stream=self._stdin(stdin),
-                                timeout=timeout or 600, **streams)
+            if self._openssh:
+                result = self._run_openssh(self._wrap("set -o pipefail\n" + script), what,
+                                           stdin, timeout or 600, echo)
+            else:
+                self._open()
+                result = self.c.run(self._wrap("set -o pipefail\n" + script), warn=True,
+                                    in_stream=self._stdin(stdin),
+                                    timeout=timeout or 600, **streams)
         except NETWORK_ERRORS as exc:  # network, DNS, SSH, auth: "could not run it"
             raise Unreachable(f"{what}: cannot run on {self.name} ({self.login}): "
                               f"{_reason(exc)}") from None
@@ -208,6 +235,12 @@ class Remote:
         command's, as if it had connected itself."""
         if self._ahead is not None or self.c.is_connected:
             return
+        if self._openssh:  # the master, started by a command that does nothing
+            if openssh.master_listening(self._openssh):
+                return
+            self._ahead = subprocess.Popen(self._openssh + ["--", "true"], stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return
         error = []
 
         def handshake():
@@ -221,13 +254,17 @@ class Remote:
 
     def _open(self):
         """The session, before the first command: the one connect_ahead started, else now."""
+        if isinstance(self._ahead, subprocess.Popen):  # its own failure is the command's
+            self._ahead.wait()
+            self._ahead = None
         if self._ahead is not None:
             thread, error = self._ahead
             self._ahead = None
             thread.join()
             if error:
                 raise error[0]
-        self._connect()
+        if not self._openssh:
+            self._connect()
 
     def _connect(self):
         """Open the session unless it is open. A server that closes it during the
@@ -279,8 +316,11 @@ class Remote:
         self.commands += 1
         try:
             self._open()
+            if self._openssh:
+                openssh.put(self._openssh, local, remote, timeout=600)
+                return
             self._sftp().put(str(local), remote)
-        except NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS + (openssh.SshFailed, subprocess.TimeoutExpired) as exc:
             # The session may be wedged (a cut link): drop it, so the next command reconnects
             # under connect_timeout instead of waiting on a dead channel.
             self.close()
@@ -298,6 +338,9 @@ class Remote:
         return self._sftp_client
 
     def close(self):
+        if isinstance(self._ahead, subprocess.Popen):
+            self._ahead.wait()
+            self._ahead = None
         if self._ahead is not None:  # never close a session while it is being opened
             self._ahead[0].join()
             self._ahead = None

@@ -8,9 +8,6 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-import jinja2.sandbox
-
 from ..cachedir import cache_root
 from ..errors import OpsError
 
@@ -30,43 +27,59 @@ def _bytecode_cache():
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
         return None  # a read-only home: compile every time
+    import jinja2
     return jinja2.FileSystemBytecodeCache(str(path))
 
 
-class OverrideLoader(jinja2.FileSystemLoader):
-    """A project's template directory, read as data: regular files inside it only, never
-    through a symlink (an `{% include %}` of a link to ../.env would render the secret into
-    a config), never a FIFO or a device, never larger than a template is."""
+@functools.lru_cache(maxsize=None)
+def _override_loader():
+    """OverrideLoader, defined on first use: importing Jinja2 costs every run that renders
+    nothing (a no-op whose build is recognised, ops.build.buildcache)."""
+    import jinja2
 
-    def get_source(self, environment, template):
-        from .. import safeio
+    class OverrideLoader(jinja2.FileSystemLoader):
+        """A project's template directory, read as data: regular files inside it only, never
+        through a symlink (an `{% include %}` of a link to ../.env would render the secret
+        into a config), never a FIFO or a device, never larger than a template is."""
 
-        root = Path(self.searchpath[0])
-        pieces = jinja2.loaders.split_template_path(template)
-        path = root.joinpath(*pieces)
-        if not path.exists() and not path.is_symlink():
-            raise jinja2.TemplateNotFound(template)
-        for part in [path, *path.parents]:
-            if part == root:
-                break
-            if part.is_symlink():
-                raise OpsError(f"template {template}: {part} is a symlink; an override "
-                               "template is a regular file inside its directory")
-        try:
-            data = safeio.read_regular(path, f"template {template}", limit=256 * 1024)
-            source = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise OpsError(f"template {template}: not UTF-8 text") from None
-        mtime = path.stat().st_mtime
-        return source, str(path), lambda: path.exists() and path.stat().st_mtime == mtime
+        get_source = _override_source
+    return OverrideLoader
+
+
+def _override_source(self, environment, template):
+    """OverrideLoader.get_source: the checks above, then the file as Jinja2 wants it."""
+    import jinja2
+
+    from .. import safeio
+
+    root = Path(self.searchpath[0])
+    pieces = jinja2.loaders.split_template_path(template)
+    path = root.joinpath(*pieces)
+    if not path.exists() and not path.is_symlink():
+        raise jinja2.TemplateNotFound(template)
+    for part in [path, *path.parents]:
+        if part == root:
+            break
+        if part.is_symlink():
+            raise OpsError(f"template {template}: {part} is a symlink; an override "
+                           "template is a regular file inside its directory")
+    try:
+        data = safeio.read_regular(path, f"template {template}", limit=256 * 1024)
+        source = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OpsError(f"template {template}: not UTF-8 text") from None
+    mtime = path.stat().st_mtime
+    return source, str(path), lambda: path.exists() and path.stat().st_mtime == mtime
 
 
 @functools.lru_cache(maxsize=None)
 def environment(override_dir=None):
     """Our templates, with a project's own directory searched first when it has one."""
+    import jinja2.sandbox
+
     loader = jinja2.PackageLoader("ops", "templates")
     if override_dir:
-        loader = jinja2.ChoiceLoader([OverrideLoader(str(override_dir)), loader])
+        loader = jinja2.ChoiceLoader([_override_loader()(str(override_dir)), loader])
     # Sandboxed: a project's override template is data, and must not reach Python internals
     # (`{{ s.__class__.__init__.__globals__ }}`) or run commands on the deploying machine.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
@@ -112,6 +125,8 @@ class RenderedFile:
 
 
 def render(template, settings, **extra):
+    import jinja2
+
     env = environment(settings.templates_dir)
     try:
         return env.get_template(template).render(s=settings, managed=MANAGED, **extra)
