@@ -28,7 +28,8 @@ from ops.deploy import provision  # noqa: E402
 
 HOST = "staging1"
 SCENARIOS = ("first deploy", "code-change deploy", "no-op redeploy")
-APPS = {"flask-ops": "ours", "ansible": "ans", "pyinfra": "pyi", "capistrano": "cap"}
+APPS = {"flask-ops": "ours", "flask-ops/paramiko": "ourp", "ansible": "ans", "pyinfra": "pyi",
+        "capistrano": "cap"}
 
 
 def reset(host, s):
@@ -67,7 +68,7 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tools", default=",".join(peers.TOOLS))
     args = parser.parse_args(argv)
-    tools = ["flask-ops"] + [t for t in args.tools.split(",") if t]
+    tools = ["flask-ops", "flask-ops/paramiko"] + [t for t in args.tools.split(",") if t]
     gone = [t for t in peers.missing() if t in tools]
     if gone:
         raise SystemExit(f"not installed: {', '.join(gone)}: run `make bench-deps`")
@@ -99,9 +100,12 @@ def main(argv=None):
     versions = peers.versions()
     report = (f"### flask-ops vs. its peers, one host ({time.strftime('%Y-%m-%d')}, {args.reps} "
               "alternating repetitions, medians)\n\nPeers: " + ", ".join(
-                  versions[t] for t in tools[1:]) + ". Wall time of the whole tool process "
-              "in seconds, with the SSH sessions the host's sshd started for it.\n\n"
+                  versions[t] for t in tools if t in versions) + ". flask-ops runs with an SSH "
+              "config that shares connections (ControlMaster auto, ControlPersist 60 s, as the "
+              "Ansible peer's), flask-ops/paramiko without one. Wall time of the whole tool "
+              "process in seconds, with the SSH sessions the host's sshd started for it.\n\n"
               + table(figures, tools, SCENARIOS))
+    peers.stop_shared([HOST])
     print(report)
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build/deploy_vs_peers.json").write_text(json.dumps(

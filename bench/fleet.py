@@ -72,13 +72,15 @@ def main(argv=None):
                 figures[(tool, n, scenario)] = (seconds, count, said)
                 print(f"  {n} hosts {scenario:20} {tool:10} {seconds:6.2f}s {count:3} sessions "
                       f"{said}", file=sys.stderr)
+    peers.stop_shared(names + [lb_name])
     versions = peers.versions()
     lines = [f"### The fleet curve ({time.strftime('%Y-%m-%d')}, one run)", "",
              "Wall time of the whole tool process (s) for a deploy to N app hosts, with SSH "
              f"sessions on all hosts; **{sizes[-1]}/{sizes[0]}** is each tool's time on the biggest fleet over the smallest "
              "(1.0: a flat curve). flask-ops switches one host at a time (its default), "
              "flask-ops/canary the canary alone, then every other host at once "
-             "(`--batch-size N`); both re-render the "
+             "(`--batch-size N`), both with an SSH config that shares connections (ControlMaster, "
+             "ControlPersist 60 s, as the Ansible peer); both re-render the "
              "balancer and smoke-check through it; the peers ("
              + ", ".join(versions[t] for t in tools if t in versions) + ") deploy to the app hosts only.", "",
              f"| deploy | tool | **{sizes[-1]}/{sizes[0]}** | "

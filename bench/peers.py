@@ -166,10 +166,39 @@ def capistrano(v, work):
     return "no change" if "no change:" in out else "new release"
 
 
-def ours(s, work, hosts, batch_size=1):
+_SHARED = {}  # the SSH config with shared connections this process wrote: {"dir": Path}
+
+
+def shared_ssh_config():
+    """staging's SSH config with connections shared, as a user's ~/.ssh/config has it and as
+    the Ansible peer runs (ControlMaster auto, ControlPersist 60 s): what `fab -S` reads, so
+    flask-ops carries its commands over OpenSSH's master (ops.deploy.openssh). Its masters
+    live in a directory of this process: a later run never meets one of a host since rebuilt."""
+    import tempfile
+    if "dir" not in _SHARED:
+        _SHARED["dir"] = Path(tempfile.mkdtemp(prefix="fo-cm-", dir="/tmp"))
+    path = _SHARED["dir"] / "ssh_config"
+    path.write_text(staging.ssh_config_path().read_text() + "\nHost *\n    ControlMaster auto\n"
+                    f"    ControlPath {_SHARED['dir']}/%C\n    ControlPersist 60s\n")
+    return path
+
+
+def stop_shared(hosts):
+    """End this process's masters (`ssh -O exit`) and remove their directory."""
+    if "dir" not in _SHARED:
+        return
+    for name in hosts:
+        subprocess.run(["ssh", "-F", str(_SHARED["dir"] / "ssh_config"), "-O", "exit", name],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    shutil.rmtree(_SHARED.pop("dir"), ignore_errors=True)
+
+
+def ours(s, work, hosts, batch_size=1, shared=True):
     """`fab deploy` as a user types it, in the project (`-H` for one host; a fleet's roles
-    are in its fabric.yaml)."""
-    argv = [str(ROOT / ".venv/bin/fab"), *(["-H", hosts[0]] if not s.roles else []), "deploy",
+    are in its fabric.yaml). shared: with the SSH config that shares connections (`-S`);
+    else Paramiko's own connection per run."""
+    argv = [str(ROOT / ".venv/bin/fab"), *(["-S", str(shared_ssh_config())] if shared else []),
+            *(["-H", hosts[0]] if not s.roles else []), "deploy",
             *([f"--batch-size={batch_size}"] if batch_size > 1 else [])]
     out = _run(argv, {}, cwd=work)
     return "no change" if "no change:" in out else "deployed"
@@ -183,8 +212,10 @@ def run(tool, s, work, hosts):
     (the peers' local build included)."""
     start = time.monotonic()
     if tool.startswith("flask-ops"):  # "flask-ops": one host at a time (the default);
-        # "flask-ops/canary": the canary alone, then every other host at once
-        said = ours(s, work, hosts, len(hosts) if tool.endswith("/canary") else 1)
+        # "flask-ops/canary": the canary alone, then every other host at once;
+        # "flask-ops/paramiko": without the shared SSH connection (Paramiko's, one per run)
+        said = ours(s, work, hosts, len(hosts) if tool.endswith("/canary") else 1,
+                    shared=not tool.endswith("/paramiko"))
     else:
         said = RUNNERS[tool](job(s, work, hosts), work)
     return time.monotonic() - start, said

@@ -217,8 +217,8 @@ def connect(c, s):
 def ssh_config_for(c, name):
     """staging.up's SSH config for its hosts, unless the SSH config Fabric read (`fab -S
     FILE`, ~/.ssh/config) names the host itself (a HostName): then that one, as for any host."""
-    own = c.ssh_config if isinstance(c, Connection) and c.original_host == name else None
-    if own is not None and own.get("hostname", name) != name:
+    known = getattr(c.config, "base_ssh_config", None)  # Fabric's Config: what it read
+    if known is not None and known.lookup(name).get("hostname", name) != name:
         return None
     return staging.ssh_config_for(name)
 

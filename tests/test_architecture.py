@@ -106,3 +106,15 @@ def test_each_layer_imports_only_the_layers_below_it():
     upward = sorted(f"{a} -> {b}" for a, bs in imports().items() for b in bs
                     if LAYERS.index(layer_of(b)) > LAYERS.index(layer_of(a)))
     assert upward == []
+
+
+def test_no_file_of_the_package_is_ignored_by_git():
+    """A module git ignores works here and is missing from every clone (CI's, a user's): a
+    `build/` pattern once hid a new ops/build/ module."""
+    import subprocess
+    files = [str(p.relative_to(ROOT)) for p in (ROOT / "ops").rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts
+             and (p.suffix in (".py", ".sh") or "templates" in p.parts)]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *files], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True).stdout.split()
+    assert ignored == []
