@@ -218,7 +218,7 @@ def ssh_config_for(c, name):
     """staging.up's SSH config for its hosts, unless the SSH config Fabric read (`fab -S
     FILE`, ~/.ssh/config) names the host itself (a HostName): then that one, as for any host."""
     known = getattr(c.config, "base_ssh_config", None)  # Fabric's Config: what it read
-    if known is not None and known.lookup(name).get("hostname", name) != name:
+    if name and known is not None and known.lookup(name).get("hostname", name) != name:
         return None
     return staging.ssh_config_for(name)
 
@@ -264,14 +264,14 @@ def deploy_(c, dry_run=False, batch_size=1, max_fail=0, drain="auto", ref=None):
 
     Without -H and with `roles` in the app description: a rolling deploy over the fleet.
     """
-    from .config import localhooks, vcs
+    from .config import localhooks
     s = deploy_mod.source_at(load_settings(c), ref)
     roles = role_hosts(c, s)
     if roles and dry_run:
         raise OpsError("--dry-run works per host: fab -H HOST deploy --dry-run")
     host = None if roles else connect(c, s)
     names = [h.name for h in roles[1]] if roles else [host.name]
-    commit = vcs.commit(s.source_dir)
+    commit = s.commit or None  # source_at read it
     if not dry_run:  # a failing before_deploy stops here: no host was touched
         localhooks.run(s, "before_deploy", localhooks.environment(s, names, "started", commit=commit))
     try:

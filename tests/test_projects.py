@@ -226,7 +226,8 @@ def test_a_git_ref_is_deployed_from_a_clean_checkout_never_the_working_tree(gues
     assert "<h1>Guestbook</h1>" in (tree / "guestbook/templates/index.html").read_text()
     assert deploy.record(at)["commit"] and "+dirty" not in deploy.record(at)["commit"]
     said.clear()
-    assert deploy.source_at(s, out=said.append) is s and "uncommitted changes" in said[0]
+    assert deploy.source_at(s, out=said.append).project_root == s.project_root  # the working tree
+    assert "uncommitted changes" in said[0]
     with pytest.raises(OpsError, match="require_clean"):
         deploy.source_at(load(guestbook, require_clean=True), out=said.append)
     with pytest.raises(OpsError, match="no such branch, tag or commit"):

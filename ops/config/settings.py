@@ -93,6 +93,9 @@ class Settings(HostPaths):
     # A git branch, tag or commit to deploy (a stage can pin one); None: the working tree.
     ref: Optional[str] = None
     require_clean: bool = False  # refuse to deploy a working tree with uncommitted changes
+    # Not a user key: the source's commit as deploy.source_at read it ("" without git), read
+    # once per deploy (each `git status` of a large repository costs tens of ms).
+    commit: Optional[str] = None
     shared_dirs: Tuple[str, ...] = ()
     shared_files: Tuple[str, ...] = ()
     project_root: str = "."  # not a user key: where relative `source` is resolved
@@ -186,7 +189,7 @@ class Settings(HostPaths):
 
 
 NOT_USER_KEYS = ("project_root", "static_prefixes", "stage", "workers_elsewhere", "instance_dir",
-                 "cache_generation",
+                 "cache_generation", "commit",
                  "target")
 USER_KEYS = tuple(f.name for f in fields(Settings) if f.name not in NOT_USER_KEYS) + ("stages",)
 # Keys a stage may not set: they name the app itself, the same on every stage.

@@ -133,7 +133,7 @@ def source_at(s, ref=None, out=print):
         root, sha = vcs.checkout(s.project_root, vcs.check_ref("--ref", ref),
                                  cachedir.cache_root() / "refs")
         out(f"  ref        {ref} = {sha[:12]} (a clean checkout; the working tree is not shipped)")
-        return dataclasses.replace(s, project_root=str(root))
+        return dataclasses.replace(s, project_root=str(root), commit=sha[:12])
     commit = vcs.commit(s.source_dir)
     if commit and commit.endswith("+dirty"):
         if s.require_clean:
@@ -141,14 +141,14 @@ def source_at(s, ref=None, out=print):
                            "commit them, or deploy a commit with --ref")
         out("  warning    the working tree has uncommitted changes: they are deployed (the "
             "history records +dirty); --ref TAG deploys a commit")
-    return s
+    return dataclasses.replace(s, commit=commit or "")
 
 
 def record(s=None):
     """Who deploys what: kept in the host's state (last_deploy) and its history."""
     entry = {"at": time.time(), "by": locks.who()}
     if s is not None:
-        entry["commit"] = vcs.commit(s.source_dir)
+        entry["commit"] = (s.commit if s.commit is not None else vcs.commit(s.source_dir)) or None
     return entry
 
 
