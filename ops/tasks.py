@@ -6,6 +6,7 @@ Use from any project with a two-line fabfile:
 """
 
 import functools
+import importlib.util
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,15 +18,33 @@ from invoke.exceptions import Exit
 
 from fabric import Connection
 
-from . import locks, staging
-from .build import build, release as release_mod, scaffold
+from . import locks
+from .build import build, release as release_mod
 from .config import configfile, settings as settings_mod
 from .deploy import (appenv, daytwo_cmds, deploy as deploy_mod, fleet, provision as provision_mod,
-                     remote, report, smoke as smoke_mod)
+                     remote, smoke as smoke_mod)
 from .deploy.steps import Prefixed
 from .errors import OpsError
 from .targets import checks, render
 
+
+def _on_first_use(name):
+    """Module `name`, executed when a task first reads one of its names (importlib's
+    LazyLoader): the staging harness, the report and the scaffold cost every `fab` run their
+    imports (urllib, xml.etree, ...), a deploy included, and most runs never use them."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+staging = _on_first_use("ops.staging")
+report = _on_first_use("ops.deploy.report")
+scaffold = _on_first_use("ops.build.scaffold")
 
 
 def ops_task(*args, **kwargs):
@@ -183,9 +202,10 @@ def check(c, target=None):
                 "engine": "nspawn (default) or docker (containers from ops/staging/recipes/Dockerfile)",
                 "init": "systemd (default) or upstart (upstart 1.12 as PID 1, built from "
                         "vendor/upstart)"})
-def up(c, count=1, release=staging.DEFAULT_RELEASE, first=1, engine="nspawn", init="systemd"):
+def up(c, count=1, release="", first=1, engine="nspawn", init="systemd"):
     """Boot local staging hosts (systemd-nspawn, or Docker) and write their SSH config."""
-    for h in staging.up(int(count), release=release, first=int(first), engine=engine, init=init):
+    for h in staging.up(int(count), release=release or staging.DEFAULT_RELEASE, first=int(first),
+                        engine=engine, init=init):
         print(f"{h.name}  {h.address}  {h.release}  {h.init}  "
               f"ssh -F {staging.ssh_config_path()} {h.name}")
 

@@ -10,7 +10,6 @@ import fcntl
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -171,7 +170,7 @@ def target_wheelhouse(settings, python, arch, libc=None):
     the local one when it is pure Python, else the host's, downloaded as a manylinux wheel.
     """
     local = wheelhouse(settings)
-    if (python, arch) == (LOCAL_PYTHON, platform.machine()):
+    if (python, arch) == (LOCAL_PYTHON, os.uname().machine):
         return local
     path = cache_root() / "wheelhouse" / f"{local.name}-cp{python}-{arch}-glibc{libc or 'unknown'}"
     if (path / ".complete").exists():

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import tarfile
 import threading
 import time
 from dataclasses import dataclass
@@ -157,6 +156,8 @@ def who():
 def bundle(s, tree, release, wheels=None):
     """The tar.gz uploaded to one host: the release tree, its manifest, and the wheels built
     for the host's Python when it lacks them. Nothing in it depends on the host's configs."""
+    import tarfile  # here: only a deploy that uploads makes an archive
+
     data = json.dumps(manifest(s, release), indent=1).encode()
     out = build.build_root(s) / f"{release.upload_name}.{os.getpid()}.{threading.get_ident()}"
     with tarfile.open(out, "w:gz", compresslevel=1) as tar:

@@ -11,7 +11,6 @@ makes the config of Fabric's own `fab` when a fabfile imports its tasks (before 
 the project's and `-f` files).
 """
 
-import difflib
 import errno
 import importlib.util
 import json
@@ -143,6 +142,8 @@ def check_sections(data, path):
     unknown = sorted(set(data) - known_sections(), key=str)
     if unknown:
         key = unknown[0]
+        import difflib  # only for a typo's message
+
         close = difflib.get_close_matches(str(key), sorted(known_sections()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigFileError(f"unknown section {key!r}{hint} (flask-ops reads 'deploy'; "
