@@ -1,5 +1,6 @@
 """Host key refusals and standard input, without a host."""
 
+import subprocess
 import threading
 
 import paramiko
@@ -160,3 +161,21 @@ def test_openssh_carries_commands_only_where_the_ssh_config_shares_connections()
     assert openssh.wanted(_Resolved(shared, {"password": "x"})) is None
     assert openssh.wanted(_Resolved(shared, gateway=object())) is None
     assert openssh.wanted(_Resolved({"hostname": "198.18.0.50"})) is None
+
+
+def test_what_openssh_carries_back_is_the_commands_own_and_its_failures_are_ssh_s():
+    """A command's output (a stray byte too), its exit status and its input as OpenSSH's
+    client hands them over; exit 255 is OpenSSH's own failure (unreachable, refused key)."""
+    from ops.deploy import openssh
+
+    fake_ssh = ["bash", "-c", 'eval "$2"', "ssh"]  # runs the command as ssh would, here
+    result = openssh.run(fake_ssh, "cat; printf '\\377 done\\n' >&2; exit 3", stdin="secret\n")
+    assert (result.stdout, result.stderr, result.exited) == ("secret\n", "\ufffd done\n", 3)
+    lines = []
+    echoed = openssh.run(fake_ssh, "echo one; echo two >&2", echo=lines.append)
+    assert sorted(lines) == ["one", "two"] and echoed.stdout == "one\n"
+    with pytest.raises(openssh.SshFailed, match="Connection refused"):
+        openssh.run(fake_ssh, "echo 'ssh: connect to host web1 port 22: Connection refused' >&2; "
+                              "exit 255")
+    with pytest.raises(subprocess.TimeoutExpired):
+        openssh.run(fake_ssh, "exec sleep 5", timeout=0.2)

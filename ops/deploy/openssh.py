@@ -84,7 +84,8 @@ def run(prefix, command, stdin=None, timeout=600, echo=None):
     """Run `command` (the remote shell's text) on the host: Result, SshFailed when OpenSSH
     failed, subprocess.TimeoutExpired when it ran past `timeout` (it is then stopped)."""
     proc = subprocess.Popen(prefix + ["--", command], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+                            errors="replace")  # as Invoke decodes: never a crash on a byte
     if echo is None:
         try:
             out, err = proc.communicate(stdin or "", timeout=timeout)
