@@ -193,9 +193,9 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
     # Rendered for what every host last reported (the balancers' own files too).
     s = deploy.for_hosts(s, [h.name for h in list(lbs) + list(apps)])
     lb_s, s = lb_settings(s, len(lbs)), app_settings(s, lbs)
-    new_certificate = lb_certificates(lb_s, lbs, out)
-    for host in apps:  # the SSH handshakes while the build runs
+    for host in list(lbs) + list(apps):  # the SSH handshakes while the build runs
         host.connect_ahead()
+    new_certificate = lb_certificates(lb_s, lbs, out)
     built = deploy.build(s, Steps(out), fleet)
     outcome, prepared = {}, {}
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:
