@@ -79,8 +79,11 @@ def main(argv=None):
     counter = iter(range(10000))
 
     def version(tool, greeting):
-        root = tmp / f"{APPS[tool]}{next(counter)}"
-        root.mkdir()
+        """flask-ops: one project directory, edited in place as a user edits theirs (its
+        no-op runs where its code change ran); a peer: a fresh copy each time (their
+        no-op is decided by the source's digest, wherever it lies)."""
+        root = tmp / (APPS[tool] if tool.startswith("flask-ops") else f"{APPS[tool]}{next(counter)}")
+        root.mkdir(exist_ok=True)
         return peers.project(root, greeting, APPS[tool])
 
     for tool in tools:

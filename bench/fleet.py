@@ -55,9 +55,9 @@ def main(argv=None):
             app = f"{tool[:3]}{'c' if tool.endswith('/canary') else ''}{n}"
             roles = {"lb": [lb_name], "app": hosts} if tool.startswith("flask-ops") else None
 
-            def version(greeting):
-                root = tmp / f"{app}-{next(counter)}"
-                root.mkdir()
+            def version(greeting):  # flask-ops: one project, edited in place (deploy_vs_peers)
+                root = tmp / (app if roles else f"{app}-{next(counter)}")
+                root.mkdir(exist_ok=True)
                 return peers.project(root, greeting, app, roles=roles)
 
             s = version("a")

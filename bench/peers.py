@@ -225,18 +225,26 @@ def project(root, greeting, app, roles=None, same_job=True):
     """A throwaway copy of sample_app saying `greeting`, described in its own fabric.yaml
     (the sample's, with its own app name and server name): what `fab` reads. same_job: the
     peers' job, one health check after the switch (the sample's own smoke pages and its
-    1.5 s stream dropped; flask-ops' built-in checks still run)."""
+    1.5 s stream dropped; flask-ops' built-in checks still run). An existing project at
+    `root` is edited in place, as a user edits theirs: only a file whose text changes is
+    written (a deploy of the same text again is a no-op in the same directory)."""
     import yaml
     from ops.config import settings
-    shutil.copytree(ROOT / "sample_app", root / "sample_app",
-                    ignore=shutil.ignore_patterns("__pycache__", "build"))
-    app_py = root / "sample_app/app.py"
-    app_py.write_text(app_py.read_text().replace("Hello, World!", greeting, 1))
+    if not (root / "sample_app").exists():
+        shutil.copytree(ROOT / "sample_app", root / "sample_app",
+                        ignore=shutil.ignore_patterns("__pycache__", "build"))
+    _write_if_changed(root / "sample_app/app.py", (ROOT / "sample_app/app.py").read_text()
+                      .replace("Hello, World!", greeting, 1))
     raw = {**yaml.safe_load((ROOT / "fabric.yaml").read_text())["deploy"],
            "app_name": app, "server_names": [f"{app}.test"], **({"roles": roles} if roles else {})}
     if same_job:
         for key in ("smoke", "smoke_stream", "streaming"):
             raw.pop(key, None)
-    (root / "fabric.yaml").write_text(yaml.safe_dump({"deploy": raw}))
-    (root / "fabfile.py").write_text("from ops.tasks import ns  # noqa: F401\n")
+    _write_if_changed(root / "fabric.yaml", yaml.safe_dump({"deploy": raw}))
+    _write_if_changed(root / "fabfile.py", "from ops.tasks import ns  # noqa: F401\n")
     return settings.load(raw, project_root=root)
+
+
+def _write_if_changed(path, text):
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)

@@ -274,6 +274,11 @@ def disturbs_clients(s, todo):
 
 # ----------------------------------------------------------------------------- step scripts
 
+# Where Debian and Ubuntu keep the pip wheel `python3 -m venv` installs (python3-pip-whl), and
+# where CPython's own ensurepip keeps it.
+PIP_WHEELS = "/usr/share/python-wheels/pip-*.whl /usr/lib/python3*/ensurepip/_bundled/pip-*.whl"
+
+
 def stage_script(s, release, facts):
     """Unpack the upload, give it its venv, and check every config on the target, in the
     context of the whole server config, before anything live changes."""
@@ -292,14 +297,23 @@ def stage_script(s, release, facts):
                   f"mv {q(tmp)}/wheelhouse/* {q(wheels)}/ && touch {q(wheels)}/.complete"]
     lines.append(f"rm -rf {q(tmp)}/wheelhouse")
     if not facts.venv:
-        # Offline install: the target never reaches the network.
+        # Offline install: the target never reaches the network. The flat, checked copy of the
+        # requirements (ops.build.requirements): no pip option from the app's file can reach
+        # the network from here.
+        install = (f"install --quiet --no-index --no-cache-dir --disable-pip-version-check "
+                   f"--find-links {q(wheels)} -r {q(tmp + '/' + META + '/requirements.txt')}")
+        # The app's venv gets its packages, not a pip of its own: pip runs from the wheel the
+        # distribution keeps for venv (python3-pip-whl), where there is one. Installing pip
+        # into every venv (`-m venv`'s ensurepip) was 2.7 s of a 4.6 s stage.
         lines += [f"rm -rf {q(venv)}",
-                  f"{q(s.python)} -m venv {q(venv)}",
-                  # The flat, checked copy (ops.build.requirements): no pip option from the app's
-                  # file can reach the network from here.
-                  f"{q(venv)}/bin/pip install --quiet --no-index --no-cache-dir "
-                  f"--disable-pip-version-check --find-links {q(wheels)} "
-                  f"-r {q(tmp + '/' + META + '/requirements.txt')}",
+                  f'pip_wheel=""; for w in {PIP_WHEELS}; do if [ -f "$w" ]; then pip_wheel=$w; fi; done',
+                  'if [ -n "$pip_wheel" ]; then',
+                  f"  {q(s.python)} -m venv --without-pip {q(venv)}",
+                  f'  {q(venv)}/bin/python "$pip_wheel/pip" {install}',
+                  "else",
+                  f"  {q(s.python)} -m venv {q(venv)}",
+                  f"  {q(venv)}/bin/pip {install}",
+                  "fi",
                   f"touch {q(venv)}/.complete"]
     if release.shared_links:
         lines.append(scripts.command("link_shared.sh", s.linked_dir, tmp, s.app_user,
