@@ -27,7 +27,8 @@ def lb_script(s, upstreams, reload=False):
     """Check a load balancer's new site in the context of its whole nginx config, then, if it
     differs from the live one, install it and reload (graceful: in-flight requests finish on
     the old workers). Prints `reloaded` when it did. reload: whatever the site (a new
-    certificate)."""
+    certificate). A site the same as the live one, enabled and served, is neither checked
+    again nor reloaded (`nginx -t` of the whole config cost every no-op of a fleet)."""
     lb = stacks.LoadBalancer(s)
     files = lb.files(upstreams)
     sites = [f for f in files if f.is_site]
@@ -35,6 +36,10 @@ def lb_script(s, upstreams, reload=False):
     names = [f.path.rsplit("/", 1)[1] for f in sites]
     lines = [f"mkdir -p {plan.q(f.path.rsplit('/', 1)[0])} && " + plan.write_line(f.path, f.content, f.mode)
              for f in files if not f.is_site]  # the maintenance page
+    if not reload:  # every site as live, enabled, served: checked when it went live, kept
+        same = [f'[ "$(sha256sum < {plan.q(f.path)} 2>/dev/null)" = "{plan.sha256(f.content)}  -" ]'
+                f" && [ -e {plan.q(f'{lb.sites_enabled}/{name}')} ]" for f, name in zip(sites, names)]
+        lines.append(f"if {' && '.join(same)} && {lb.init.service_is_active(lb.front)}; then exit 0; fi")
     lines += lb.check_in_context(cand, names, [plan.write_line(f"{cand}/sites/{name}", f.content)
                                                for f, name in zip(sites, names)])
     lines.append("changed=" + ("1" if reload else ""))
