@@ -149,11 +149,19 @@ def test_openssh_carries_commands_only_where_the_ssh_config_shares_connections()
     from ops.deploy import openssh
 
     shared = {"hostname": "198.18.0.50", "controlmaster": "auto", "controlpersist": "60s",
-              "controlpath": "/tmp/cm-abc", "identityfile": ["/k/id"], "user": "root"}
+              "controlpath": "/tmp/cm-abc", "identityfile": ["/k/id"], "user": "root",
+              # Debian's /etc/ssh/ssh_config, as Paramiko reads it: OpenSSH refuses -o Include
+              "include": "/etc/ssh/ssh_config.d/*.conf", "sendenv": "LANG LC_*"}
     argv = openssh.wanted(_Resolved(shared, {"key_filename": ["/k/id", "/k/other"]}))
     assert argv[:3] == ["ssh", "-F", "/dev/null"] and argv[-1] == "web1"
     assert "hostname=198.18.0.50" in argv and "controlpath=/tmp/cm-abc" in argv
-    assert argv.count("-i") == 2 and "user=root" not in argv
+    assert argv.count("-i") == 2 and "user=root" not in argv and "sendenv=LANG LC_*" in argv
+    assert not [a for a in argv if a.startswith("include=")]
+    # what OpenSSH itself makes of it: every option accepted (ssh -G resolves, connects nowhere)
+    resolved = subprocess.run(argv[:-1] + ["-G", argv[-1]], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert resolved.returncode == 0, resolved.stderr
+    assert "hostname 198.18.0.50" in resolved.stdout and "port 2222" in resolved.stdout
     assert argv[argv.index("-p") + 1] == "2222" and argv[argv.index("-l") + 1] == "deploy"
     assert openssh.master_listening(argv) is False
     assert openssh.wanted(_Resolved(dict(shared, controlmaster="no"))) is None

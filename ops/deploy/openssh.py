@@ -19,6 +19,10 @@ from dataclasses import dataclass
 SHARING = ("yes", "auto", "ask", "autoask")
 # What OpenSSH prints on its own failures (exit 255): anything else is the command's.
 SSH_FAILED = 255
+# Keys of a resolved config not given as `-o`: a file's structure (OpenSSH refuses Include
+# and Match on the command line: Debian's /etc/ssh/ssh_config has an Include), and what -l,
+# -p and -i below say (what `fab -H user@host:port` said wins, as in Fabric).
+NOT_OPTIONS = frozenset({"host", "match", "include", "user", "port", "identityfile"})
 
 
 @dataclass
@@ -53,8 +57,8 @@ def wanted(connection):
         return None
     argv = ["ssh", "-F", "/dev/null"]
     for key, value in sorted(cfg.items()):
-        if key in ("host", "user", "port", "identityfile"):
-            continue  # -l and -p below: what `fab -H user@host:port` said wins, as in Fabric
+        if key in NOT_OPTIONS:
+            continue
         for one in value if isinstance(value, list) else [value]:
             argv += ["-o", f"{key}={one}"]
     for key in dict.fromkeys(([keys] if isinstance(keys, str) else list(keys))
