@@ -6,8 +6,8 @@ size limit and without following a final symlink; user commands in their own pro
 killed whole at a deadline.
 """
 
-import functools
 import errno
+import functools
 import os
 import re
 import signal
@@ -15,7 +15,6 @@ import stat
 import subprocess
 import threading
 import time
-
 
 from .errors import OpsError
 
@@ -35,6 +34,8 @@ SECRET_PATTERNS = (
 def _secret_spec():
     import pathspec  # here: compiling its patterns costs every run that never asks
     return pathspec.GitIgnoreSpec.from_lines(SECRET_PATTERNS)
+
+
 # Contents that are secrets whatever the file is called.
 _SECRET_CONTENT = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"

@@ -16,12 +16,14 @@ When that cannot be told for sure (an exclude pattern that brings a file back wi
 a requirements file that includes others or local paths) there is no record: the build runs.
 """
 
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
 
 from .. import cachedir
+from ..targets.templating import RenderedFile
 
 # Directories a build never ships, whatever the user's excludes say (ops.tree.DEFAULT_EXCLUDES
 # without a "!" pattern to bring them back): their changes cannot change a build.
@@ -50,6 +52,15 @@ def signature(s, fleet, env):
     if s.templates_dir:
         _tree(h, s.templates_dir)
     _files(h, s.requirements_file.parent)
+    h.update(code_signature().encode())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def code_signature():
+    """flask-ops' own code and templates (the ops package), by their file stats: a record
+    made by another flask-ops is void. Once per process: the code does not change under it."""
+    h = hashlib.sha256()
     _tree(h, _OURS)
     return h.hexdigest()
 
@@ -122,7 +133,6 @@ def recalled(build_root, key):
         record = json.loads(_record_path(build_root).read_text())
         if record["key"] != key:
             return None
-        from ..targets.templating import RenderedFile
         files = tuple(RenderedFile(*f) for f in record["files"])
         statics = tuple(tuple(pair) for pair in record["statics"])
         return (record["digest"], files, statics, tuple(record["links"]),

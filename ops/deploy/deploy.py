@@ -196,6 +196,7 @@ def start(s, remote, built, steps, dry_run=False):
         return release_mod.bundle(s, built.tree_now(), rel, wheels)
 
     maintenance = bool(facts.maintenance)
+
     def finished(stdout):  # the host's facts once it serves the release: the next no-op's
         noop.remember(remote.login, s, inputs, plan_mod.facts_digest_in(stdout))
 

@@ -4,25 +4,21 @@ it had then, records the no-op and releases the lock in the same interpreter), n
 
 A record is (what was deployed, the host's facts digest). "What was deployed" digests every
 input of the no-op decision (plan.deploy_plan's nothing_to_do): the release, each file the
-host installs, the settings, the app's environment, the certificate, and the code that
-decides. The facts digest covers every other input. Same inputs, same decision: so a record
+host installs, the settings, the app's environment, the certificate, and flask-ops' own code
+(the build record's signature of it: the decision reads plans, stacks and inits alike). The facts digest covers every other input. Same inputs, same decision: so a record
 only ever skips a round trip, never a check.
 """
 
 import hashlib
 import json
-from pathlib import Path
 
 from .. import cachedir
+from ..build import buildcache
 from . import plan as plan_mod
-
-# The code whose change may change the decision: a record made by another flask-ops is void.
-_DECIDERS = ("plan.py", "hostfacts.py", "../scripts/facts.py")
 
 
 def inputs_digest(s, release, env, cert_files, acme_ca, facts_request):
     """Every input of the no-op decision that is not a fact of the host, as one sha256."""
-    here = Path(__file__).parent
     parts = {
         "settings": repr(s),
         "release": release.digest,
@@ -32,7 +28,7 @@ def inputs_digest(s, release, env, cert_files, acme_ca, facts_request):
         "certificate": getattr(cert_files, "sha256", None),
         "acme_ca": hashlib.sha256(acme_ca).hexdigest() if acme_ca else None,
         "facts": facts_request,
-        "code": [hashlib.sha256((here / name).read_bytes()).hexdigest() for name in _DECIDERS],
+        "code": buildcache.code_signature(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

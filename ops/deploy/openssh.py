@@ -100,9 +100,14 @@ def run(prefix, command, stdin=None, timeout=600, echo=None):
     else:
         out, err = _echoed(proc, stdin, timeout, echo)
     if proc.returncode == SSH_FAILED:
-        lines = [line for line in err.strip().splitlines() if line.strip()] or ["ssh failed"]
-        raise SshFailed(lines[-1])
+        raise SshFailed(_last_line(err, "ssh failed"))
     return Result(out, err, proc.returncode)
+
+
+def _last_line(text, otherwise):
+    """What a failing ssh (or the command it ran) said last: the reason, in one line."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else otherwise
 
 
 def _echoed(proc, stdin, timeout, echo):
@@ -137,6 +142,4 @@ def put(prefix, local, remote_path, timeout):
         proc = subprocess.run(prefix + ["--", f"cat > {shlex.quote(remote_path)}"], stdin=f,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines() or [
-            f"exit {proc.returncode}"]
-        raise SshFailed(lines[-1])
+        raise SshFailed(_last_line(proc.stderr.decode(errors="replace"), f"exit {proc.returncode}"))

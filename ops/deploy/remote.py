@@ -235,15 +235,17 @@ class Remote:
         command's, as if it had connected itself."""
         if self._ahead is not None or self.c.is_connected:
             return
-        if self._openssh:  # the master, started by a command that does nothing
-            if openssh.master_listening(self._openssh):
-                return
-            self._ahead = subprocess.Popen(self._openssh + ["--", "true"], stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self._openssh and openssh.master_listening(self._openssh):
             return
         error = []
 
         def handshake():
+            if self._openssh:  # OpenSSH's master, started by a command that does nothing
+                try:
+                    openssh.run(self._openssh, "true", timeout=60)
+                except (openssh.SshFailed, subprocess.SubprocessError, OSError):
+                    pass  # the first command meets the same failure and says it itself
+                return
             try:
                 self._connect()
             except BaseException as exc:  # handed to the first command, raised there
@@ -254,9 +256,6 @@ class Remote:
 
     def _open(self):
         """The session, before the first command: the one connect_ahead started, else now."""
-        if isinstance(self._ahead, subprocess.Popen):  # its own failure is the command's
-            self._ahead.wait()
-            self._ahead = None
         if self._ahead is not None:
             thread, error = self._ahead
             self._ahead = None
@@ -338,9 +337,6 @@ class Remote:
         return self._sftp_client
 
     def close(self):
-        if isinstance(self._ahead, subprocess.Popen):
-            self._ahead.wait()
-            self._ahead = None
         if self._ahead is not None:  # never close a session while it is being opened
             self._ahead[0].join()
             self._ahead = None

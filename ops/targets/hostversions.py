@@ -12,7 +12,6 @@ import re
 from dataclasses import asdict, dataclass, fields
 
 from .. import cachedir
-from ..cachedir import cache_root
 from ..errors import OpsError
 
 # Packages whose version decides what is rendered; facts.py asks dpkg for them.
@@ -104,7 +103,7 @@ def parse_option(text):
 # ------------------------------------------------------------- what each host last reported
 
 def _records():
-    return cache_root() / "hosts"
+    return cachedir.cache_root() / "hosts"
 
 
 def _record_path(host):
