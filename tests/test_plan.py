@@ -527,6 +527,25 @@ def test_a_front_server_that_cannot_start_says_why(tmp_path):
     assert "AH00072" in out.stderr and 'users:(("nginx"' in out.stderr
 
 
+@pytest.mark.parametrize("result, exited, starts", [("resources", 0, 2), ("exit-code", 1, 1)])
+def test_a_front_server_systemd_could_not_spawn_is_started_once_more(tmp_path, result, exited,
+                                                                    starts):
+    """systemd that could not spawn the service at all (Result=resources, "Failed to spawn
+    executor": a trixie container in CI) gets one more try; a server that failed by itself
+    (exit-code: its config) does not, and its failure is reported."""
+    calls = tmp_path / "calls"
+    fake_tools(tmp_path / "bin", {
+        "systemctl": f'echo "$*" >> {calls}\n'
+                     f'case "$1" in show) echo {result} ;; reset-failed) ;; '
+                     f'*) [ "$(grep -c "^start" {calls})" -ge 2 ] ;; esac',
+        "journalctl": "true", "ss": "true"})
+    script = "set -eu\n" + scripts.text("service.sh") + "\nsvc_must start apache2\n"
+    out = subprocess.run(["bash", "-c", script, "service.sh", "systemd"], capture_output=True,
+                         text=True, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}, timeout=30)
+    tried = calls.read_text().splitlines().count("start apache2")
+    assert (out.returncode, tried) == (exited, starts), out.stderr
+
+
 def fake_tools(bin_dir, fakes):
     """Stand-ins for host tools ({name: bash body}) in bin_dir, for a script run with it first
     on PATH."""

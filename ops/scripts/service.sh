@@ -26,10 +26,17 @@ svc_active() {
   if [ "$svc_init" = systemd ]; then systemctl is-active --quiet "$1"
   else service "$1" status >/dev/null 2>&1; fi
 }
-# svc ACTION NAME: start, restart or reload
+# svc ACTION NAME: start, restart or reload. On systemd, an action that failed because systemd
+# could not spawn the service at all (Result=resources, "Failed to spawn executor": seen once
+# in CI on a trixie container of this cgroup v1 machine, right after a stop) is tried once
+# more; the service's own failures (a bad config: exit-code) are not.
 # shellcheck disable=SC2317
 svc() {
-  if [ "$svc_init" = systemd ]; then systemctl "$1" "$2"; else service "$2" "$1"; fi
+  if [ "$svc_init" != systemd ]; then service "$2" "$1"; return; fi
+  systemctl "$1" "$2" && return 0
+  [ "$(systemctl show -P Result "$2" 2>/dev/null)" = resources ] || return 1
+  systemctl reset-failed "$2" 2>/dev/null || true
+  systemctl "$1" "$2"
 }
 # svc_reload_fresh NAME: reload, then wait (bounded: 10 s) until every process the caller's
 # `acceptors` lists (those that accept connections) was started by this reload. A reload
