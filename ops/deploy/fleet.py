@@ -37,9 +37,7 @@ def lb_script(s, upstreams, reload=False):
     lines = [f"mkdir -p {plan.q(f.path.rsplit('/', 1)[0])} && " + plan.write_line(f.path, f.content, f.mode)
              for f in files if not f.is_site]  # the maintenance page
     if not reload:  # every site as live, enabled, served: checked when it went live, kept
-        same = [f'[ "$(sha256sum < {plan.q(f.path)} 2>/dev/null)" = "{plan.sha256(f.content)}  -" ]'
-                f" && [ -e {plan.q(f'{lb.sites_enabled}/{name}')} ]" for f, name in zip(sites, names)]
-        lines.append(f"if {' && '.join(same)} && {lb.init.service_is_active(lb.front)}; then exit 0; fi")
+        lines.append(f"if {_as_live(lb, files)}; then exit 0; fi")
     lines += lb.check_in_context(cand, names, [plan.write_line(f"{cand}/sites/{name}", f.content)
                                                for f, name in zip(sites, names)])
     lines.append("changed=" + ("1" if reload else ""))
@@ -49,6 +47,24 @@ def lb_script(s, upstreams, reload=False):
               "elif [ -n \"$changed\" ]; then"]
     lines += ["  " + line for line in lb.reload(lb.front)] + ["  echo reloaded", "fi"]
     return plan.script(lines)
+
+
+def lb_as_live_script(s, upstreams):
+    """Read-only: exits 0 when lb_script would change nothing on a balancer (every file as
+    live, the sites enabled, nginx active). It runs beside the app hosts' facts, so that a
+    fleet whose balancers are as they should be spends no round trip on them after."""
+    lb = stacks.LoadBalancer(s)
+    return plan.script([f"{_as_live(lb, lb.files(upstreams))} || exit 1"])
+
+
+def _as_live(lb, files):
+    """A shell condition: every one of `files` has these bytes on the balancer, its sites are
+    enabled, and its front server is active."""
+    tests = [f'[ "$(sha256sum < {plan.q(f.path)} 2>/dev/null)" = "{plan.sha256(f.content)}  -" ]'
+             for f in files]
+    tests += [f"[ -e {plan.q(lb.sites_enabled + '/' + f.path.rsplit('/', 1)[1])} ]"
+              for f in files if f.is_site]
+    return " && ".join(tests + [lb.init.service_is_active(lb.front)])
 
 
 def _install_checked(lb, cand, sites):
@@ -80,6 +96,15 @@ class LoadBalancers:
             state = ", ".join(f"{a.name} {'drained' if a.name in drained else 'in'}" for a in self.apps)
             self.out(f"  lb         {state}")
         return any(reloaded)
+
+    def as_live(self):
+        """Whether apply() would change nothing on any balancer (False when one cannot say)."""
+        script = lb_as_live_script(self.s, [render.Upstream(a.address, False) for a in self.apps])
+        try:
+            return all(lb.run(script, "load balancer look", check=False).exited == 0
+                       for lb in self.lbs)
+        except OpsError:  # unreachable: apply() meets it again and says so
+            return False
 
 
 def app_settings(s, lbs):
@@ -203,15 +228,17 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
     new_certificate = lb_certificates(lb_s, lbs, out)
     built = deploy.build(s, Steps(out), fleet)
     outcome, prepared = {}, {}
-    with ThreadPoolExecutor(max_workers=len(apps)) as pool:
+    balancers = LoadBalancers(lb_s, lbs, apps, out)
+    with ThreadPoolExecutor(max_workers=len(apps) + 1) as pool:
         futures = {a.name: pool.submit(deploy.prepare, s, a, built,
                                        Steps(Prefixed(out, a.name))) for a in apps}
+        # beside the facts, a look (changing nothing) at whether the balancers need apply()
+        lbs_as_live = pool.submit(balancers.as_live) if lbs and not new_certificate else None
     for name, future in futures.items():
         try:
             prepared[name] = future.result()
         except OpsError as exc:
             outcome[name] = f"FAILED before switching: {exc}"
-    balancers = LoadBalancers(lb_s, lbs, apps, out)
     if len(outcome) <= max_fail and prepared:
         # Hooks before the switch (a migration) run once, on the first app host, before any
         # host switches; if they fail, no host switches.
@@ -230,7 +257,7 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
             executor.discard(p)
             outcome[p.remote.name] = "untouched (old release kept)"
         return _finish(outcome, max_fail, out)
-    lb_changed = balancers.apply(reload=new_certificate)
+    lb_changed = not (lbs_as_live and lbs_as_live.result()) and balancers.apply(reload=new_certificate)
     order = [a.name for a in apps if a.name in prepared]
     changes = lb_changed or not all(p.plan.nothing_to_do for p in prepared.values())
     failures, canary_failed = len(outcome), False
