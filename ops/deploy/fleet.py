@@ -60,8 +60,9 @@ def lb_as_live_script(s, upstreams):
 def _as_live(lb, files):
     """A shell condition: every one of `files` has these bytes on the balancer, its sites are
     enabled, and its front server is active."""
-    tests = [f'[ "$(sha256sum < {plan.q(f.path)} 2>/dev/null)" = "{plan.sha256(f.content)}  -" ]'
-             for f in files]
+    expected = "\n".join(f"{plan.sha256(f.content)}  {f.path}" for f in files)
+    tests = [f'[ "$(sha256sum -- {" ".join(plan.q(f.path) for f in files)} 2>/dev/null)" = '
+             f'{plan.q(expected)} ]']  # one sha256sum for all: a missing file drops its line
     tests += [f"[ -e {plan.q(lb.sites_enabled + '/' + f.path.rsplit('/', 1)[1])} ]"
               for f in files if f.is_site]
     return " && ".join(tests + [lb.init.service_is_active(lb.front)])

@@ -195,7 +195,7 @@ def noop_check(s, digest, entry):
     release are the host's). A certificate certbot renews must not be due."""
     return {"digest": digest, "file": s.history_file,
             "renew_before": RENEW_BEFORE if s.tls and s.tls.acme else None,
-            "history": ["python3", "-c", scripts.text("history_append.py")],
+            "history": scripts.text("history_append.py"),
             "entry": entry.replace(result="no change").as_json()}
 
 
