@@ -258,7 +258,8 @@ def rolling_deploy(s, lbs, apps, batch_size=1, max_fail=0, out=print, drain="aut
             executor.discard(p)
             outcome[p.remote.name] = "untouched (old release kept)"
         return _finish(outcome, max_fail, out)
-    lb_changed = not (lbs_as_live and lbs_as_live.result()) and balancers.apply(reload=new_certificate)
+    as_live = lbs_as_live is not None and lbs_as_live.result()
+    lb_changed = False if as_live else balancers.apply(reload=new_certificate)
     order = [a.name for a in apps if a.name in prepared]
     changes = lb_changed or not all(p.plan.nothing_to_do for p in prepared.values())
     failures, canary_failed = len(outcome), False

@@ -5,8 +5,9 @@ it had then, records the no-op and releases the lock in the same interpreter), n
 A record is (what was deployed, the host's facts digest). "What was deployed" digests every
 input of the no-op decision (plan.deploy_plan's nothing_to_do): the release, each file the
 host installs, the settings, the app's environment, the certificate, and flask-ops' own code
-(the build record's signature of it: the decision reads plans, stacks and inits alike). The facts digest covers every other input. Same inputs, same decision: so a record
-only ever skips a round trip, never a check.
+(the build record's signature of it: the decision reads plans, stacks and inits alike). The
+facts digest covers every other input. Same inputs, same decision: so a record only ever
+skips a round trip, never a check.
 """
 
 import hashlib

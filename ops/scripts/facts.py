@@ -12,15 +12,13 @@ have it (and a certificate certbot renews is not due), nothing can differ: the n
 recorded in the history (SOURCE is history_append.py, the history's one writer, run in this
 interpreter), the lock released, and "noop": true says so. A no-op is then one SSH command,
 not two.
-
-Modules only some hosts need (glob, shutil) are imported where they are used: every deploy
-starts this interpreter on every host at once, and a fleet's hosts share the deployer's CPUs
-in staging.
 """
+import glob
 import hashlib
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import time
@@ -119,7 +117,6 @@ def glibc():
 def init_system():
     if os.path.isdir("/run/systemd/system"):
         return "systemd"
-    import shutil
     if shutil.which("initctl"):
         out = subprocess.run(["initctl", "version"], stdout=subprocess.PIPE, text=True).stdout
         if "upstart" in out:
@@ -137,10 +134,7 @@ def user_exists(name):
 
 def certificate(path):
     """The served certificate: issuer, names, expiry (epoch), sha256 of the file; None."""
-    if not path or not os.path.isfile(path):
-        return None
-    import shutil
-    if not shutil.which("openssl"):
+    if not path or not os.path.isfile(path) or not shutil.which("openssl"):
         return None
     out = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-enddate", "-ext",
                           "subjectAltName", "-in", path], stdout=subprocess.PIPE,
@@ -199,18 +193,11 @@ def main(args):
         "tls": certificate(args.get("tls_cert")),
         "unprovisioned": [p for p in args.get("provisioned_files", []) if not os.path.exists(p)],
         # Worker units of this app on the host (a dropped one is removed by the deploy).
-        "workers": workers(args.get("worker_glob")),
+        "workers": sorted(os.path.splitext(os.path.basename(p))[0]
+                          for p in glob.glob(args["worker_glob"])) if args.get("worker_glob") else [],
         "maintenance": os.path.exists(args["maintenance_flag"]) if args.get("maintenance_flag") else False,
         "now": time.time(),
     }
-
-
-def workers(pattern):
-    """The names of the files `pattern` matches (the app's worker units)."""
-    if not pattern:
-        return []
-    import glob
-    return sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(pattern))
 
 
 def acquire(state, info):
@@ -248,7 +235,6 @@ def confirm_noop(noop, facts, lock):
     history = {"__name__": "history_append"}  # its main, without a second python3 (~12 ms)
     exec(noop["history"], history)
     history["main"](noop["file"], json.dumps(entry, sort_keys=True))
-    import shutil
     shutil.rmtree(lock)
     return True
 
